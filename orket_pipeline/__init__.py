@@ -1,0 +1,1 @@
+"""orket-pipeline: telemetry beside every LLM test run."""
