@@ -7,7 +7,7 @@ happened, never when a stage reads the event, so a slow stage cannot skew a late
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -41,13 +41,16 @@ class FirstChunkReceived(msgspec.Struct, frozen=True, tag=True):
 class GenerationFinished(msgspec.Struct, frozen=True, tag=True):
     """The generation completed (`error_type` is None) or failed (`output` is None).
 
-    Carries everything the stages need about the run's end, so that they do not have to keep
-    per-run state from earlier events: the output to score, its constraints, and the chunk
-    accounting (`t_first_chunk`/`t_last_chunk` are None when no non-empty chunk arrived).
+    Carries everything the stages need about the run, so that they keep no per-run state from
+    earlier events and a dropped earlier event costs nothing: the dispatch stamp again
+    (`t_started`), whether the provider streams, the output to score, its constraints, and the
+    chunk accounting (`t_first_chunk`/`t_last_chunk` are None when no non-empty chunk arrived).
     """
 
     test_id: str
     t_perf: float
+    t_started: float
+    streaming: bool
     output: str | None
     constraints: Constraints | None = None
     chunk_count: int = 0
@@ -65,4 +68,4 @@ class OutcomeRecorded(msgspec.Struct, frozen=True, tag=True):
     reason: str | None = None
 
 
-Event = Union[GenerationStarted, FirstChunkReceived, GenerationFinished, OutcomeRecorded]
+Event = GenerationStarted | FirstChunkReceived | GenerationFinished | OutcomeRecorded

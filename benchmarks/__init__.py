@@ -1,0 +1,1 @@
+"""Benchmarks of orket-pipeline: instrumentation cost and measurement accuracy."""

@@ -1,0 +1,189 @@
+"""Peak-RSS measurement for overlapping windows: a sampler thread that records segments.
+
+While any window is open the thread takes a sample every `interval` seconds; a sample closes
+the segment (previous sample time, this sample time] and records the peak RSS inside it. A
+window's peak is the maximum over the segments that overlap it, settled once a sample at or
+after the window's end exists. Concurrent windows share the segments, so each gets its own
+correct peak without the thread knowing about windows at all.
+
+Two methods:
+
+* ``hwm`` (Linux, when `/proc/PID/clear_refs` is writable): each sample reads the kernel's
+  high-water mark `VmHWM` from `/proc/PID/status` and resets it by writing ``5`` to
+  `clear_refs`. The kernel tracks the peak between samples, so a spike of any length is
+  caught, even while the thread sleeps: segments are contiguous in time. The only blind spot
+  is the few microseconds between reading and resetting the mark. Resetting also lowers what
+  `getrusage(...).ru_maxrss` reports for the measured process.
+* ``poll`` (elsewhere): each sample is psutil's current RSS. Spikes shorter than the interval
+  can be missed; the report's metadata names the method so a reader knows.
+
+The thread sleeps on an event while no window is open (it costs nothing then) and is started
+and stopped explicitly, never at import or in a constructor.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import sys
+import threading
+from time import perf_counter
+
+import psutil
+
+__all__ = ["MemoryProbe"]
+
+_KIB = 1024
+
+
+class MemoryProbe:
+    """Samples one process's peak RSS into time segments (see the module docstring).
+
+    Args:
+        pid: the process to measure; this process by default.
+        method: ``"auto"`` (``hwm`` where permitted, else ``poll``), ``"hwm"`` or ``"poll"``.
+        interval: seconds between samples while active.
+    """
+
+    def __init__(self, pid: int | None = None, method: str = "auto", interval: float = 0.005):
+        if method not in ("auto", "hwm", "poll"):
+            raise ValueError(f"memory method must be auto, hwm or poll, not {method!r}")
+        if interval <= 0:
+            raise ValueError("memory sample interval must be positive")
+        self.pid = os.getpid() if pid is None else pid
+        self.interval = interval
+        self._requested = method
+        self.method = "poll" if method == "poll" else "hwm"
+        self._lock = threading.Lock()
+        self._times: list[float] = []
+        self._peaks: list[int] = []
+        self._active = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._status_fd = -1
+        self._clear_fd = -1
+        self._process: psutil.Process | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the proc files (or psutil handle), take a first sample, start the idle thread.
+
+        Blocks for a few microseconds. Raises `psutil.Error` or `OSError` if the process
+        cannot be measured at all (no such pid).
+        """
+        if self._requested != "poll" and not self._open_hwm():
+            if self._requested == "hwm":
+                raise OSError(f"kernel high-water mark of pid {self.pid} is not available")
+            self.method = "poll"
+        if self.method == "poll":
+            self._process = psutil.Process(self.pid)
+        self.sample_now()
+        self._thread = threading.Thread(target=self._run, name="orket-memory-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the thread (waits up to `timeout`) and close the proc files. Idempotent."""
+        self._stopping.set()
+        self._active.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
+        for fd in (self._status_fd, self._clear_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._status_fd = self._clear_fd = -1
+
+    def activate(self) -> None:
+        """Start sampling every `interval` (a window is open). Never blocks or raises."""
+        self._active.set()
+
+    def deactivate(self) -> None:
+        """Let the thread sleep (no window is open). Never blocks or raises."""
+        self._active.clear()
+
+    # -- sampling ------------------------------------------------------------------------------
+
+    def sample_now(self) -> None:
+        """Take one sample now, closing the current segment. Blocks for microseconds.
+
+        Raises `OSError`/`psutil.Error` if the measured process went away.
+        """
+        with self._lock:
+            if self.method == "hwm":
+                peak = self._read_and_reset_hwm()
+            else:
+                assert self._process is not None
+                peak = self._process.memory_info().rss
+            # Taken after the reset, so the segment's end is never earlier than what it covers.
+            self._times.append(perf_counter())
+            self._peaks.append(peak)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._active.wait()
+            if self._stopping.is_set():
+                break
+            try:
+                self.sample_now()
+            except (OSError, psutil.Error):
+                # The measured process is gone; windows settle with what was sampled.
+                break
+            self._stopping.wait(self.interval)
+
+    def _open_hwm(self) -> bool:
+        if not sys.platform.startswith("linux"):
+            return False
+        try:
+            self._status_fd = os.open(f"/proc/{self.pid}/status", os.O_RDONLY)
+            self._clear_fd = os.open(f"/proc/{self.pid}/clear_refs", os.O_WRONLY)
+            self._read_and_reset_hwm()
+        except (OSError, ValueError):
+            self.stop()
+            self._stopping.clear()
+            self._active.clear()
+            return False
+        return True
+
+    def _read_and_reset_hwm(self) -> int:
+        status = os.pread(self._status_fd, 4096, 0)
+        start = status.index(b"VmHWM:") + 6
+        peak_kib = int(status[start : status.index(b"kB", start)])
+        os.write(self._clear_fd, b"5")
+        return peak_kib * _KIB
+
+    # -- queries -------------------------------------------------------------------------------
+
+    @property
+    def last_sample_time(self) -> float:
+        """`perf_counter()` time of the newest sample (-inf before the first)."""
+        with self._lock:
+            return self._times[-1] if self._times else float("-inf")
+
+    @property
+    def segment_count(self) -> int:
+        """How many segments are kept."""
+        return len(self._times)
+
+    def peak_between(self, t_start: float, t_end: float) -> int | None:
+        """Peak RSS in bytes over the segments overlapping [t_start, t_end].
+
+        Returns None while the window is not settled (no sample at or after `t_end` yet).
+        Never blocks beyond the lock; never raises.
+        """
+        with self._lock:
+            times = self._times
+            if not times or times[-1] < t_end:
+                return None
+            first = bisect.bisect_left(times, t_start)
+            last = bisect.bisect_left(times, t_end, first)
+            return max(self._peaks[first : last + 1])
+
+    def prune(self, before: float) -> None:
+        """Forget segments that end before `before` (no open window can overlap them)."""
+        with self._lock:
+            # Keep the segment that ends at or after `before`: it may cover that instant.
+            cut = bisect.bisect_left(self._times, before)
+            if cut > 0:
+                del self._times[:cut]
+                del self._peaks[:cut]

@@ -1,0 +1,81 @@
+"""MemorySampler: each generation window's peak RSS, from the probe's segments."""
+
+from __future__ import annotations
+
+from .._events import Event, GenerationFinished, GenerationStarted
+from .._memory_probe import MemoryProbe
+from ._base import Stage, StageErrors
+from .aggregator import ReportAggregator
+
+__all__ = ["MemorySampler"]
+
+
+class MemorySampler(Stage):
+    """Opens a window at each GenerationStarted and closes it at GenerationFinished, using
+    the timestamps the wrapper took, and settles each closed window's peak once the probe has
+    sampled past its end. The probe's thread runs only while some window is open.
+
+    Args:
+        errors: the pipeline's stage error counter.
+        sink: where settled peaks go.
+        probe: the sampler (started and stopped by the pipeline, not here).
+    """
+
+    name = "memory"
+    event_types = (GenerationStarted, GenerationFinished)
+
+    def __init__(self, errors: StageErrors, sink: ReportAggregator, probe: MemoryProbe) -> None:
+        super().__init__(errors)
+        self._sink = sink
+        self._probe = probe
+        self._open: dict[str, float] = {}
+        self._pending: list[tuple[str, float, float]] = []
+
+    def handle(self, event: Event) -> None:
+        """Open or close a window. Never blocks."""
+        if type(event) is GenerationStarted:
+            if not self._open:
+                self._probe.activate()
+            self._open[event.test_id] = event.t_perf
+        elif type(event) is GenerationFinished:
+            # The window is the wrapper's own stamps; a dropped start only loses the wake-up.
+            self._open.pop(event.test_id, None)
+            self._pending.append((event.test_id, event.t_started, event.t_perf))
+
+    def wait_timeout(self) -> float | None:
+        """While windows wait to settle, wake up once per sample interval."""
+        return self._probe.interval if self._pending else None
+
+    async def after_batch(self) -> None:
+        """Deliver every settled window; let the probe sleep when nothing is open."""
+        if self._pending:
+            self._settle()
+        if not self._open and not self._pending:
+            self._probe.deactivate()
+
+    async def finish(self) -> None:
+        """Sample once more so every closed window settles, then deliver them all."""
+        if self._pending:
+            self._probe.sample_now()
+            self._settle()
+        self._open.clear()
+        self._probe.deactivate()
+
+    def _settle(self) -> None:
+        probe = self._probe
+        still: list[tuple[str, float, float]] = []
+        for window in self._pending:
+            peak = probe.peak_between(window[1], window[2])
+            if peak is None:
+                still.append(window)
+            else:
+                self._sink.memory_measured(window[0], peak)
+        self._pending = still
+        if probe.segment_count < 512:
+            return  # pruning is amortised: a few hundred segments cost nothing to keep
+        # Windows open in publish order and `t_perf` grows with it, so the first open window
+        # (dicts keep insertion order) is the oldest.
+        oldest = min((w[1] for w in still), default=probe.last_sample_time)
+        if self._open:
+            oldest = min(oldest, next(iter(self._open.values())))
+        probe.prune(oldest)

@@ -1,0 +1,11 @@
+"""Shared fixtures: every anyio test runs on asyncio and on trio."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """The library claims both backends, so every async test runs on both."""
+    return str(request.param)

@@ -1,0 +1,81 @@
+"""Small in-process providers for the pipeline's tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+
+import anyio
+
+
+class Instant:
+    """Non-streaming, answers at once."""
+
+    supports_streaming = False
+
+    def __init__(self, text: str = "def f():\n    return 1\n") -> None:
+        self.text = text
+
+    async def generate(self, prompt: str) -> str:
+        return self.text
+
+
+class Delayed:
+    """Non-streaming, answers after `delay_s`."""
+
+    supports_streaming = False
+
+    def __init__(self, delay_s: float, text: str = "x = 1\n") -> None:
+        self.delay_s, self.text = delay_s, text
+
+    async def generate(self, prompt: str) -> str:
+        await anyio.sleep(self.delay_s)
+        return self.text
+
+
+class Blocking:
+    """A plain `def` provider that blocks its thread."""
+
+    supports_streaming = False
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+
+    def generate(self, prompt: str) -> str:
+        time.sleep(self.delay_s)
+        return "y = 2\n"
+
+
+class Streaming:
+    """Streams `chunks`, each after its delay; raises `fail` after `fail_after` chunks."""
+
+    supports_streaming = True
+
+    def __init__(
+        self,
+        chunks: Sequence[tuple[float, str]],
+        fail: BaseException | None = None,
+        fail_after: int = 0,
+    ) -> None:
+        self.chunks, self.fail, self.fail_after = chunks, fail, fail_after
+
+    async def stream(self, prompt: str) -> AsyncIterator[str]:
+        for index, (delay, text) in enumerate(self.chunks):
+            if self.fail is not None and index == self.fail_after:
+                raise self.fail
+            await anyio.sleep(delay)
+            yield text
+        if self.fail is not None and self.fail_after >= len(self.chunks):
+            raise self.fail
+
+
+class Failing:
+    """Non-streaming, raises at once."""
+
+    supports_streaming = False
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    async def generate(self, prompt: str) -> str:
+        raise self.exc

@@ -1,0 +1,128 @@
+"""MemorySampler and its probe: short spikes caught, overlapping windows kept apart."""
+
+from __future__ import annotations
+
+import sys
+from decimal import Decimal
+
+import anyio
+import psutil
+import pytest
+
+from orket_pipeline._pipeline import TelemetryPipeline
+from orket_pipeline._memory_probe import MemoryProbe
+
+pytestmark = pytest.mark.anyio
+
+MIB = 1024 * 1024
+SPIKE_MIB = 256
+
+
+class Spiking:
+    """Non-streaming provider that touches `spike_mib` MiB for `hold_s`, after `before_s`."""
+
+    supports_streaming = False
+
+    def __init__(
+        self,
+        spike_mib: int,
+        before_s: float,
+        hold_s: float,
+        after_s: float,
+        freed: anyio.Event | None = None,
+    ) -> None:
+        self.spike_mib = spike_mib
+        self.before_s, self.hold_s, self.after_s = before_s, hold_s, after_s
+        self.freed = freed
+
+    async def generate(self, prompt: str) -> str:
+        await anyio.sleep(self.before_s)
+        block = bytearray(self.spike_mib * MIB)  # zero-filled: every page is touched
+        await anyio.sleep(self.hold_s)
+        del block
+        if self.freed is not None:
+            self.freed.set()
+        await anyio.sleep(self.after_s)
+        return "x = 1\n"
+
+
+def rss_mib() -> float:
+    return psutil.Process().memory_info().rss / MIB
+
+
+def peak_of(pipeline: TelemetryPipeline, test_id: str) -> float:
+    for run in pipeline.report.test_runs:
+        if run.test_id == test_id:
+            assert run.telemetry is not None
+            value = run.telemetry.peak_memory_rss
+            assert isinstance(value, Decimal)
+            return float(value)
+    raise AssertionError(test_id)
+
+
+async def test_a_spike_of_a_few_milliseconds_is_caught_every_time() -> None:
+    baseline = rss_mib()
+    async with TelemetryPipeline() as pipeline:
+        for index in range(5):
+            await pipeline.generate(f"t{index}", Spiking(SPIKE_MIB, 0.0, 0.002, 0.0), "p")
+    for index in range(5):
+        assert peak_of(pipeline, f"t{index}") >= baseline + SPIKE_MIB * 0.95
+
+
+async def test_overlapping_windows_each_get_their_own_peak() -> None:
+    baseline = rss_mib()
+    async with TelemetryPipeline() as pipeline, anyio.create_task_group() as tg:
+        # "long" spikes 256 MiB early, then waits; "late" opens once that spike is freed (and
+        # sampled past) and spikes 64 MiB while both windows are open.
+        freed = anyio.Event()
+        tg.start_soon(pipeline.generate, "long", Spiking(SPIKE_MIB, 0.0, 0.005, 0.3, freed), "p")
+        await freed.wait()
+        await anyio.sleep(0.03)
+        tg.start_soon(pipeline.generate, "late", Spiking(64, 0.02, 0.005, 0.02), "p")
+    long_peak, late_peak = peak_of(pipeline, "long"), peak_of(pipeline, "late")
+    assert long_peak >= baseline + SPIKE_MIB * 0.95
+    assert baseline + 60 <= late_peak < baseline + SPIKE_MIB * 0.5
+    assert pipeline.report.metadata.pipeline is not None
+    expected = "hwm" if sys.platform.startswith("linux") else "poll"
+    assert pipeline.report.metadata.pipeline.memory_method == expected
+
+
+def test_probe_window_settles_only_after_a_sample_past_its_end() -> None:
+    probe = MemoryProbe(interval=0.001)
+    probe.start()
+    try:
+        t_end = probe.last_sample_time + 10.0
+        assert probe.peak_between(t_end - 1.0, t_end) is None
+        probe.sample_now()
+        t_start = probe.last_sample_time
+        probe.sample_now()
+        peak = probe.peak_between(t_start, probe.last_sample_time)
+        assert peak is not None and peak > 0
+    finally:
+        probe.stop()
+
+
+def test_probe_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="method"):
+        MemoryProbe(method="smaps")
+    with pytest.raises(ValueError, match="interval"):
+        MemoryProbe(interval=0)
+
+
+def test_poll_method_measures_another_process() -> None:
+    import subprocess
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        probe = MemoryProbe(pid=child.pid, method="poll", interval=0.001)
+        probe.start()
+        probe.sample_now()
+        t = probe.last_sample_time
+        probe.sample_now()
+        peak = probe.peak_between(t, probe.last_sample_time)
+        probe.stop()
+        assert peak is not None
+        assert peak == pytest.approx(psutil.Process(child.pid).memory_info().rss, rel=0.5)
+    finally:
+        child.kill()
+        child.wait()

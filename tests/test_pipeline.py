@@ -1,0 +1,205 @@
+"""TelemetryPipeline end to end: the wrapper, the bus, the four stages, the report."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import anyio
+import pytest
+
+from orket_pipeline._pipeline import TelemetryPipeline
+from orket_pipeline._exceptions import PipelineClosedError
+from orket_pipeline._report import TestRun
+from orket_pipeline.constraints import Constraints
+from orket_pipeline.stages import LatencyTracker
+from tests.providers_fakes import Blocking, Delayed, Failing, Instant, Streaming
+
+pytestmark = pytest.mark.anyio
+
+CODE = "```python\ndef add(a: int, b: int) -> int:\n    return a + b\n```"
+
+
+def only_run(pipeline: TelemetryPipeline) -> TestRun:
+    (run,) = pipeline.report.test_runs
+    return run
+
+
+def seconds(value: Decimal | None) -> float:
+    assert value is not None
+    return float(value)
+
+
+class TestLatency:
+    async def test_streaming_init_latency_is_time_to_first_non_empty_chunk(self) -> None:
+        provider = Streaming([(0.05, ""), (0.0, "def f"), (0.03, "():\n    return 1\n")])
+        async with TelemetryPipeline() as pipeline:
+            text = await pipeline.generate("t1", provider, "p")
+            pipeline.record_outcome("t1", "pass")
+        assert text == "def f():\n    return 1\n"
+        telemetry = only_run(pipeline).telemetry
+        assert telemetry is not None
+        assert 0.050 <= seconds(telemetry.init_latency) <= 0.055
+        assert 0.080 <= seconds(telemetry.total_latency) <= 0.095
+        assert telemetry.chunk_count == 2
+        assert 0.030 <= seconds(telemetry.stream_duration) <= 0.035
+
+    async def test_non_streaming_provider_has_null_init_latency(self) -> None:
+        async with TelemetryPipeline() as pipeline:
+            await pipeline.generate("t1", Delayed(0.02), "p")
+            pipeline.record_outcome("t1", "pass")
+        telemetry = only_run(pipeline).telemetry
+        assert telemetry is not None
+        assert telemetry.init_latency is None
+        assert 0.020 <= seconds(telemetry.total_latency) <= 0.030
+
+    async def test_single_burst_streaming_is_visible_as_one_chunk(self) -> None:
+        async with TelemetryPipeline() as pipeline:
+            await pipeline.generate("t1", Streaming([(0.01, "whole answer")]), "p")
+        telemetry = only_run(pipeline).telemetry
+        assert telemetry is not None and telemetry.chunk_count == 1
+        assert telemetry.stream_duration == Decimal("0.000")
+
+    async def test_blocking_provider_runs_in_a_thread_and_the_loop_keeps_ticking(self) -> None:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await anyio.sleep(0.005)
+                ticks += 1
+
+        async with TelemetryPipeline() as pipeline, anyio.create_task_group() as tg:
+            tg.start_soon(ticker)
+            await pipeline.generate("t1", Blocking(0.2), "p")
+            tg.cancel_scope.cancel()
+        telemetry = only_run(pipeline).telemetry
+        assert telemetry is not None and telemetry.init_latency is None
+        assert seconds(telemetry.total_latency) >= 0.2
+        assert ticks >= 10  # 40 possible in 0.2 s; a blocked loop would give 0 or 1
+
+
+class TestFailures:
+    @pytest.mark.parametrize("fail_after", [0, 2])
+    async def test_failed_generation_still_reports_latency_and_memory(
+        self, fail_after: int
+    ) -> None:
+        provider = Streaming([(0.01, "a"), (0.01, "b")], ConnectionError("reset"), fail_after)
+        async with TelemetryPipeline() as pipeline:
+            with pytest.raises(ConnectionError):
+                await pipeline.generate("t1", provider, "p", Constraints(regex_required=("a",)))
+            pipeline.record_outcome("t1", "error")
+        run = only_run(pipeline)
+        assert run.outcome == "error"
+        assert run.error is not None and run.error.type == "ConnectionError"
+        telemetry = run.telemetry
+        assert telemetry is not None
+        assert telemetry.total_latency is not None and telemetry.peak_memory_rss is not None
+        assert telemetry.adherence_score is None
+        assert telemetry.error_type == "ConnectionError"
+        assert (telemetry.init_latency is None) == (fail_after == 0)
+
+    async def test_cancelled_generation_still_emits_telemetry(self) -> None:
+        async with TelemetryPipeline() as pipeline:
+            with anyio.move_on_after(0.02):
+                await pipeline.generate("t1", Delayed(5.0), "p")
+        run = only_run(pipeline)
+        assert run.outcome == "error"
+        assert run.telemetry is not None
+        assert 0.02 <= seconds(run.telemetry.total_latency) < 1.0
+        assert run.telemetry.error_type in ("CancelledError", "Cancelled")
+
+    async def test_a_stage_raising_on_every_event_is_isolated(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        def explode(self: LatencyTracker, event: object) -> None:
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(LatencyTracker, "handle", explode)
+        report_path = tmp_path / "orket_report.json"
+        async with TelemetryPipeline(report_path) as pipeline:
+            for index in range(5):
+                await pipeline.generate(f"t{index}", Instant(CODE), "p")
+                pipeline.record_outcome(f"t{index}", "pass")
+        report = json.loads(report_path.read_text())
+        assert [run["test_id"] for run in report["test_runs"]] == [f"t{i}" for i in range(5)]
+        for run in report["test_runs"]:
+            assert run["outcome"] == "pass"
+            assert run["telemetry"]["total_latency"] is None  # the broken stage's part
+            assert run["telemetry"]["peak_memory_rss"] is not None
+            assert run["telemetry"]["adherence_score"] == 1.0
+        assert report["metadata"]["pipeline"]["stage_errors"] == {"latency": 5}
+
+    async def test_provider_error_is_reraised_unchanged(self) -> None:
+        error = ValueError("bad request")
+        async with TelemetryPipeline() as pipeline:
+            with pytest.raises(ValueError) as caught:
+                await pipeline.generate("t1", Failing(error), "p")
+        assert caught.value is error
+
+
+class TestLifecycle:
+    async def test_closed_pipeline_cannot_be_reopened_and_close_is_idempotent(self) -> None:
+        pipeline = TelemetryPipeline()
+        async with pipeline:
+            pass
+        await pipeline.aclose()
+        with pytest.raises(PipelineClosedError):
+            async with pipeline:
+                pass
+        with pytest.raises(PipelineClosedError):
+            await pipeline.generate("t1", Instant(), "p")
+
+    async def test_report_is_written_with_three_decimals_and_journal_removed(
+        self, tmp_path: Path
+    ) -> None:
+        report_path = tmp_path / "orket_report.json"
+        async with TelemetryPipeline(report_path, suite="demo") as pipeline:
+            await pipeline.generate("t1", Instant(CODE), "p", Constraints(regex_required=("x",)))
+            pipeline.record_outcome("t1", "fail", "expected 3, got 4")
+        text = report_path.read_text()
+        assert '"adherence_score":0.000' in text
+        assert not list(tmp_path.glob("*.journal.jsonl"))
+        run = only_run(pipeline)
+        assert run.reason == "expected 3, got 4"
+        assert pipeline.report.metadata.suite == "demo"
+
+    async def test_runs_keep_registration_order_whatever_order_they_finish_in(self) -> None:
+        ids = [f"t{i}" for i in range(20)]
+        async with TelemetryPipeline() as pipeline, anyio.create_task_group() as tg:
+            pipeline.register(ids)
+            for index, test_id in enumerate(ids):
+                tg.start_soon(pipeline.generate, test_id, Delayed(0.002 * (20 - index)), "p")
+        assert [run.test_id for run in pipeline.report.test_runs] == ids
+
+    async def test_record_outcome_rejects_unknown_outcomes(self) -> None:
+        async with TelemetryPipeline() as pipeline:
+            with pytest.raises(ValueError, match="outcome"):
+                pipeline.record_outcome("t1", "skipped")
+
+    async def test_outcome_without_generation_has_null_telemetry(self) -> None:
+        async with TelemetryPipeline() as pipeline:
+            pipeline.record_outcome("t1", "fail", "gate crashed")
+        run = only_run(pipeline)
+        assert run.outcome == "fail" and run.telemetry is None
+
+
+class TestLoad:
+    async def test_ten_thousand_concurrent_generations_lose_nothing(self) -> None:
+        count = 10_000
+        async with TelemetryPipeline() as pipeline, anyio.create_task_group() as tg:
+
+            async def one(index: int) -> None:
+                await pipeline.generate(f"t{index}", Delayed(0.001, CODE), "p")
+                pipeline.record_outcome(f"t{index}", "pass")
+
+            for index in range(count):
+                tg.start_soon(one, index)
+        runs = pipeline.report.test_runs
+        assert len(runs) == count
+        assert all(run.telemetry and run.telemetry.total_latency is not None for run in runs)
+        statistics = pipeline.report.metadata.pipeline
+        assert statistics is not None
+        assert statistics.events_dropped == 0 and statistics.stage_errors == {}
+        assert statistics.events_published == count * 3
