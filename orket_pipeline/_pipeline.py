@@ -213,56 +213,63 @@ class TelemetryPipeline:
         """
         if self._state is not _OPEN:
             raise PipelineClosedError("generate() needs an open TelemetryPipeline")
+        if getattr(provider, "supports_streaming", False) is True:
+            return await self._generate_streaming(test_id, provider, prompt, constraints)
+        generate = provider.generate
+        is_async = _is_async.get(getattr(generate, "__func__", generate))
+        if is_async is None:
+            is_async = _remember_kind(generate)
         publish = self._publish
-        streaming = getattr(provider, "supports_streaming", False) is True
         # Stamped here, in the engine's task, at dispatch: a slow stage cannot skew it.
         t_started = perf_counter()
-        publish(GenerationStarted(test_id, t_started, streaming))
-        chunks = 0
-        t_first = t_last = None
+        publish(GenerationStarted(test_id, t_started, False))
         try:
-            if streaming:
-                parts = []
-                async for chunk in provider.stream(prompt):
-                    if chunk:
-                        t_last = perf_counter()
-                        if t_first is None:
-                            t_first = t_last
-                            publish(FirstChunkReceived(test_id, t_first))
-                        chunks += 1
-                        parts.append(chunk)
-                output = "".join(parts)
+            if is_async:
+                output = await generate(prompt)  # type: ignore[misc]
             else:
-                output = await _call_generate(provider, prompt)
-                chunks = 1 if output else 0
+                output = await anyio.to_thread.run_sync(generate, prompt)
         except BaseException as exc:
-            publish(
-                GenerationFinished(
-                    test_id,
-                    perf_counter(),
-                    t_started,
-                    streaming,
-                    None,
-                    constraints,
-                    chunks,
-                    t_first,
-                    t_last,
-                    type(exc).__name__,
-                    str(exc)[:_ERROR_MESSAGE_CHARS],
-                )
-            )
+            publish(_failed(test_id, t_started, False, constraints, exc, 0, None, None))
             raise
+        text = output if type(output) is str else None
         publish(
             GenerationFinished(
-                test_id,
-                perf_counter(),
-                t_started,
-                streaming,
-                output if type(output) is str else None,
-                constraints,
-                chunks,
-                t_first,
-                t_last,
+                test_id, perf_counter(), t_started, False, text, constraints, 1 if text else 0
+            )
+        )
+        return output  # type: ignore[no-any-return]
+
+    async def _generate_streaming(
+        self,
+        test_id: str,
+        provider: Provider,
+        prompt: str,
+        constraints: Constraints | None,
+    ) -> str:
+        publish = self._publish
+        chunks = 0
+        t_first = t_last = None
+        parts = []
+        t_started = perf_counter()
+        publish(GenerationStarted(test_id, t_started, True))
+        try:
+            async for chunk in provider.stream(prompt):
+                if chunk:
+                    # Stamped as the chunk reaches the engine's task, before anything else.
+                    t_last = perf_counter()
+                    if t_first is None:
+                        t_first = t_last
+                        publish(FirstChunkReceived(test_id, t_first))
+                    chunks += 1
+                    parts.append(chunk)
+        except BaseException as exc:
+            publish(_failed(test_id, t_started, True, constraints, exc, chunks, t_first, t_last))
+            raise
+        t_done = perf_counter()
+        output = "".join(parts)
+        publish(
+            GenerationFinished(
+                test_id, t_done, t_started, True, output, constraints, chunks, t_first, t_last
             )
         )
         return output
@@ -307,17 +314,39 @@ class TelemetryPipeline:
         return Report(metadata=metadata, test_runs=self._aggregator.test_runs())
 
 
-async def _call_generate(provider: Provider, prompt: str) -> Any:
-    generate = provider.generate
-    key = getattr(generate, "__func__", generate)
-    is_async = _is_async.get(key)
-    if is_async is None:
-        if len(_is_async) > 4096:
-            _is_async.clear()  # providers built per call (closures): keep the cache bounded
-        is_async = _is_async[key] = inspect.iscoroutinefunction(generate)
-    if is_async:
-        return await generate(prompt)  # type: ignore[misc]
-    return await anyio.to_thread.run_sync(generate, prompt)
+def _remember_kind(generate: Any) -> bool:
+    if len(_is_async) > 4096:
+        _is_async.clear()  # providers built per call (closures): keep the cache bounded
+    is_async = _is_async[getattr(generate, "__func__", generate)] = inspect.iscoroutinefunction(
+        generate
+    )
+    return is_async
+
+
+def _failed(
+    test_id: str,
+    t_started: float,
+    streaming: bool,
+    constraints: Constraints | None,
+    exc: BaseException,
+    chunks: int,
+    t_first: float | None,
+    t_last: float | None,
+) -> GenerationFinished:
+    t_failed = perf_counter()
+    return GenerationFinished(
+        test_id,
+        t_failed,
+        t_started,
+        streaming,
+        None,
+        constraints,
+        chunks,
+        t_first,
+        t_last,
+        type(exc).__name__,
+        str(exc)[:_ERROR_MESSAGE_CHARS],
+    )
 
 
 async def _wait_all(stages: Iterable[Stage]) -> None:

@@ -22,6 +22,8 @@ def round3(value: float | int | Decimal) -> Decimal:
 
     Never blocks. Raises `ValueError` for NaN and infinities, which no telemetry field may hold.
     """
+    if type(value) is float and value - value == 0.0:  # the common case: a finite float
+        return Decimal(repr(value)).quantize(_QUANTUM, ROUND_HALF_UP)
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise ValueError(f"telemetry value must be finite, got {value}")

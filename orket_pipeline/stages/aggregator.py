@@ -35,6 +35,7 @@ class _Run:
         "parts",
         "peak",
         "reason",
+        "result",
     )
 
     def __init__(self, order: int) -> None:
@@ -46,6 +47,7 @@ class _Run:
         self.adherence: Decimal | None = None
         self.outcome: str | None = None
         self.reason: str | None = None
+        self.result: TestRun | None = None
 
     def complete(self) -> bool:
         if self.outcome is None:
@@ -66,7 +68,6 @@ class ReportAggregator(Stage):
     def __init__(self, errors: StageErrors, journal: JournalWriter | None = None) -> None:
         super().__init__(errors)
         self._runs: dict[str, _Run] = {}
-        self._finished: dict[str, TestRun] = {}
         self._unjournaled: list[tuple[int, TestRun]] = []
         self._journal = journal
         self.journal_errors = 0
@@ -128,14 +129,13 @@ class ReportAggregator(Stage):
         """Build every run still incomplete from the parts that did arrive, then journal."""
         self.finished = True
         for test_id, run in self._runs.items():
-            if test_id not in self._finished and (run.generated or run.outcome is not None):
+            if run.result is None and (run.generated or run.outcome is not None):
                 self._finalise(test_id, run)
         await self.after_batch()
 
     def test_runs(self) -> list[TestRun]:
         """Finished runs in registration order."""
-        finished = self._finished
-        return [finished[t] for t in self._runs if t in finished]
+        return [run.result for run in self._runs.values() if run.result is not None]
 
     def _run(self, test_id: str) -> _Run:
         run = self._runs.get(test_id)
@@ -144,7 +144,7 @@ class ReportAggregator(Stage):
         return run
 
     def _check(self, test_id: str, run: _Run) -> None:
-        if test_id not in self._finished and run.complete():
+        if run.result is None and run.complete():
             self._finalise(test_id, run)
             if self.inbox is not None:
                 self.inbox.wake()  # so the journal write happens soon, even with no new event
@@ -165,7 +165,7 @@ class ReportAggregator(Stage):
         test_run = TestRun(
             test_id=test_id, outcome=outcome, telemetry=telemetry, error=error, reason=run.reason
         )
-        self._finished[test_id] = test_run
+        run.result = test_run
         self._unjournaled.append((run.order, test_run))
 
 

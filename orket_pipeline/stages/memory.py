@@ -23,6 +23,8 @@ class MemorySampler(Stage):
 
     name = "memory"
     event_types = (GenerationStarted, GenerationFinished)
+    #: Wake-ups with no window open or pending before the probe's thread goes to sleep.
+    idle_wakeups_before_sleep = 20
 
     def __init__(self, errors: StageErrors, sink: ReportAggregator, probe: MemoryProbe) -> None:
         super().__init__(errors)
@@ -30,11 +32,14 @@ class MemorySampler(Stage):
         self._probe = probe
         self._open: dict[str, float] = {}
         self._pending: list[tuple[str, float, float]] = []
+        self._active = False
+        self._idle_wakeups = 0
 
     def handle(self, event: Event) -> None:
         """Open or close a window. Never blocks."""
         if type(event) is GenerationStarted:
-            if not self._open:
+            if not self._active:
+                self._active = True
                 self._probe.activate()
             self._open[event.test_id] = event.t_perf
         elif type(event) is GenerationFinished:
@@ -43,15 +48,22 @@ class MemorySampler(Stage):
             self._pending.append((event.test_id, event.t_started, event.t_perf))
 
     def wait_timeout(self) -> float | None:
-        """While windows wait to settle, wake up once per sample interval."""
-        return self._probe.interval if self._pending else None
+        """While the probe is active, wake up once per sample interval: to settle windows,
+        and to notice when it can sleep."""
+        return self._probe.interval if self._active else None
 
     async def after_batch(self) -> None:
-        """Deliver every settled window; let the probe sleep when nothing is open."""
+        """Deliver every settled window; let the probe sleep once nothing has been open for
+        a while (not at once: back-to-back generations would wake it for every run)."""
         if self._pending:
             self._settle()
-        if not self._open and not self._pending:
-            self._probe.deactivate()
+        if self._open or self._pending:
+            self._idle_wakeups = 0
+        elif self._active:
+            self._idle_wakeups += 1
+            if self._idle_wakeups > self.idle_wakeups_before_sleep:
+                self._active = False
+                self._probe.deactivate()
 
     async def finish(self) -> None:
         """Sample once more so every closed window settles, then deliver them all."""
@@ -59,6 +71,7 @@ class MemorySampler(Stage):
             self._probe.sample_now()
             self._settle()
         self._open.clear()
+        self._active = False
         self._probe.deactivate()
 
     def _settle(self) -> None:
