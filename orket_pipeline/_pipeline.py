@@ -23,7 +23,7 @@ from ._events import FirstChunkReceived, GenerationFinished, GenerationStarted, 
 from ._exceptions import PipelineClosedError
 from ._lag import LagMonitor
 from ._memory_probe import MemoryProbe
-from ._report import OUTCOMES, PipelineStatistics, Report, current_metadata
+from ._report import OUTCOMES, Metadata, PipelineStatistics, Report, current_metadata
 from ._rounding import round3
 from .stages import (
     ConstraintStage,
@@ -115,7 +115,10 @@ class TelemetryPipeline:
             raise PipelineClosedError("a TelemetryPipeline can be entered only once")
         self._state = _OPEN
         if self.journal_path is not None:
-            self._journal = await anyio.to_thread.run_sync(self._open_journal, self.journal_path)
+            metadata = current_metadata(suite=self._suite, provider=self._provider)
+            self._journal = await anyio.to_thread.run_sync(
+                _open_journal, self.journal_path, metadata
+            )
             self._aggregator.set_journal(self._journal)
         await anyio.to_thread.run_sync(self._probe.start)
         task_group = anyio.create_task_group()
@@ -182,14 +185,6 @@ class TelemetryPipeline:
             journal.close()
             if not self._keep_journal and self.report_path is not None:
                 journal.remove()
-
-    @staticmethod
-    def _open_journal(path: Path) -> JournalWriter:
-        from ._journal import JournalWriter
-
-        writer = JournalWriter(path, current_metadata())
-        writer.open()
-        return writer
 
     # -- the engine's path ---------------------------------------------------------------------
 
@@ -312,6 +307,14 @@ class TelemetryPipeline:
             suite=self._suite, provider=self._provider, pipeline=self.statistics()
         )
         return Report(metadata=metadata, test_runs=self._aggregator.test_runs())
+
+
+def _open_journal(path: Path, metadata: Metadata) -> JournalWriter:
+    from ._journal import JournalWriter
+
+    writer = JournalWriter(path, metadata)
+    writer.open()
+    return writer
 
 
 def _remember_kind(generate: Any) -> bool:

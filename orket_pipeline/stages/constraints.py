@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import multiprocessing
+import sys
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -13,6 +12,7 @@ import anyio.to_thread
 
 from .._events import Event, GenerationFinished
 from ._base import Stage, StageErrors
+from ._score_worker import decode_result, encode_job
 from .aggregator import ReportAggregator
 
 if TYPE_CHECKING:
@@ -27,21 +27,22 @@ class ConstraintStage(Stage):
     """Extracts each output's code payload and runs the ConstraintValidator on it.
 
     Ordinary outputs are scored in batches in a worker thread. Outputs of at least
-    `large_output_chars` go to a worker process: `ast.parse` holds the GIL for its whole run,
-    so parsing a megabyte in a thread would stall the event loop for tens of milliseconds.
-    A failed generation (no output) has a null score without any work.
+    `large_output_chars` are scored in a short-lived worker process: `ast.parse` holds the GIL
+    for its whole run, so parsing a megabyte in a thread would stall the event loop for tens of
+    milliseconds. A failed generation (no output) has a null score without any work.
     """
 
     name = "constraints"
     event_types = (GenerationFinished,)
     large_output_chars = 64 * 1024
+    #: Seconds a worker process may take (each regex has its own 1 s budget inside it).
+    worker_timeout = 120.0
 
     def __init__(self, errors: StageErrors, sink: ReportAggregator) -> None:
         super().__init__(errors)
         self._sink = sink
         self._small: list[_Job] = []
         self._large: list[_Job] = []
-        self._pool: ProcessPoolExecutor | None = None
 
     def handle(self, event: Event) -> None:
         """Queue the output for scoring; a failed generation is scored null at once."""
@@ -56,21 +57,14 @@ class ConstraintStage(Stage):
 
     async def after_batch(self) -> None:
         """Score what the slice queued: small outputs in one thread call, large ones one by
-        one in the worker process."""
+        one in a worker process."""
         if self._small:
             jobs, self._small = self._small, []
             scores = await anyio.to_thread.run_sync(_score_batch, jobs)
             self._deliver(jobs, scores)
         while self._large:
             job = self._large.pop(0)
-            score = await anyio.to_thread.run_sync(self._score_in_process, job)
-            self._deliver([job], [score])
-
-    async def finish(self) -> None:
-        """Shut the worker process down, if one was started."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await anyio.to_thread.run_sync(pool.shutdown)
+            self._deliver([job], [await self._score_in_process(job)])
 
     def _deliver(self, jobs: Sequence[_Job], scores: Sequence[Decimal | Exception | None]) -> None:
         for job, score in zip(jobs, scores, strict=True):
@@ -79,23 +73,18 @@ class ConstraintStage(Stage):
                 score = None
             self._sink.adherence_scored(job[0], score)
 
-    def _score_in_process(self, job: _Job) -> Decimal | Exception | None:
-        # Runs in a worker thread: waiting on the process's future must not block the loop.
-        if self._pool is None:
-            # "spawn", not "fork": forking a process that runs threads (this one does) can
-            # copy a held lock into the child.
-            context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+    async def _score_in_process(self, job: _Job) -> Decimal | Exception | None:
+        command = [sys.executable, "-m", "orket_pipeline.stages._score_worker"]
         try:
-            return self._pool.submit(_score, job[1], job[2]).result()
-        except Exception as exc:  # a crashed worker (BrokenProcessPool) included
-            self._pool.shutdown(wait=False)
-            self._pool = None
+            with anyio.fail_after(self.worker_timeout):
+                done = await anyio.run_process(command, input=encode_job(job[1], job[2]))
+            return decode_result(done.stdout)
+        except Exception as exc:  # a crashed or hung worker, or garbage on its stdout
             return exc
 
 
 def _score(constraints: Constraints | None, output: str) -> Decimal | None:
-    from ..constraints import validate_output  # imported where it runs: a worker thread or process
+    from ..constraints import validate_output  # imported where it runs, in a worker thread
 
     result = validate_output(constraints, output)
     return None if result is None else result.adherence_score
