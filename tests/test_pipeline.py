@@ -9,8 +9,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from orket_pipeline._pipeline import TelemetryPipeline
 from orket_pipeline._exceptions import PipelineClosedError
+from orket_pipeline._pipeline import TelemetryPipeline
 from orket_pipeline._report import TestRun
 from orket_pipeline.constraints import Constraints
 from orket_pipeline.stages import LatencyTracker

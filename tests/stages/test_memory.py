@@ -9,8 +9,8 @@ import anyio
 import psutil
 import pytest
 
-from orket_pipeline._pipeline import TelemetryPipeline
 from orket_pipeline._memory_probe import MemoryProbe
+from orket_pipeline._pipeline import TelemetryPipeline
 
 pytestmark = pytest.mark.anyio
 
