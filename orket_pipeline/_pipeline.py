@@ -348,8 +348,17 @@ def _failed(
         t_first,
         t_last,
         type(exc).__name__,
-        str(exc)[:_ERROR_MESSAGE_CHARS],
+        _message(exc),
     )
+
+
+def _message(exc: BaseException) -> str:
+    # A provider's exception may have a __str__ that raises; telemetry must not turn that
+    # into a different exception in the engine.
+    try:
+        return str(exc)[:_ERROR_MESSAGE_CHARS]
+    except Exception:
+        return f"<unprintable {type(exc).__name__}>"
 
 
 async def _wait_all(stages: Iterable[Stage]) -> None:

@@ -203,3 +203,18 @@ class TestLoad:
         assert statistics is not None
         assert statistics.events_dropped == 0 and statistics.stage_errors == {}
         assert statistics.events_published == count * 3
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+@pytest.mark.anyio
+async def test_an_exception_that_cannot_be_printed_is_still_reraised_unchanged() -> None:
+    error = Unprintable()
+    async with TelemetryPipeline() as pipeline:
+        with pytest.raises(Unprintable):
+            await pipeline.generate("t1", Failing(error), "p")
+    run = only_run(pipeline)
+    assert run.error is not None and run.error.message == "<unprintable Unprintable>"
