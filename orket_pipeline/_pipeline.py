@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Iterable
+from contextlib import aclosing, nullcontext
 from pathlib import Path
 from time import perf_counter
 from types import TracebackType
@@ -248,19 +249,24 @@ class TelemetryPipeline:
         t_started = perf_counter()
         publish(GenerationStarted(test_id, t_started, True))
         try:
-            async for chunk in provider.stream(prompt):
-                if chunk:
-                    # Stamped as the chunk reaches the engine's task, before anything else.
-                    t_last = perf_counter()
-                    if t_first is None:
-                        t_first = t_last
-                        publish(FirstChunkReceived(test_id, t_first))
-                    chunks += 1
-                    parts.append(chunk)
+            stream = provider.stream(prompt)
+            # aclosing: a cancelled or timed-out run closes the provider's stream (and its
+            # connection) at once, not whenever the generator is garbage-collected.
+            closing: Any = aclosing(stream) if hasattr(stream, "aclose") else nullcontext()
+            async with closing:
+                async for chunk in stream:
+                    if chunk:
+                        # Stamped as the chunk reaches the engine's task, before anything else.
+                        t_last = perf_counter()
+                        if t_first is None:
+                            t_first = t_last
+                            publish(FirstChunkReceived(test_id, t_first))
+                        chunks += 1
+                        parts.append(chunk)
+                t_done = perf_counter()
         except BaseException as exc:
             publish(_failed(test_id, t_started, True, constraints, exc, chunks, t_first, t_last))
             raise
-        t_done = perf_counter()
         output = "".join(parts)
         publish(
             GenerationFinished(

@@ -1,0 +1,42 @@
+"""Providers: where model output comes from, and the specs that name them on the command line.
+
+See `_spec` for the spec syntax and `_replay` for the cassette format.
+"""
+
+from __future__ import annotations
+
+from ._base import Provider as Provider
+from ._errors import ProviderCallError as ProviderCallError
+from ._errors import ProviderConnectionError as ProviderConnectionError
+from ._errors import ProviderResponseError as ProviderResponseError
+from ._errors import ProviderTimeoutError as ProviderTimeoutError
+from ._errors import ReplayError as ReplayError
+from ._http import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
+from ._http import TokenUsage as TokenUsage
+from ._ollama import DEFAULT_OLLAMA_URL as DEFAULT_OLLAMA_URL
+from ._ollama import OllamaProvider as OllamaProvider
+from ._openai import OpenAIProvider as OpenAIProvider
+from ._replay import ReplayChunk as ReplayChunk
+from ._replay import ReplayFault as ReplayFault
+from ._replay import ReplayProvider as ReplayProvider
+from ._replay import ReplayRecord as ReplayRecord
+from ._spec import load_provider as load_provider
+
+__all__ = [
+    "DEFAULT_OLLAMA_URL",
+    "DEFAULT_TIMEOUT",
+    "OllamaProvider",
+    "OpenAIProvider",
+    "Provider",
+    "ProviderCallError",
+    "ProviderConnectionError",
+    "ProviderResponseError",
+    "ProviderTimeoutError",
+    "ReplayChunk",
+    "ReplayError",
+    "ReplayFault",
+    "ReplayProvider",
+    "ReplayRecord",
+    "TokenUsage",
+    "load_provider",
+]

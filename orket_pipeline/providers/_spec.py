@@ -1,0 +1,88 @@
+"""Provider specs, as the command line takes them: `SCHEME:VALUE`.
+
+```
+python:FILE.py:NAME            a provider written in Python (object, class or factory)
+python:package.module:NAME
+openai:MODEL@BASE_URL          an OpenAI-compatible server; OPENAI_API_KEY is sent if set
+ollama:MODEL[@BASE_URL]        Ollama's native API (default http://127.0.0.1:11434)
+replay:FILE.jsonl              a recorded cassette, offline
+```
+
+A model name may contain `:` and `@`; the base URL starts at the first `@http://` or `@https://`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+
+from .._exceptions import ProviderError
+from ._base import Provider
+from ._ollama import DEFAULT_OLLAMA_URL, OllamaProvider
+from ._openai import OpenAIProvider
+from ._python import load_python_provider
+from ._replay import ReplayProvider
+
+__all__ = ["load_provider"]
+
+_URL_SPLIT = re.compile(r"@(?=https?://)")
+
+
+def load_provider(spec: str) -> Provider:
+    """Build the provider a spec names.
+
+    Blocks: a `python:` spec imports (and runs) the user's module, a `replay:` spec reads its
+    cassette. HTTP providers open no connection until they are first used.
+
+    Raises:
+        ProviderError: one line naming `spec` and what is wrong with it: unknown scheme,
+            missing file, import error, missing attribute, not a provider, bad cassette line.
+    """
+    scheme, sep, value = spec.partition(":")
+    loader = _LOADERS.get(scheme)
+    if not sep or loader is None:
+        known = ", ".join(f"{name}:" for name in _LOADERS)
+        raise ProviderError(f"provider {spec!r}: unknown scheme (expected one of {known})")
+    if not value:
+        raise ProviderError(f"provider {spec!r}: nothing after '{scheme}:'")
+    return loader(spec, value)
+
+
+def _split_model_url(spec: str, value: str) -> tuple[str, str | None]:
+    model, *url = _URL_SPLIT.split(value, maxsplit=1)
+    if not model:
+        raise ProviderError(f"provider {spec!r}: no model name")
+    return model, (url[0] if url else None)
+
+
+def _load_openai(spec: str, value: str) -> Provider:
+    model, url = _split_model_url(spec, value)
+    if url is None:
+        raise ProviderError(
+            f"provider {spec!r}: expected openai:MODEL@BASE_URL, "
+            "e.g. openai:my-model@http://127.0.0.1:8000/v1"
+        )
+    return OpenAIProvider(model, url, api_key=os.environ.get("OPENAI_API_KEY") or None)
+
+
+def _load_ollama(spec: str, value: str) -> Provider:
+    model, url = _split_model_url(spec, value)
+    if url is None and "@" in model:  # Ollama model names have no '@': a URL without a scheme
+        raise ProviderError(f"provider {spec!r}: BASE_URL must start with http:// or https://")
+    return OllamaProvider(model, url or DEFAULT_OLLAMA_URL)
+
+
+def _load_replay(spec: str, value: str) -> Provider:
+    try:
+        return ReplayProvider.from_file(value)
+    except ProviderError as exc:
+        raise ProviderError(f"provider {spec!r}: {exc}") from exc
+
+
+_LOADERS: dict[str, Callable[[str, str], Provider]] = {
+    "python": load_python_provider,
+    "openai": _load_openai,
+    "ollama": _load_ollama,
+    "replay": _load_replay,
+}
