@@ -7,8 +7,15 @@ OrketError                 base of everything this package raises on purpose
     ├── ConstraintError    an invalid regex or an ill-typed AST rule
     ├── SuiteError         a suite file that cannot be loaded (names file, task, field)
     └── ProviderError      a provider spec that cannot be parsed or loaded
+└── ProviderCallError      a provider failed while generating: the run's outcome is `error`
+    ├── ProviderResponseError    HTTP status >= 400, an error in the stream, a malformed reply
+    ├── ProviderConnectionError  refused, or reset mid-stream
+    │   └── ProviderTimeoutError
+    └── ReplayError              a recorded fault, or a prompt with no recording
 PipelineClosedError        a closed TelemetryPipeline was used again (a programming error)
 ```
+
+The `ProviderCallError` branch lives in `orket_pipeline.providers`.
 
 Every `InputError` message is one line that names the file, task or field at fault.
 """
