@@ -1,0 +1,77 @@
+"""The code payload of a model's answer: its fenced code blocks, else the whole text.
+
+Fences follow CommonMark where models lean on it: a line of three or more backticks or tildes
+opens a block (any indentation, so fences inside list items count), a line of the same
+character at least as long, with nothing after it, closes it, and a block left open runs to
+the end of the answer. The content of an indented fence loses that indentation. Blocks whose
+language is `python`, `py`, `python3` or `py3` are taken when there is one; otherwise every
+block is; the chosen blocks are joined by newlines. An answer with no fence is taken whole,
+less any indentation common to all its lines.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from typing import NamedTuple
+
+__all__ = ["extract_payload"]
+
+_PYTHON_LANGUAGES = frozenset({"python", "py", "python3", "py3"})
+# Linear: nothing after the fence run can fail, so there is nothing to backtrack into.
+_FENCE_LINE = re.compile(r"^([ \t]*)(`{3,}|~{3,})([^\n]*)$", re.MULTILINE)
+
+
+class _Block(NamedTuple):
+    language: str
+    content: str
+
+
+def extract_payload(output: str | None) -> str | None:
+    """The code payload of a model's raw output, or `None` when there is none.
+
+    Args:
+        output: the model's answer as generated, or `None` when the generation failed.
+
+    Returns:
+        The payload, or `None` when `output` is `None` or the payload is empty or whitespace.
+        Never blocks for long (linear in the length of `output`); never raises.
+    """
+    if output is None:
+        return None
+    text = output.replace("\r\n", "\n").replace("\r", "\n")
+    blocks = _fenced_blocks(text)
+    if blocks:
+        chosen = [b for b in blocks if b.language in _PYTHON_LANGUAGES] or blocks
+        payload = "\n".join(b.content for b in chosen)
+    else:
+        payload = textwrap.dedent(text)
+    return payload if payload.strip() else None
+
+
+def _fenced_blocks(text: str) -> list[_Block]:
+    blocks: list[_Block] = []
+    opening: re.Match[str] | None = None
+    for line in _FENCE_LINE.finditer(text):
+        if opening is None:
+            opening = line
+        elif _closes(opening, line):
+            blocks.append(_block(opening, text[opening.end() + 1 : line.start()]))
+            opening = None
+    if opening is not None:
+        blocks.append(_block(opening, text[opening.end() + 1 :]))
+    return blocks
+
+
+def _closes(opening: re.Match[str], line: re.Match[str]) -> bool:
+    fence, candidate = opening.group(2), line.group(2)
+    return candidate[0] == fence[0] and len(candidate) >= len(fence) and not line.group(3).strip()
+
+
+def _block(opening: re.Match[str], content: str) -> _Block:
+    info = opening.group(3).strip()
+    language = info.split(maxsplit=1)[0].lower().lstrip(".{") if info else ""
+    indent = len(opening.group(1))
+    if indent:
+        content = re.sub(rf"(?m)^[ \t]{{1,{indent}}}", "", content)
+    return _Block(language, content.removesuffix("\n"))

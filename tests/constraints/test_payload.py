@@ -1,0 +1,75 @@
+from orket_pipeline.constraints import extract_payload
+
+
+def test_python_block_is_taken_from_prose():
+    answer = (
+        "Sure! Here is a function that adds two numbers:\n\n"
+        "```python\ndef add(a: int, b: int) -> int:\n    return a + b\n```\n\n"
+        "It returns the sum. Let me know if you need tests!"
+    )
+    assert extract_payload(answer) == "def add(a: int, b: int) -> int:\n    return a + b"
+
+
+def test_python_blocks_win_over_other_blocks_and_are_joined():
+    answer = (
+        "Install it:\n```bash\npip install thing\n```\n"
+        "Then:\n```py\nimport thing\n```\nand\n```Python3\nthing.run()\n```\n"
+        "Output:\n```\nok\n```"
+    )
+    assert extract_payload(answer) == "import thing\nthing.run()"
+
+
+def test_without_python_blocks_every_block_is_taken():
+    answer = "First:\n```\nx = 1\n```\nSecond:\n~~~text\ny = 2\n~~~\n"
+    assert extract_payload(answer) == "x = 1\ny = 2"
+
+
+def test_tilde_fences_and_longer_closing_fences():
+    answer = "~~~python\ncode = '```'\n~~~~~\nafter"
+    assert extract_payload(answer) == "code = '```'"
+
+
+def test_inner_shorter_fence_does_not_close_a_longer_one():
+    answer = "````python\ndoc = '''\n```\n'''\n````"
+    assert extract_payload(answer) == "doc = '''\n```\n'''"
+
+
+def test_unterminated_fence_runs_to_the_end():
+    answer = "Here you go:\n```python\ndef f():\n    return 1\n"
+    assert extract_payload(answer) == "def f():\n    return 1"
+
+
+def test_fence_inside_a_list_item_is_dedented():
+    answer = (
+        "1. Define the helper:\n\n"
+        "   ```python\n   def f(x):\n       return x * 2\n   ```\n\n"
+        "2. Call it."
+    )
+    assert extract_payload(answer) == "def f(x):\n    return x * 2"
+
+
+def test_no_fence_takes_the_whole_text_without_common_indentation():
+    answer = "    def f(x):\n        return x\n"
+    assert extract_payload(answer) == "def f(x):\n    return x\n"
+    assert extract_payload("x = 1") == "x = 1"
+
+
+def test_prose_with_indented_code_and_no_fence_is_taken_whole():
+    answer = "Use this:\n\n    def f():\n        pass\n"
+    assert extract_payload(answer) == answer
+
+
+def test_windows_line_endings_are_normalized():
+    assert extract_payload("```python\r\nx = 1\r\n```\r\n") == "x = 1"
+
+
+def test_no_payload_is_none():
+    assert extract_payload(None) is None
+    assert extract_payload("") is None
+    assert extract_payload(" \n\t ") is None
+    assert extract_payload("Sorry:\n```python\n\n```") is None
+
+
+def test_fence_with_attributes_and_trailing_text_on_the_info_line():
+    answer = "```python title=add.py\nx = 1\n```"
+    assert extract_payload(answer) == "x = 1"
