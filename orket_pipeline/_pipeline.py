@@ -108,6 +108,7 @@ class TelemetryPipeline:
         for stage in (*self._producers, self._aggregator):
             stage.attach(self._bus, inbox_capacity)
         self._task_group: Any = None
+        self._stage_scopes: list[anyio.CancelScope] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -127,7 +128,7 @@ class TelemetryPipeline:
         self._task_group = task_group
         for stage in (*self._producers, self._aggregator):
             stage.prepare()
-            task_group.start_soon(stage.run, name=f"orket-pipeline {stage.name}")
+            task_group.start_soon(self._run_stage, stage, name=f"orket-pipeline {stage.name}")
         task_group.start_soon(self._lag.run, name="orket-pipeline lag monitor")
         return self
 
@@ -150,18 +151,26 @@ class TelemetryPipeline:
             self._state = _CLOSED
             return
         self._state = _CLOSED
+        self._lag.stop()
         # Shielded: an engine being cancelled still gets every finished run reported.
         with anyio.CancelScope(shield=True):
             await self._drain()
-        # The task group was entered first, so it is exited outside the shield.
-        self._lag.stop()
-        self._task_group.cancel_scope.cancel()
-        await self._task_group.__aexit__(None, None, None)
-        with anyio.CancelScope(shield=True):
             if not self._aggregator.finished:
                 await self._aggregator.finish()  # the deadline passed: build from what arrived
             await anyio.to_thread.run_sync(self._probe.stop)
             await self._write()
+        # The task group was entered before the shield, so it is exited outside it; every
+        # stage has ended, only the lag monitor is left to cancel.
+        self._task_group.cancel_scope.cancel()
+        await self._task_group.__aexit__(None, None, None)
+
+    async def _run_stage(self, stage: Stage) -> None:
+        # Shielded, so that cancelling the engine (whose code runs inside this task group's
+        # scope) does not kill the stages before they drain; `_drain` cancels this scope
+        # itself when the shared deadline passes.
+        with anyio.CancelScope(shield=True) as scope:
+            self._stage_scopes.append(scope)
+            await stage.run()
 
     async def _drain(self) -> None:
         self._bus.close()
@@ -172,6 +181,9 @@ class TelemetryPipeline:
             await _wait_all(self._producers)
             self._aggregator.close_inbox()
             await _wait_all((self._aggregator,))
+        for scope in self._stage_scopes:
+            scope.cancel()  # past the deadline: stop whatever is still running
+        await _wait_all((*self._producers, self._aggregator))
 
     async def _write(self) -> None:
         from ._report_io import write_report

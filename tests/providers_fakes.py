@@ -79,3 +79,18 @@ class Failing:
 
     async def generate(self, prompt: str) -> str:
         raise self.exc
+
+
+class Gated:
+    """Non-streaming; signals `entered`, then answers only once `release` is set."""
+
+    supports_streaming = False
+
+    def __init__(self) -> None:
+        self.entered = anyio.Event()
+        self.release = anyio.Event()
+
+    async def generate(self, prompt: str) -> str:
+        self.entered.set()
+        await self.release.wait()
+        return "x = 1\n"

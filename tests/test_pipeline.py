@@ -14,7 +14,7 @@ from orket_pipeline._pipeline import TelemetryPipeline
 from orket_pipeline._report import TestRun
 from orket_pipeline.constraints import Constraints
 from orket_pipeline.stages import LatencyTracker
-from tests.providers_fakes import Blocking, Delayed, Failing, Instant, Streaming
+from tests.providers_fakes import Blocking, Delayed, Failing, Gated, Instant, Streaming
 
 pytestmark = pytest.mark.anyio
 
@@ -218,3 +218,44 @@ async def test_an_exception_that_cannot_be_printed_is_still_reraised_unchanged()
             await pipeline.generate("t1", Failing(error), "p")
     run = only_run(pipeline)
     assert run.error is not None and run.error.message == "<unprintable Unprintable>"
+
+
+@pytest.mark.anyio
+async def test_cancelling_the_engine_still_drains_stages_and_writes_the_report(
+    tmp_path: Path,
+) -> None:
+    report_path = tmp_path / "orket_report.json"
+    pipeline = TelemetryPipeline(report_path)
+    with anyio.move_on_after(0.05):
+        async with pipeline:
+            await pipeline.generate("done", Instant(CODE), "p")
+            pipeline.record_outcome("done", "pass")
+            await pipeline.generate("hung", Delayed(10.0), "p")
+    runs = {run.test_id: run for run in pipeline.report.test_runs}
+    assert runs["done"].outcome == "pass"
+    assert runs["done"].telemetry is not None
+    assert runs["done"].telemetry.adherence_score is not None
+    assert runs["hung"].outcome == "error"
+    assert runs["hung"].telemetry is not None
+    assert runs["hung"].telemetry.total_latency is not None
+    assert json.loads(report_path.read_text())["test_runs"][1]["outcome"] == "error"
+
+
+@pytest.mark.anyio
+async def test_a_run_still_generating_when_the_pipeline_closes_is_an_error_not_a_pass() -> None:
+    provider = Gated()
+    async with anyio.create_task_group() as tg:
+        async with TelemetryPipeline() as pipeline:
+            tg.start_soon(pipeline.generate, "slow", provider, "p")
+            await provider.entered.wait()
+            pipeline.record_outcome("other", "pass")
+        provider.release.set()
+    (slow, other) = pipeline.report.test_runs
+    assert (slow.test_id, slow.outcome, slow.reason) == (
+        "slow",
+        "error",
+        "generation did not finish",
+    )
+    assert other.outcome == "pass"
+    # "slow" finished after the close: its end was counted as late, not lost silently.
+    assert pipeline.statistics().late_events == 1

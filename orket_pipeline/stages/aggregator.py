@@ -157,13 +157,16 @@ class ReportAggregator(Stage):
             telemetry = _telemetry(latency, run.peak, run.adherence)
             if latency is not None and latency.error_type is not None:
                 error = RunError(type=latency.error_type, message=latency.error_message or "")
-        outcome = run.outcome
+        outcome, reason = run.outcome, run.reason
         if outcome is None:
-            # The engine never decided: a failed generation is an error, a finished one
-            # passes, as a task with no gate does.
-            outcome = "error" if error is not None else "pass"
+            # The engine never decided. Only a generation that finished cleanly passes (as a
+            # task with no gate does); one that failed, or never finished, is an error.
+            if latency is None and run.generated:
+                outcome, reason = "error", "generation did not finish"
+            else:
+                outcome = "error" if error is not None else "pass"
         test_run = TestRun(
-            test_id=test_id, outcome=outcome, telemetry=telemetry, error=error, reason=run.reason
+            test_id=test_id, outcome=outcome, telemetry=telemetry, error=error, reason=reason
         )
         run.result = test_run
         self._unjournaled.append((run.order, test_run))

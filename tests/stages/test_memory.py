@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import sys
 from decimal import Decimal
 
@@ -37,13 +38,23 @@ class Spiking:
 
     async def generate(self, prompt: str) -> str:
         await anyio.sleep(self.before_s)
-        block = bytearray(self.spike_mib * MIB)  # zero-filled: every page is touched
+        block = touch(self.spike_mib * MIB)
         await anyio.sleep(self.hold_s)
-        del block
+        block.close()
         if self.freed is not None:
             self.freed.set()
         await anyio.sleep(self.after_s)
         return "x = 1\n"
+
+
+def touch(size: int) -> mmap.mmap:
+    """Map `size` bytes of fresh anonymous memory and touch every page, so resident memory
+    grows by `size` whatever the allocator kept from earlier tests (a plain bytearray may
+    reuse pages that are already resident, which is no spike at all)."""
+    block = mmap.mmap(-1, size)
+    for offset in range(0, size, mmap.PAGESIZE):
+        block[offset] = 1
+    return block
 
 
 def rss_mib() -> float:
@@ -112,8 +123,10 @@ def test_probe_rejects_bad_arguments() -> None:
 def test_poll_method_measures_another_process() -> None:
     import subprocess
 
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    code = "import sys, time; print('ready', flush=True); time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
     try:
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
         probe = MemoryProbe(pid=child.pid, method="poll", interval=0.001)
         probe.start()
         probe.sample_now()
@@ -126,3 +139,5 @@ def test_poll_method_measures_another_process() -> None:
     finally:
         child.kill()
         child.wait()
+        assert child.stdout is not None
+        child.stdout.close()
