@@ -39,13 +39,15 @@ def extract_payload(output: str | None) -> str | None:
     """
     if output is None:
         return None
-    text = output.replace("\r\n", "\n").replace("\r", "\n")
-    blocks = _fenced_blocks(text)
+    text = output.replace("\r\n", "\n").replace("\r", "\n") if "\r" in output else output
+    blocks = _fenced_blocks(text) if "```" in text or "~~~" in text else None
     if blocks:
         chosen = [b for b in blocks if b.language in _PYTHON_LANGUAGES] or blocks
         payload = "\n".join(b.content for b in chosen)
-    else:
+    elif text[:1].isspace():
         payload = textwrap.dedent(text)
+    else:
+        payload = text  # its first line is not indented, so there is no common margin
     return payload if payload.strip() else None
 
 
