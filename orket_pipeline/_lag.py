@@ -14,7 +14,7 @@ class LagMonitor:
     loop's lag, which anything blocking the loop (a stage, the engine, a provider) inflates.
     Costs one wake-up per interval."""
 
-    def __init__(self, interval: float = 0.01) -> None:
+    def __init__(self, interval: float = 0.02) -> None:
         self.interval = interval
         self.max_lag: float | None = None
         self._stopped = False

@@ -11,6 +11,7 @@ import anyio
 import anyio.to_thread
 
 from .._events import Event, GenerationFinished
+from ..constraints import extract_payload, validate_output
 from ._base import Stage, StageErrors
 from ._score_worker import decode_result, encode_job
 from .aggregator import ReportAggregator
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from ..constraints import Constraints
 
 __all__ = ["ConstraintStage"]
+
+_ONE = Decimal("1.000")
 
 _Job = tuple[str, "Constraints | None", str]
 
@@ -35,6 +38,8 @@ class ConstraintStage(Stage):
     name = "constraints"
     event_types = (GenerationFinished,)
     large_output_chars = 64 * 1024
+    #: Outputs up to this size with no constraints are checked for code on the loop.
+    inline_output_chars = 4 * 1024
     #: Seconds a worker process may take (each regex has its own 1 s budget inside it).
     worker_timeout = 120.0
 
@@ -51,6 +56,12 @@ class ConstraintStage(Stage):
         output = event.output
         if output is None:
             self._sink.adherence_scored(event.test_id, None)
+            return
+        if event.constraints is None and len(output) <= self.inline_output_chars:
+            # Nothing to validate, only whether there is code: a few microseconds of
+            # linear scanning, cheaper here than the hand-off to a worker thread.
+            has_code = extract_payload(output) is not None
+            self._sink.adherence_scored(event.test_id, _ONE if has_code else None)
             return
         job = (event.test_id, event.constraints, output)
         (self._large if len(output) >= self.large_output_chars else self._small).append(job)
@@ -84,8 +95,6 @@ class ConstraintStage(Stage):
 
 
 def _score(constraints: Constraints | None, output: str) -> Decimal | None:
-    from ..constraints import validate_output  # imported where it runs, in a worker thread
-
     result = validate_output(constraints, output)
     return None if result is None else result.adherence_score
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 from .._events import Event, GenerationFinished, GenerationStarted
 from .._memory_probe import MemoryProbe
 from ._base import Stage, StageErrors
@@ -23,15 +25,21 @@ class MemorySampler(Stage):
 
     name = "memory"
     event_types = (GenerationStarted, GenerationFinished)
+    #: Seconds between wake-ups that settle closed windows. Longer than the probe's sample
+    #: interval on purpose: every timer on the loop can delay others (asyncio rounds its
+    #: wait up to whole milliseconds), and a window's peak does not depend on when it settles.
+    settle_interval = 0.02
     #: Wake-ups with no window open or pending before the probe's thread goes to sleep.
-    idle_wakeups_before_sleep = 20
+    idle_wakeups_before_sleep = 10
 
     def __init__(self, errors: StageErrors, sink: ReportAggregator, probe: MemoryProbe) -> None:
         super().__init__(errors)
         self._sink = sink
         self._probe = probe
         self._open: dict[str, float] = {}
-        self._pending: list[tuple[str, float, float]] = []
+        # Closed windows in the order they closed, so by end time: the settled ones are a
+        # prefix, and each wake-up looks only at those.
+        self._pending: deque[tuple[str, float, float]] = deque()
         self._active = False
         self._idle_wakeups = 0
 
@@ -48,9 +56,9 @@ class MemorySampler(Stage):
             self._pending.append((event.test_id, event.t_started, event.t_perf))
 
     def wait_timeout(self) -> float | None:
-        """While the probe is active, wake up once per sample interval: to settle windows,
-        and to notice when it can sleep."""
-        return self._probe.interval if self._active else None
+        """While the probe is active, wake up every `settle_interval` seconds: to settle
+        windows, and to notice when the probe can sleep."""
+        return self.settle_interval if self._active else None
 
     async def after_batch(self) -> None:
         """Deliver every settled window; let the probe sleep once nothing has been open for
@@ -75,20 +83,16 @@ class MemorySampler(Stage):
         self._probe.deactivate()
 
     def _settle(self) -> None:
-        probe = self._probe
-        still: list[tuple[str, float, float]] = []
-        for window in self._pending:
-            peak = probe.peak_between(window[1], window[2])
-            if peak is None:
-                still.append(window)
-            else:
-                self._sink.memory_measured(window[0], peak)
-        self._pending = still
+        probe, pending, deliver = self._probe, self._pending, self._sink.memory_measured
+        last_sample = probe.last_sample_time
+        while pending and pending[0][2] <= last_sample:
+            test_id, t_start, t_end = pending.popleft()
+            deliver(test_id, probe.peak_between(t_start, t_end))
         if probe.segment_count < 512:
             return  # pruning is amortised: a few hundred segments cost nothing to keep
         # Windows open in publish order and `t_perf` grows with it, so the first open window
-        # (dicts keep insertion order) is the oldest.
-        oldest = min((w[1] for w in still), default=probe.last_sample_time)
+        # (dicts keep insertion order) is the oldest open one.
+        oldest = min((w[1] for w in pending), default=last_sample)
         if self._open:
             oldest = min(oldest, next(iter(self._open.values())))
         probe.prune(oldest)
