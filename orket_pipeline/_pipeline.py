@@ -1,18 +1,15 @@
-"""TelemetryPipeline: the generation wrapper, the bus, and the stages' task group.
+"""TelemetryPipeline: the bus, the stages' task group, and the report at close.
 
-The wrapper (`generate`) is the only code on the engine's path. It takes `perf_counter()`
-stamps when things happen and publishes frozen events with `EventBus.publish`, which never
-awaits; all other work happens in the stages, each in its own task of the pipeline's task group.
+It inherits the generation wrapper (`_wrapper.GenerationWrapper.generate`), the only code on the
+engine's path; all other work happens in the stages, each in its own task of the pipeline's
+task group.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Iterable
-from contextlib import aclosing, nullcontext
 from pathlib import Path
-from time import perf_counter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -20,12 +17,12 @@ import anyio
 import anyio.to_thread
 
 from ._bus import EventBus
-from ._events import FirstChunkReceived, GenerationFinished, GenerationStarted, OutcomeRecorded
 from ._exceptions import PipelineClosedError
 from ._lag import LagMonitor
 from ._memory_probe import MemoryProbe
-from ._report import OUTCOMES, Metadata, PipelineStatistics, Report, current_metadata
+from ._report import Metadata, PipelineStatistics, Report, current_metadata
 from ._rounding import round3
+from ._wrapper import CLOSED, NEW, OPEN, GenerationWrapper
 from .stages import (
     ConstraintStage,
     LatencyTracker,
@@ -37,20 +34,11 @@ from .stages import (
 
 if TYPE_CHECKING:
     from ._journal import JournalWriter
-    from .constraints import Constraints
-    from .providers import Provider
 
 __all__ = ["TelemetryPipeline"]
 
-_NEW, _OPEN, _CLOSED = "new", "open", "closed"
-_ERROR_MESSAGE_CHARS = 500
 
-# Whether a provider's `generate` is a coroutine function, by the underlying function object:
-# inspecting on every call would cost a microsecond on the engine's path.
-_is_async: dict[Any, bool] = {}
-
-
-class TelemetryPipeline:
+class TelemetryPipeline(GenerationWrapper):
     """Telemetry for every generation, without blocking or changing the engine.
 
     Use it as an async context manager; it owns the stages' task group. On exit every stage
@@ -91,7 +79,7 @@ class TelemetryPipeline:
         self.journal_path = None if journal_path is None else Path(journal_path)
         self._suite, self._provider = suite, provider
         self._drain_timeout = drain_timeout
-        self._state = _NEW
+        self._state = NEW
         self._report: Report | None = None
         self._bus = EventBus()
         self._publish = self._bus.publish
@@ -113,9 +101,9 @@ class TelemetryPipeline:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def __aenter__(self) -> TelemetryPipeline:
-        if self._state is not _NEW:
+        if self._state is not NEW:
             raise PipelineClosedError("a TelemetryPipeline can be entered only once")
-        self._state = _OPEN
+        self._state = OPEN
         if self.journal_path is not None:
             metadata = current_metadata(suite=self._suite, provider=self._provider)
             self._journal = await anyio.to_thread.run_sync(
@@ -147,10 +135,10 @@ class TelemetryPipeline:
         Idempotent: the flag is set first, so a second call (or one racing the first)
         returns at once. Blocks (awaits) at most about `drain_timeout`, plus the write.
         """
-        if self._state is not _OPEN:
-            self._state = _CLOSED
+        if self._state is not OPEN:
+            self._state = CLOSED
             return
-        self._state = _CLOSED
+        self._state = CLOSED
         self._lag.stop()
         # Shielded: an engine being cancelled still gets every finished run reported.
         with anyio.CancelScope(shield=True):
@@ -205,98 +193,6 @@ class TelemetryPipeline:
         """Fix the order of these runs in the report (suite order). Never blocks or raises."""
         self._aggregator.register(test_ids)
 
-    async def generate(
-        self,
-        test_id: str,
-        provider: Provider,
-        prompt: str,
-        constraints: Constraints | None = None,
-    ) -> str:
-        """Generate through `provider`, recording the run's telemetry.
-
-        Awaits only the provider. Streams when the provider declares
-        `supports_streaming = True`; a plain-`def` `generate` runs in a worker thread.
-        Returns the output text. Raises whatever the provider raised (cancellation included),
-        after recording its telemetry; raises `PipelineClosedError` outside the context.
-        """
-        if self._state is not _OPEN:
-            raise PipelineClosedError("generate() needs an open TelemetryPipeline")
-        if getattr(provider, "supports_streaming", False) is True:
-            return await self._generate_streaming(test_id, provider, prompt, constraints)
-        generate = provider.generate
-        is_async = _is_async.get(getattr(generate, "__func__", generate))
-        if is_async is None:
-            is_async = _remember_kind(generate)
-        publish = self._publish
-        # Stamped here, in the engine's task, at dispatch: a slow stage cannot skew it.
-        t_started = perf_counter()
-        publish(GenerationStarted(test_id, t_started, False))
-        try:
-            if is_async:
-                output = await generate(prompt)  # type: ignore[misc]
-            else:
-                output = await anyio.to_thread.run_sync(generate, prompt)
-        except BaseException as exc:
-            publish(_failed(test_id, t_started, False, constraints, exc, 0, None, None))
-            raise
-        text = output if type(output) is str else None
-        publish(
-            GenerationFinished(
-                test_id, perf_counter(), t_started, False, text, constraints, 1 if text else 0
-            )
-        )
-        return output  # type: ignore[no-any-return]
-
-    async def _generate_streaming(
-        self,
-        test_id: str,
-        provider: Provider,
-        prompt: str,
-        constraints: Constraints | None,
-    ) -> str:
-        publish = self._publish
-        chunks = 0
-        t_first = t_last = None
-        parts = []
-        t_started = perf_counter()
-        publish(GenerationStarted(test_id, t_started, True))
-        try:
-            stream = provider.stream(prompt)
-            # aclosing: a cancelled or timed-out run closes the provider's stream (and its
-            # connection) at once, not whenever the generator is garbage-collected.
-            closing: Any = aclosing(stream) if hasattr(stream, "aclose") else nullcontext()
-            async with closing:
-                async for chunk in stream:
-                    if chunk:
-                        # Stamped as the chunk reaches the engine's task, before anything else.
-                        t_last = perf_counter()
-                        if t_first is None:
-                            t_first = t_last
-                            publish(FirstChunkReceived(test_id, t_first))
-                        chunks += 1
-                        parts.append(chunk)
-                t_done = perf_counter()
-        except BaseException as exc:
-            publish(_failed(test_id, t_started, True, constraints, exc, chunks, t_first, t_last))
-            raise
-        output = "".join(parts)
-        publish(
-            GenerationFinished(
-                test_id, t_done, t_started, True, output, constraints, chunks, t_first, t_last
-            )
-        )
-        return output
-
-    def record_outcome(self, test_id: str, outcome: str, reason: str | None = None) -> None:
-        """Record the engine's verdict for a run. Never blocks.
-
-        Raises `ValueError` for an outcome other than pass, fail or error (a programming
-        error in the caller); after close the outcome is counted as late, not raised.
-        """
-        if outcome not in OUTCOMES:
-            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
-        self._publish(OutcomeRecorded(test_id, outcome, reason))
-
     # -- results -------------------------------------------------------------------------------
 
     @property
@@ -333,50 +229,6 @@ def _open_journal(path: Path, metadata: Metadata) -> JournalWriter:
     writer = JournalWriter(path, metadata)
     writer.open()
     return writer
-
-
-def _remember_kind(generate: Any) -> bool:
-    if len(_is_async) > 4096:
-        _is_async.clear()  # providers built per call (closures): keep the cache bounded
-    is_async = _is_async[getattr(generate, "__func__", generate)] = inspect.iscoroutinefunction(
-        generate
-    )
-    return is_async
-
-
-def _failed(
-    test_id: str,
-    t_started: float,
-    streaming: bool,
-    constraints: Constraints | None,
-    exc: BaseException,
-    chunks: int,
-    t_first: float | None,
-    t_last: float | None,
-) -> GenerationFinished:
-    t_failed = perf_counter()
-    return GenerationFinished(
-        test_id,
-        t_failed,
-        t_started,
-        streaming,
-        None,
-        constraints,
-        chunks,
-        t_first,
-        t_last,
-        type(exc).__name__,
-        _message(exc),
-    )
-
-
-def _message(exc: BaseException) -> str:
-    # A provider's exception may have a __str__ that raises; telemetry must not turn that
-    # into a different exception in the engine.
-    try:
-        return str(exc)[:_ERROR_MESSAGE_CHARS]
-    except Exception:
-        return f"<unprintable {type(exc).__name__}>"
 
 
 async def _wait_all(stages: Iterable[Stage]) -> None:
