@@ -113,7 +113,7 @@ async def _run_one(loop: _Loop, task: Task, *, task_status: TaskStatus[None]) ->
         result = await _attempt(loop, task)
         loop.results[task.id] = result
         if loop.pipeline is not None:
-            loop.pipeline.record_outcome(task.id, result.outcome, result.reason)
+            loop.pipeline.record_outcome(task.id, result.outcome, result.reason, result.error)
         if loop.on_result is not None:
             loop.on_result(result)
     finally:
@@ -156,7 +156,9 @@ async def generate_directly(provider: Provider, prompt: str) -> Any:
     """Call `provider` as the pipeline's wrapper does, with no telemetry.
 
     Streams when `supports_streaming` is True (non-empty chunks joined); a plain-`def`
-    `generate` runs in a worker thread. Raises whatever the provider raises.
+    `generate` runs in a worker thread, abandoned (left to finish on its own) when the run is
+    cancelled or times out, since a thread cannot be interrupted. Raises whatever the provider
+    raises.
     """
     if getattr(provider, "supports_streaming", False) is True:
         parts = []
@@ -166,7 +168,7 @@ async def generate_directly(provider: Provider, prompt: str) -> Any:
         return "".join(parts)
     if inspect.iscoroutinefunction(provider.generate):
         return await provider.generate(prompt)
-    return await anyio.to_thread.run_sync(provider.generate, prompt)
+    return await anyio.to_thread.run_sync(provider.generate, prompt, abandon_on_cancel=True)
 
 
 async def execute(
@@ -188,7 +190,8 @@ async def execute(
     is awaited at the end. `options` go to `run_suite`.
 
     Raises:
-        ValueError: bad options (see `run_suite`). OSError: the report could not be written.
+        ValueError: bad options (see `run_suite`). OSError: the journal could not be opened
+            (before any run started) or the report could not be written.
     """
     try:
         if telemetry:

@@ -6,18 +6,20 @@
 ```
 
 `order` is the run's registration (suite) index, so the report can restore suite order however
-runs finished. Each batch of lines is written with one `write` and flushed to the OS, so a
-crashed process loses no finished run; a crash in the middle of a write can only tear the last
-line, which `read_journal` skips and reports. A bad line anywhere else is an error.
+runs finished. Each batch of lines is written with one unbuffered `write`, so a crashed
+process loses no finished run; a crash in the middle of a write can only tear the last line,
+which `read_journal` skips and reports. A bad line anywhere else is an error.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Sequence
+from io import FileIO
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Final
 
 import msgspec
 
@@ -76,67 +78,104 @@ class JournalContents(msgspec.Struct, kw_only=True):
 class JournalWriter:
     """Appends finished runs to a journal file.
 
-    Cheap enough for the event loop: one `write` and one `flush` per batch, no fsync. Not
-    thread-safe; one writer per file.
+    Cheap enough for the event loop: one unbuffered `write` per batch, no fsync (a crashed
+    process loses nothing the OS has accepted). A write that fails (a full disk) leaves no
+    trace: the file is cut back to its last complete line and the batch is written again,
+    first, with the next one, so the journal catches up once there is room and never holds a
+    torn line before a good one. Not thread-safe; one writer per file.
     """
 
     def __init__(self, path: str | os.PathLike[str], metadata: Metadata) -> None:
         """Remember where to write; touches no file until `open()`. Never raises."""
         self.path = Path(path)
         self._metadata = metadata
-        self._file: BinaryIO | None = None
+        self._file: FileIO | None = None
+        self._size = 0  # bytes of complete lines in the file
+        self._pending = b""  # lines whose write failed, written again before the next batch
 
     def open(self) -> None:
         """Create or truncate the file and write the header.
 
         Raises:
-            OSError: the file could not be created or written.
+            OSError: the file could not be created or written; it names the file.
 
         Blocks briefly on one small write.
         """
         header = _Header(journal=JOURNAL_NAME, version=JOURNAL_VERSION, metadata=self._metadata)
-        file = self.path.open("wb")
+        data = encode_json(header) + b"\n"
+        file = FileIO(self.path, "wb")
         try:
-            file.write(encode_json(header) + b"\n")
-            file.flush()
-        except BaseException:
-            file.close()
-            raise
-        self._file = file
+            _write_all(file, data)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                file.close()
+            raise _naming(exc, self.path) from None
+        self._file, self._size, self._pending = file, len(data), b""
 
     def append_many(self, entries: Sequence[tuple[int, TestRun]]) -> None:
-        """Append `(order, run)` entries with one write and one flush.
+        """Append `(order, run)` entries, after any whose write failed, with one write.
 
         Raises:
-            OSError: the write failed (the caller counts it); `ValueError` when not open.
+            OSError: the write failed (the caller counts it); it names the file. The entries
+                are kept and written with the next batch. `ValueError` when not open.
 
         Blocks briefly on one write of the batch.
         """
         if self._file is None:
             raise ValueError(f"journal {self.path} is not open")
-        if not entries:
-            return
         lines = [encode_json(_Entry(order=order, run=run)) for order, run in entries]
-        lines.append(b"")
-        self._file.write(b"\n".join(lines))
-        self._file.flush()
+        data = self._pending + b"".join(line + b"\n" for line in lines)
+        if data:
+            self._write(self._file, data)
 
     def close(self) -> None:
-        """Flush and close the file; idempotent.
+        """Try once more to write entries whose write failed, then close the file.
 
-        Raises:
-            OSError: the final flush failed.
+        Idempotent, and never raises: every failed write was already raised by
+        `append_many`.
         """
         file, self._file = self._file, None
-        if file is not None:
+        if file is None:
+            return
+        with contextlib.suppress(OSError):
+            if self._pending:
+                self._write(file, self._pending)
+        with contextlib.suppress(OSError):
             file.close()
 
     def remove(self) -> None:
-        """Close (ignoring errors) and delete the file; a missing file is fine. Never raises."""
-        with contextlib.suppress(OSError):
-            self.close()
+        """Close and delete the file; a missing file is fine. Never raises."""
+        self.close()
         with contextlib.suppress(OSError):
             self.path.unlink()
+
+    def _write(self, file: FileIO, data: bytes) -> None:
+        try:
+            _write_all(file, data)
+        except OSError as exc:
+            self._pending = data
+            with contextlib.suppress(OSError):  # drop a partly written batch
+                file.truncate(self._size)
+                file.seek(self._size)
+            raise _naming(exc, self.path) from None
+        self._pending = b""
+        self._size += len(data)
+
+
+def _write_all(file: FileIO, data: bytes) -> None:
+    # An unbuffered write may be partial (a disk filling up): write the rest, or raise.
+    view = memoryview(data)
+    while view:
+        written = file.write(view)
+        if not written:
+            raise OSError(errno.EIO, "the write made no progress")
+        view = view[written:]
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    if exc.filename is None:
+        exc.filename = os.fspath(path)
+    return exc
 
 
 def read_journal(path: str | os.PathLike[str]) -> JournalContents:

@@ -3,7 +3,9 @@
 `read_report` turns every way a file can be wrong (missing, not JSON, wrong types, a telemetry
 number that is not finite) into one `ReportFormatError` line that names the file and the field.
 `write_report` stamps `report_generated_at` at write time and replaces the target atomically, so
-a reader sees the old report or the new one, never a torn one.
+a reader sees the old report or the new one, never a torn one. A writer killed mid-write (SIGKILL)
+leaves its temp file behind; on POSIX each writer holds an advisory lock on its temp file, so the
+next write of the same target can tell such an orphan from a live writer's file and remove it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import os
 import re
 import secrets
+import sys
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -53,6 +56,10 @@ _TELEMETRY_NUMBERS: Final = (
     "stream_duration",
 )
 _AT_PATH: Final = re.compile(r"^(?P<message>.*) - at `(?P<path>\$[^`]*)`$", re.DOTALL)
+_TEMP_SUFFIX: Final = re.compile(r"\.[0-9a-f]{12}\.tmp")
+
+if sys.platform != "win32":
+    import fcntl
 
 
 def read_report(path: str | os.PathLike[str]) -> Report:
@@ -111,6 +118,7 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Replace `path` with `data` atomically: temp file beside it, fsync, rename, fsync the dir.
 
     The temp file is created with mode 0o666 minus the umask, like a plain `open()` would.
+    On POSIX, temp files of `path` left by writers that were killed are removed afterwards.
 
     Raises:
         OSError: the write failed; the temp file is removed and any old file is intact.
@@ -124,12 +132,16 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(tmp, target)
+            if sys.platform != "win32":
+                os.replace(tmp, target)  # still locked, so no sweeper takes it for an orphan
+        if sys.platform == "win32":
+            os.replace(tmp, target)  # Windows cannot rename a file that is open
     except BaseException:
         # Any failure, KeyboardInterrupt included, must not leave a stray temp file behind.
         _unlink_quietly(tmp)
         raise
     _fsync_dir(target.parent)
+    _remove_orphaned_temps(target)
 
 
 def utc_timestamp(now: datetime | None = None) -> str:
@@ -226,10 +238,53 @@ def _create_temp(target: Path) -> tuple[int, Path]:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for candidate in _temp_names(target):
         try:
-            return os.open(candidate, flags, 0o666), candidate
+            fd = os.open(candidate, flags, 0o666)
         except FileExistsError:
             continue
+        if _lock_new_temp(fd):
+            return fd, candidate
+        os.close(fd)  # a sweeper took it for an orphan between open and lock: another name
     raise FileExistsError(f"{target}: no free temporary file name beside it")
+
+
+def _lock_new_temp(fd: int) -> bool:
+    """Lock a new temp file for as long as its writer lives; False if a sweeper got it first."""
+    if sys.platform == "win32":
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True  # no locks on this filesystem: sweepers cannot lock it either
+    return os.fstat(fd).st_nlink > 0
+
+
+def _remove_orphaned_temps(target: Path) -> None:
+    """Remove temp files of `target` whose writer died: nobody holds their lock. Never raises."""
+    if sys.platform == "win32":
+        return
+    prefix = f".{target.name}"
+    try:
+        names = [
+            name
+            for name in os.listdir(target.parent)
+            if name.startswith(prefix) and _TEMP_SUFFIX.fullmatch(name, len(prefix))
+        ]
+    except OSError:
+        return
+    for name in names:
+        try:
+            fd = os.open(target.parent / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(target.parent / name)
+        except OSError:
+            pass  # locked by a live writer, or already gone
+        finally:
+            os.close(fd)
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -81,6 +81,11 @@ class ProgressReporter:
             with contextlib.suppress(OSError, ValueError):
                 print(line, file=self._stream, flush=True)
 
+    @property
+    def finished(self) -> int:
+        """How many runs have finished so far. Never raises."""
+        return sum(self._counts.values())
+
     def _describe(self) -> str:
         c = self._counts
         return f"{c['pass']} passed, {c['fail']} failed, {c['error']} errored"

@@ -66,8 +66,9 @@ def register(sub: Any) -> None:
 def run_command(args: argparse.Namespace) -> int:
     """Handle `orket-pipeline run`; returns the exit code.
 
-    Blocks until the suite has run. Raises `InputError` (exit 2) for bad input and
-    `KeyboardInterrupt` (exit 130) on Ctrl-C, after writing the finished runs.
+    Blocks until the suite has run. Raises `InputError` (exit 2) for bad input or when the
+    journal or the report cannot be written (disk full, say), and `KeyboardInterrupt`
+    (exit 130) on Ctrl-C, after writing the finished runs.
     """
     suite_path, spec = _suite_and_spec(args)
     out = _writable(args.out, "--out")
@@ -77,22 +78,30 @@ def run_command(args: argparse.Namespace) -> int:
     suite = load_suite(suite_path)
     provider = load_provider(spec)
     reporter = ProgressReporter(len(suite.tasks), quiet=args.quiet)
-    with reporter:
-        report = anyio.run(
-            _until_interrupted,
-            partial(
-                execute,
-                suite,
-                provider,
-                report_path=out,
-                journal_path=journal,
-                telemetry=not args.no_telemetry,
-                provider_name=spec,
-                concurrency=args.concurrency,
-                timeout_s=args.timeout,
-                on_result=reporter.advance,
-            ),
-        )
+    try:
+        with reporter:
+            report = anyio.run(
+                _until_interrupted,
+                partial(
+                    execute,
+                    suite,
+                    provider,
+                    report_path=out,
+                    journal_path=journal,
+                    telemetry=not args.no_telemetry,
+                    provider_name=spec,
+                    concurrency=args.concurrency,
+                    timeout_s=args.timeout,
+                    on_result=reporter.advance,
+                ),
+            )
+    except OSError as exc:
+        if args.no_telemetry:
+            raise _cannot_write("report", out, exc, None) from None
+        kept = journal or out.with_name(out.name + ".journal.jsonl")
+        if reporter.finished == 0:  # the journal is opened before the first run starts
+            raise _cannot_write("journal", kept, exc, None) from None
+        raise _cannot_write("report", out, exc, kept) from None
     render_table(report, Console(highlight=False))
     print(f"report written to {out}")
     failed = sum(run.outcome != "pass" for run in report.test_runs)
@@ -104,6 +113,7 @@ async def _until_interrupted(run: Callable[[], Awaitable[Report]]) -> Report:
     # finished runs are written; asyncio's own handling would cancel the task natively.
     interrupted = False
     report: Report | None = None
+    failure: Exception | None = None
     async with anyio.create_task_group() as tg:
 
         async def watch() -> None:
@@ -115,11 +125,25 @@ async def _until_interrupted(run: Callable[[], Awaitable[Report]]) -> Report:
                     return
 
         tg.start_soon(watch)
-        report = await run()
+        try:
+            report = await run()
+        except Exception as exc:
+            failure = exc  # raised below as itself, not wrapped in the task group's group
         tg.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
     if interrupted or report is None:
         raise KeyboardInterrupt
     return report
+
+
+def _cannot_write(what: str, path: Path, exc: OSError, journal: Path | None) -> InputError:
+    message = f"run: cannot write the {what} {path}: {exc.strerror or exc}"
+    if journal is not None and journal.is_file():
+        message += (
+            f"; the finished runs are in {journal} (orket-pipeline rebuild {journal} -o {path})"
+        )
+    return InputError(message)
 
 
 def _suite_and_spec(args: argparse.Namespace) -> tuple[str, str]:
