@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 if TYPE_CHECKING:
+    from ._report import RunError
     from .constraints import Constraints
 
 __all__ = [
@@ -61,11 +62,13 @@ class GenerationFinished(msgspec.Struct, frozen=True, tag=True):
 
 
 class OutcomeRecorded(msgspec.Struct, frozen=True, tag=True):
-    """The engine decided the run's outcome (`pass`, `fail` or `error`)."""
+    """The engine decided the run's outcome (`pass`, `fail` or `error`), with its reason and,
+    when the engine has one, its own account of the run's error."""
 
     test_id: str
     outcome: str
     reason: str | None = None
+    error: RunError | None = None
 
 
 Event = GenerationStarted | FirstChunkReceived | GenerationFinished | OutcomeRecorded

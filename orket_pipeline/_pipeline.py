@@ -140,17 +140,19 @@ class TelemetryPipeline(GenerationWrapper):
             return
         self._state = CLOSED
         self._lag.stop()
-        # Shielded: an engine being cancelled still gets every finished run reported.
-        with anyio.CancelScope(shield=True):
-            await self._drain()
-            if not self._aggregator.finished:
-                await self._aggregator.finish()  # the deadline passed: build from what arrived
-            await anyio.to_thread.run_sync(self._probe.stop)
-            await self._write()
-        # The task group was entered before the shield, so it is exited outside it; every
-        # stage has ended, only the lag monitor is left to cancel.
-        self._task_group.cancel_scope.cancel()
-        await self._task_group.__aexit__(None, None, None)
+        try:
+            # Shielded: an engine being cancelled still gets every finished run reported.
+            with anyio.CancelScope(shield=True):
+                await self._drain()
+                if not self._aggregator.finished:
+                    await self._aggregator.finish()  # past the deadline: build from what came
+                await anyio.to_thread.run_sync(self._probe.stop)
+                await self._write()
+        finally:
+            # The task group was entered before the shield, so it is exited outside it, and
+            # even when the write failed; every stage has ended, only the lag monitor is left.
+            self._task_group.cancel_scope.cancel()
+            await self._task_group.__aexit__(None, None, None)
 
     async def _run_stage(self, stage: Stage) -> None:
         # Shielded, so that cancelling the engine (whose code runs inside this task group's

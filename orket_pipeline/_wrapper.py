@@ -19,7 +19,7 @@ import anyio.to_thread
 
 from ._events import FirstChunkReceived, GenerationFinished, GenerationStarted, OutcomeRecorded
 from ._exceptions import PipelineClosedError
-from ._report import OUTCOMES
+from ._report import OUTCOMES, RunError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -75,7 +75,8 @@ class GenerationWrapper:
             if is_async:
                 output = await generate(prompt)  # type: ignore[misc]
             else:
-                output = await anyio.to_thread.run_sync(generate, prompt)
+                # abandon_on_cancel: a timeout or Ctrl-C must not wait for a stuck thread.
+                output = await anyio.to_thread.run_sync(generate, prompt, abandon_on_cancel=True)
         except BaseException as exc:
             publish(_failed(test_id, t_started, False, constraints, exc, 0, None, None))
             raise
@@ -116,10 +117,10 @@ class GenerationWrapper:
                         chunks += 1
                         parts.append(chunk)
                 t_done = perf_counter()
+            output = "".join(parts)  # inside the try: a chunk that is not text is a failure
         except BaseException as exc:
             publish(_failed(test_id, t_started, True, constraints, exc, chunks, t_first, t_last))
             raise
-        output = "".join(parts)
         publish(
             GenerationFinished(
                 test_id, t_done, t_started, True, output, constraints, chunks, t_first, t_last
@@ -127,15 +128,29 @@ class GenerationWrapper:
         )
         return output
 
-    def record_outcome(self, test_id: str, outcome: str, reason: str | None = None) -> None:
+    def record_outcome(
+        self,
+        test_id: str,
+        outcome: str,
+        reason: str | None = None,
+        error: RunError | None = None,
+    ) -> None:
         """Record the engine's verdict for a run. Never blocks.
+
+        Args:
+            test_id: the run.
+            outcome: ``"pass"``, ``"fail"`` or ``"error"``.
+            reason: a short explanation (a gate's failing assertion, a timeout).
+            error: the run's error as the engine sees it, reported instead of the exception
+                the wrapper saw (a timeout is a cancellation inside `generate`, but a
+                `TimeoutError` to the engine).
 
         Raises `ValueError` for an outcome other than pass, fail or error (a programming
         error in the caller); after close the outcome is counted as late, not raised.
         """
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
-        self._publish(OutcomeRecorded(test_id, outcome, reason))
+        self._publish(OutcomeRecorded(test_id, outcome, reason, error))
 
 
 def _remember_kind(generate: Any) -> bool:
@@ -174,6 +189,8 @@ def _failed(
 
 
 def _message(exc: BaseException) -> str:
+    if isinstance(exc, anyio.get_cancelled_exc_class()):
+        return "cancelled"  # not the backend's internal text ("Cancelled via cancel scope 7f…")
     # A provider's exception may have a __str__ that raises; telemetry must not turn that
     # into a different exception in the engine.
     try:

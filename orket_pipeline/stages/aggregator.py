@@ -36,6 +36,7 @@ class _Run:
         "peak",
         "reason",
         "result",
+        "run_error",
     )
 
     def __init__(self, order: int) -> None:
@@ -47,6 +48,7 @@ class _Run:
         self.adherence: Decimal | None = None
         self.outcome: str | None = None
         self.reason: str | None = None
+        self.run_error: RunError | None = None
         self.result: TestRun | None = None
 
     def complete(self) -> bool:
@@ -87,7 +89,7 @@ class ReportAggregator(Stage):
             self._run(event.test_id).generated = True
         elif type(event) is OutcomeRecorded:
             run = self._run(event.test_id)
-            run.outcome, run.reason = event.outcome, event.reason
+            run.outcome, run.reason, run.run_error = event.outcome, event.reason, event.error
             self._check(event.test_id, run)
 
     def latency_measured(self, test_id: str, part: LatencyPart) -> None:
@@ -129,7 +131,7 @@ class ReportAggregator(Stage):
         """Build every run still incomplete from the parts that did arrive, then journal."""
         self.finished = True
         for test_id, run in self._runs.items():
-            if run.result is None and (run.generated or run.outcome is not None):
+            if run.result is None and (run.generated or run.parts or run.outcome is not None):
                 self._finalise(test_id, run)
         await self.after_batch()
 
@@ -151,17 +153,17 @@ class ReportAggregator(Stage):
 
     def _finalise(self, test_id: str, run: _Run) -> None:
         latency = run.latency
-        error = None
+        error = run.run_error
         telemetry = None
-        if run.generated:
+        if run.generated or run.parts:
             telemetry = _telemetry(latency, run.peak, run.adherence)
-            if latency is not None and latency.error_type is not None:
+            if error is None and latency is not None and latency.error_type is not None:
                 error = RunError(type=latency.error_type, message=latency.error_message or "")
         outcome, reason = run.outcome, run.reason
         if outcome is None:
             # The engine never decided. Only a generation that finished cleanly passes (as a
             # task with no gate does); one that failed, or never finished, is an error.
-            if latency is None and run.generated:
+            if latency is None and (run.generated or run.parts):
                 outcome, reason = "error", "generation did not finish"
             else:
                 outcome = "error" if error is not None else "pass"
