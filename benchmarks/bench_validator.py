@@ -1,6 +1,6 @@
 """Validations per second: a typical 50-line function against 6 checks, on one core.
 
-Run: python benchmarks/bench_validator.py [--quick]
+Run: python -m benchmarks.bench_validator [--quick]
 
 The figure is `ConstraintValidator.validate` on an already-extracted payload, one validator reused
 (as the pipeline caches one per Constraints): 2 required regexes, 1 forbidden regex and an AST
@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import argparse
 import ast
-import datetime
-import os
-import platform
-import sys
 import time
 from collections.abc import Callable
 
+from benchmarks._common import header
 from orket_pipeline.constraints import AstRule, Constraints, ConstraintValidator, validate_output
 
 PAYLOAD = '''\
@@ -110,19 +107,6 @@ def per_second(call: Callable[[], object], seconds: float) -> float:
     return batch / best
 
 
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a run of a few seconds")
@@ -141,9 +125,7 @@ def main() -> None:
         ),
         "ast.parse alone (the ceiling)": per_second(lambda: ast.parse(PAYLOAD), seconds),
     }
-    print(f"machine: {machine()}")
-    print(f"python:  {sys.version.split()[0]} ({platform.python_implementation()})")
-    print(f"date:    {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+    print(header("validations per second"))
     print(f"payload: a {lines}-line function, {len(PAYLOAD)} characters; one core, one thread")
     for name, rate in rates.items():
         print(f"{name:<40} {rate:>10,.0f} /s  {1e6 / rate:>8.1f} us each")
