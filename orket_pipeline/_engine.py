@@ -224,7 +224,9 @@ async def _execute_without_telemetry(
         if user_hook is not None:
             user_hook(result)
 
-    report = Report(metadata=current_metadata(suite=suite.name, provider=provider_name))
+    report = Report(
+        metadata=current_metadata(suite=suite.name, provider=provider_name), test_runs=[]
+    )
     try:
         await run_suite(suite, provider, on_result=collect, **options)
     finally:

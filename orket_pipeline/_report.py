@@ -125,12 +125,16 @@ class Metadata(msgspec.Struct, kw_only=True):
 
 
 class Report(msgspec.Struct, kw_only=True):
-    """The whole `orket_report.json`. `test_runs` are in registration (suite) order."""
+    """The whole `orket_report.json`. `test_runs` are in registration (suite) order.
+
+    `test_runs` is the one required field: a JSON object without it (a suite file given by
+    mistake, say) is not a report, rather than an empty one.
+    """
 
     schema_version: str = SCHEMA_VERSION
     report_generated_at: str | None = None
     metadata: Metadata = msgspec.field(default_factory=Metadata)
-    test_runs: list[TestRun] = msgspec.field(default_factory=list)
+    test_runs: list[TestRun]
 
 
 def current_metadata(

@@ -107,10 +107,21 @@ def summarize_report(report: Report) -> ReportSummary:
     )
 
 
-def render_table(report: Report, console: Console) -> None:
-    """Print one row per run, then the summary, to `console`. Blocks on the console's output."""
-    table = _table(_COLUMNS, title="test runs", text_columns=2)
-    for row in _run_rows(report.test_runs):
+def render_table(report: Report, console: Console, *, max_rows: int | None = None) -> None:
+    """Print one row per run, then the summary, to `console`. Blocks on the console's output.
+
+    With `max_rows`, a report with more runs than that shows only the runs that did not pass
+    (at most `max_rows` of them) and says so; the summary always covers every run.
+    """
+    runs: Sequence[TestRun] = report.test_runs
+    title = "test runs"
+    if max_rows is not None and len(runs) > max_rows:
+        not_passed = [run for run in runs if run.outcome != "pass"]
+        runs = not_passed[:max_rows]
+        shown = f"first {len(runs)} of " if len(not_passed) > len(runs) else ""
+        title = f"{shown}{len(not_passed)} runs that did not pass (of {len(report.test_runs)})"
+    table = _table(_COLUMNS, title=title, text_columns=2)
+    for row in _run_rows(runs):
         # Text, not str: a test id like "[bold]" must print as itself, not as rich markup.
         table.add_row(*(Text(cell) for cell in row))
     console.print(table)

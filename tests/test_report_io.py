@@ -142,6 +142,11 @@ class TestReadErrors:
             read_report(path)
         assert str(info.value) == f"{path}: $.test_runs[3].outcome: Expected `str`, got `int`"
 
+    def test_an_object_without_test_runs_is_not_a_report(self, tmp_path: Path) -> None:
+        path = self.write(tmp_path, b'{"name": "a suite", "tasks": []}')
+        with pytest.raises(ReportFormatError, match=r"report\.json: .*test_runs"):
+            read_report(path)
+
     def test_wrong_root_type(self, tmp_path: Path) -> None:
         path = self.write(tmp_path, b"[]")
         with pytest.raises(ReportFormatError, match=r"report\.json: \$: Expected `object`"):

@@ -126,6 +126,15 @@ class TestRenderers:
         for cell in ("0.100", "2.000", "30.000", "0.500", "total_latency", "p99", "2 pass"):
             assert cell in text
 
+    def test_a_long_table_shows_only_runs_that_did_not_pass_but_sums_up_all(self) -> None:
+        runs = [run(f"ok{i}") for i in range(60)] + [run("bad", "fail"), run("boom", "error")]
+        out = io.StringIO()
+        render_table(Report(test_runs=runs), Console(file=out, width=200), max_rows=50)
+        text = out.getvalue()
+        assert "2 runs that did not pass (of 62)" in text
+        assert "bad" in text and "boom" in text and "ok1 " not in text
+        assert "62 runs: 60 pass, 1 fail, 1 error" in text
+
     def test_json_holds_summary_and_runs_with_three_decimals(self, report: Report) -> None:
         data = render_json(report)
         document = msgspec.json.decode(data)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
 from importlib.resources import files
@@ -29,6 +30,8 @@ from ..providers import load_provider
 from ._progress import ProgressReporter
 
 __all__ = ["demo_paths", "register"]
+
+_TABLE_ROWS = 50
 
 
 def demo_paths() -> tuple[Path, Path]:
@@ -75,6 +78,8 @@ def run_command(args: argparse.Namespace) -> int:
     journal = None if args.journal is None else _writable(args.journal, "--journal")
     if journal is not None and args.no_telemetry:
         raise InputError("run: --journal needs telemetry; drop --no-telemetry")
+    if journal is None and not args.no_telemetry:
+        _refuse_to_overwrite_a_crashed_runs_journal(out)
     suite = load_suite(suite_path)
     provider = load_provider(spec)
     reporter = ProgressReporter(len(suite.tasks), quiet=args.quiet)
@@ -95,6 +100,9 @@ def run_command(args: argparse.Namespace) -> int:
                     on_result=reporter.advance,
                 ),
             )
+    except Terminated:
+        print("orket-pipeline: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except OSError as exc:
         if args.no_telemetry:
             raise _cannot_write("report", out, exc, None) from None
@@ -102,25 +110,31 @@ def run_command(args: argparse.Namespace) -> int:
         if reporter.finished == 0:  # the journal is opened before the first run starts
             raise _cannot_write("journal", kept, exc, None) from None
         raise _cannot_write("report", out, exc, kept) from None
-    render_table(report, Console(highlight=False))
+    # A suite of hundreds of tasks: show what needs a look, not every run (the report has all).
+    render_table(report, Console(highlight=False), max_rows=_TABLE_ROWS)
     print(f"report written to {out}")
     failed = sum(run.outcome != "pass" for run in report.test_runs)
     return 1 if failed or len(report.test_runs) < len(suite.tasks) else 0
 
 
+class Terminated(Exception):
+    """SIGTERM arrived; the finished runs were written. Exit code 128 + 15."""
+
+
 async def _until_interrupted(run: Callable[[], Awaitable[Report]]) -> Report:
-    # Ctrl-C becomes an anyio cancellation, which the pipeline's shielded close honours, so the
-    # finished runs are written; asyncio's own handling would cancel the task natively.
-    interrupted = False
+    # Ctrl-C (and SIGTERM, from a CI runner or a process manager) becomes an anyio
+    # cancellation, which the pipeline's shielded close honours, so the finished runs are
+    # written; asyncio's own handling would cancel the task natively.
+    received: int | None = None
     report: Report | None = None
     failure: Exception | None = None
     async with anyio.create_task_group() as tg:
 
         async def watch() -> None:
-            nonlocal interrupted
-            with anyio.open_signal_receiver(signal.SIGINT) as signals:
-                async for _ in signals:
-                    interrupted = True
+            nonlocal received
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    received = signum
                     tg.cancel_scope.cancel()
                     return
 
@@ -132,9 +146,22 @@ async def _until_interrupted(run: Callable[[], Awaitable[Report]]) -> Report:
         tg.cancel_scope.cancel()
     if failure is not None:
         raise failure
-    if interrupted or report is None:
+    if received == signal.SIGTERM:
+        raise Terminated
+    if received is not None or report is None:
         raise KeyboardInterrupt
     return report
+
+
+def _refuse_to_overwrite_a_crashed_runs_journal(out: Path) -> None:
+    # The default journal is removed once the report is written, so one that exists belongs to
+    # a run that did not finish: starting over would truncate the only record of its runs.
+    left = out.with_name(out.name + ".journal.jsonl")
+    if left.exists():
+        raise InputError(
+            f"run: {left} is left from a run that did not finish; recover its runs with "
+            f"`orket-pipeline rebuild {left} -o REPORT`, then delete it (or pass --journal PATH)"
+        )
 
 
 def _cannot_write(what: str, path: Path, exc: OSError, journal: Path | None) -> InputError:

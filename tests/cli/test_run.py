@@ -98,6 +98,21 @@ def test_all_passing_suite_exits_zero(tmp_path: Path, capsys: pytest.CaptureFixt
     assert f"report written to {out}" in capsys.readouterr().out
 
 
+def test_a_journal_left_by_an_unfinished_run_is_not_overwritten(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_suite(tmp_path, {"a": "x = 1\n"}, delays={})
+    out = tmp_path / "r.json"
+    left = tmp_path / "r.json.journal.jsonl"
+    left.write_text('{"journal": "orket-pipeline", "version": 1}\n')
+    args = ["run", str(tmp_path / "suite.json"), "--provider", f"replay:{tmp_path}/cassette.jsonl"]
+    assert main([*args, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "rebuild" in err and str(left) in err
+    assert left.read_text() == '{"journal": "orket-pipeline", "version": 1}\n'
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -132,7 +147,12 @@ def test_bad_input_is_one_line_and_exit_two(
 
 
 @pytest.mark.slow
-def test_sigint_writes_finished_runs_and_exits_130(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+)
+def test_a_signal_writes_finished_runs_and_exits_128_plus_its_number(
+    tmp_path: Path, signum: signal.Signals, code: int
+) -> None:
     answers = {"fast": "def answer():\n    return 42\n", "slow": "answer = lambda: 42\n"}
     write_suite(tmp_path, answers, delays={"slow": 60.0})
     journal = tmp_path / "journal.jsonl"
@@ -147,11 +167,11 @@ def test_sigint_writes_finished_runs_and_exits_130(tmp_path: Path) -> None:
         while b'"fast"' not in (journal.read_bytes() if journal.exists() else b""):
             assert time.monotonic() < deadline and process.poll() is None
             time.sleep(0.05)
-        os.kill(process.pid, signal.SIGINT)
+        os.kill(process.pid, signum)
         _, err = process.communicate(timeout=20)
     finally:
         process.kill()
-    assert process.returncode == 130, err
+    assert process.returncode == code, err
     assert b"Traceback" not in err
     report = decode_report((tmp_path / "orket_report.json").read_bytes())
     assert ("fast", "pass") in [(r.test_id, r.outcome) for r in report.test_runs]
