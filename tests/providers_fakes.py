@@ -21,15 +21,18 @@ class Instant:
 
 
 class Delayed:
-    """Non-streaming, answers after `delay_s`."""
+    """Non-streaming, answers after `delay_s`; `observed_s` is the delay as it really elapsed."""
 
     supports_streaming = False
 
     def __init__(self, delay_s: float, text: str = "x = 1\n") -> None:
         self.delay_s, self.text = delay_s, text
+        self.observed_s = 0.0
 
     async def generate(self, prompt: str) -> str:
+        t_enter = time.perf_counter()
         await anyio.sleep(self.delay_s)
+        self.observed_s = time.perf_counter() - t_enter
         return self.text
 
 
@@ -47,7 +50,11 @@ class Blocking:
 
 
 class Streaming:
-    """Streams `chunks`, each after its delay; raises `fail` after `fail_after` chunks."""
+    """Streams `chunks`, each after its delay; raises `fail` after `fail_after` chunks.
+
+    `yielded_at` holds, per chunk, the time since the stream started when the provider
+    yielded it: the delays as they really elapsed, whatever the machine's load.
+    """
 
     supports_streaming = True
 
@@ -58,12 +65,15 @@ class Streaming:
         fail_after: int = 0,
     ) -> None:
         self.chunks, self.fail, self.fail_after = chunks, fail, fail_after
+        self.yielded_at: list[float] = []
 
     async def stream(self, prompt: str) -> AsyncIterator[str]:
+        t_enter = time.perf_counter()
         for index, (delay, text) in enumerate(self.chunks):
             if self.fail is not None and index == self.fail_after:
                 raise self.fail
             await anyio.sleep(delay)
+            self.yielded_at.append(time.perf_counter() - t_enter)
             yield text
         if self.fail is not None and self.fail_after >= len(self.chunks):
             raise self.fail
