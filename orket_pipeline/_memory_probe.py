@@ -13,7 +13,8 @@ Two methods:
   `clear_refs`. The kernel tracks the peak between samples, so a spike of any length is
   caught, even while the thread sleeps: segments are contiguous in time. The only blind spot
   is the few microseconds between reading and resetting the mark. Resetting also lowers what
-  `getrusage(...).ru_maxrss` reports for the measured process.
+  `getrusage(...).ru_maxrss` reports for the measured process. Only one probe at a time may
+  reset a process's mark (an flock per pid); another falls back to ``poll``.
 * ``poll`` (elsewhere): each sample is psutil's current RSS. Spikes shorter than the interval
   can be missed; the report's metadata names the method so a reader knows.
 
@@ -24,9 +25,11 @@ and stopped explicitly, never at import or in a constructor.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import ctypes
 import os
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from time import perf_counter
@@ -64,6 +67,9 @@ class MemoryProbe:
         self._thread: threading.Thread | None = None
         self._status_fd = -1
         self._clear_fd = -1
+        self._lock_fd = -1
+        #: True while no window is open and the thread sleeps (the wrapper reads it).
+        self.idle = True
         self._process: psutil.Process | None = None
         self._read_then_reset = _gil_holding_read_then_reset() or _read_then_reset_with_os
 
@@ -92,18 +98,35 @@ class MemoryProbe:
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout)
-        for fd in (self._status_fd, self._clear_fd):
+            if thread.is_alive():
+                return  # still sampling: closing its descriptors could let it write to others
+        for fd in (self._status_fd, self._clear_fd, self._lock_fd):
             if fd >= 0:
                 os.close(fd)
-        self._status_fd = self._clear_fd = -1
+        self._status_fd = self._clear_fd = self._lock_fd = -1
 
     def activate(self) -> None:
         """Start sampling every `interval` (a window is open). Never blocks or raises."""
+        self.idle = False
         self._active.set()
 
     def deactivate(self) -> None:
         """Let the thread sleep (no window is open). Never blocks or raises."""
+        self.idle = True
         self._active.clear()
+
+    def wake(self) -> None:
+        """Sample now, then activate: called at dispatch when the probe is idle.
+
+        While the thread sleeps the kernel's mark keeps counting, so without this the first
+        sample after a pause would cover the whole pause, and a spike during it (when no
+        window was open) would be charged to the next window. Sampling here closes that
+        segment before the window starts. Back-to-back generations never pay for it (the
+        probe is active then). Blocks for a few microseconds; never raises.
+        """
+        with contextlib.suppress(OSError, psutil.Error):
+            self.sample_now()  # if the process is gone, windows settle with what was sampled
+        self.activate()
 
     # -- sampling ------------------------------------------------------------------------------
 
@@ -138,6 +161,7 @@ class MemoryProbe:
         if not sys.platform.startswith("linux"):
             return False
         try:
+            self._lock_fd = _exclusive_hwm_lock(self.pid)
             self._status_fd = os.open(f"/proc/{self.pid}/status", os.O_RDONLY)
             self._clear_fd = os.open(f"/proc/{self.pid}/clear_refs", os.O_WRONLY)
             self._read_and_reset_hwm()
@@ -189,6 +213,27 @@ class MemoryProbe:
             if cut > 0:
                 del self._times[:cut]
                 del self._peaks[:cut]
+
+
+def _exclusive_hwm_lock(pid: int) -> int:
+    """Take the lock on measuring `pid` by its high-water mark; raises `OSError` if taken.
+
+    Every reset clears the mark for every reader: two measurers of one process (two
+    pipelines in one engine, or parallel shards measuring one model server) would hide each
+    other's spikes. The first takes `hwm`; the others fall back to `poll`, which reads without
+    resetting. An flock is released by the kernel when its holder dies, so a crash leaves no
+    stale lock.
+    """
+    import fcntl  # Linux only, like the mark itself
+
+    path = os.path.join(tempfile.gettempdir(), f"orket-pipeline-hwm-{pid}.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _read_then_reset_with_os(status_fd: int, clear_fd: int) -> bytes:

@@ -93,7 +93,8 @@ class TelemetryPipeline(GenerationWrapper):
             MemorySampler(self._errors, self._aggregator, self._probe),
             ConstraintStage(self._errors, self._aggregator),
         )
-        for stage in (*self._producers, self._aggregator):
+        self._stages: tuple[Stage, ...] = (*self._producers, self._aggregator)
+        for stage in self._stages:
             stage.attach(self._bus, inbox_capacity)
         self._task_group: Any = None
         self._stage_scopes: list[anyio.CancelScope] = []
@@ -104,6 +105,16 @@ class TelemetryPipeline(GenerationWrapper):
         if self._state is not NEW:
             raise PipelineClosedError("a TelemetryPipeline can be entered only once")
         self._state = OPEN
+        try:
+            await self._open()
+        except BaseException:
+            # Nothing half-open: no journal left behind, no sampler running, no generate().
+            self._state = CLOSED
+            await self._undo_open()
+            raise
+        return self
+
+    async def _open(self) -> None:
         if self.journal_path is not None:
             metadata = current_metadata(suite=self._suite, provider=self._provider)
             self._journal = await anyio.to_thread.run_sync(
@@ -114,11 +125,24 @@ class TelemetryPipeline(GenerationWrapper):
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
-        for stage in (*self._producers, self._aggregator):
+        for stage in self._stages:
             stage.prepare()
-            task_group.start_soon(self._run_stage, stage, name=f"orket-pipeline {stage.name}")
+            # Created here, not in the task: the deadline must be able to cancel a stage
+            # that has not started running yet.
+            scope = anyio.CancelScope(shield=True)
+            self._stage_scopes.append(scope)
+            task_group.start_soon(
+                self._run_stage, stage, scope, name=f"orket-pipeline {stage.name}"
+            )
         task_group.start_soon(self._lag.run, name="orket-pipeline lag monitor")
-        return self
+
+    async def _undo_open(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._probe.stop)
+            journal = self._journal
+            if journal is not None:
+                journal.close()
+                journal.remove()
 
     async def __aexit__(
         self,
@@ -144,8 +168,6 @@ class TelemetryPipeline(GenerationWrapper):
             # Shielded: an engine being cancelled still gets every finished run reported.
             with anyio.CancelScope(shield=True):
                 await self._drain()
-                if not self._aggregator.finished:
-                    await self._aggregator.finish()  # past the deadline: build from what came
                 await anyio.to_thread.run_sync(self._probe.stop)
                 await self._write()
         finally:
@@ -154,26 +176,34 @@ class TelemetryPipeline(GenerationWrapper):
             self._task_group.cancel_scope.cancel()
             await self._task_group.__aexit__(None, None, None)
 
-    async def _run_stage(self, stage: Stage) -> None:
+    @staticmethod
+    async def _run_stage(stage: Stage, scope: anyio.CancelScope) -> None:
         # Shielded, so that cancelling the engine (whose code runs inside this task group's
         # scope) does not kill the stages before they drain; `_drain` cancels this scope
         # itself when the shared deadline passes.
-        with anyio.CancelScope(shield=True) as scope:
-            self._stage_scopes.append(scope)
+        with scope:
             await stage.run()
 
     async def _drain(self) -> None:
         self._bus.close()
         with anyio.move_on_after(self._drain_timeout):
             # Producers first: the aggregator needs all their parts before it finishes.
-            for stage in self._producers:
-                stage.close_inbox()
+            for producer in self._producers:
+                producer.close_inbox()
             await _wait_all(self._producers)
             self._aggregator.close_inbox()
             await _wait_all((self._aggregator,))
+        # Past the deadline (or done): stop whatever still runs...
+        for stage in self._stages:
+            stage.close_inbox()
         for scope in self._stage_scopes:
-            scope.cancel()  # past the deadline: stop whatever is still running
-        await _wait_all((*self._producers, self._aggregator))
+            scope.cancel()
+        await _wait_all(self._stages)
+        # ...then handle, here, what a stopped stage left queued, so that no event (an
+        # outcome, say) is lost: handling is synchronous and quick; only scoring is not, and
+        # what could not be scored is counted as abandoned.
+        for stage in self._stages:
+            await stage.salvage()
 
     async def _write(self) -> None:
         from ._report_io import write_report
@@ -216,6 +246,7 @@ class TelemetryPipeline(GenerationWrapper):
             journal_errors=self._aggregator.journal_errors,
             max_loop_lag=None if lag is None else round3(lag),
             memory_method=self._probe.method,
+            abandoned_events=sum(stage.abandoned for stage in self._stages),
         )
 
     def _build_report(self) -> Report:

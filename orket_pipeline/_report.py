@@ -100,7 +100,9 @@ class PipelineStatistics(msgspec.Struct, kw_only=True):
 
     `events_dropped` counts events a full stage inbox refused; `stage_errors` counts exceptions
     per stage; `late_events` counts events published after close began; `journal_errors` counts
-    failed journal writes; `max_loop_lag` is the largest event-loop lag seen (seconds).
+    failed journal writes; `abandoned_events` counts work the drain deadline cut short (outputs
+    left unscored, whose adherence is then null); `max_loop_lag` is the largest event-loop lag
+    seen (seconds).
     """
 
     events_published: int = 0
@@ -108,6 +110,7 @@ class PipelineStatistics(msgspec.Struct, kw_only=True):
     late_events: int = 0
     stage_errors: dict[str, int] = msgspec.field(default_factory=dict)
     journal_errors: int = 0
+    abandoned_events: int = 0
     max_loop_lag: Decimal | None = None
     memory_method: str | None = None
 

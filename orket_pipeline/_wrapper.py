@@ -10,6 +10,7 @@ happens in the stages. `TelemetryPipeline` inherits it, so the engine calls
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from contextlib import aclosing, nullcontext
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -22,9 +23,8 @@ from ._exceptions import PipelineClosedError
 from ._report import OUTCOMES, RunError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ._events import Event
+    from ._memory_probe import MemoryProbe
     from .constraints import Constraints
     from .providers import Provider
 
@@ -33,8 +33,8 @@ __all__ = ["CLOSED", "NEW", "OPEN", "GenerationWrapper"]
 NEW, OPEN, CLOSED = "new", "open", "closed"
 _ERROR_MESSAGE_CHARS = 500
 
-# Whether a provider's `generate` is a coroutine function, by the underlying function object:
-# inspecting on every call would cost a microsecond on the engine's path.
+# Whether a provider's `generate` is a coroutine function, by its code object: inspecting on
+# every call would cost a microsecond on the engine's path.
 _is_async: dict[Any, bool] = {}
 
 
@@ -44,6 +44,7 @@ class GenerationWrapper:
 
     _state: str
     _publish: Callable[[Event], None]
+    _probe: MemoryProbe
 
     async def generate(
         self,
@@ -64,27 +65,34 @@ class GenerationWrapper:
         if getattr(provider, "supports_streaming", False) is True:
             return await self._generate_streaming(test_id, provider, prompt, constraints)
         generate = provider.generate
-        is_async = _is_async.get(getattr(generate, "__func__", generate))
+        code = getattr(getattr(generate, "__func__", generate), "__code__", None)
+        is_async = _is_async.get(code)
         if is_async is None:
-            is_async = _remember_kind(generate)
+            is_async = _remember_kind(generate, code)
         publish = self._publish
+        if self._probe.idle:
+            self._probe.wake()  # see MemoryProbe.wake: only after a pause, never back to back
         # Stamped here, in the engine's task, at dispatch: a slow stage cannot skew it.
         t_started = perf_counter()
         publish(GenerationStarted(test_id, t_started, False))
+        stamps: list[float] = []
         try:
             if is_async:
                 output = await generate(prompt)  # type: ignore[misc]
             else:
                 # abandon_on_cancel: a timeout or Ctrl-C must not wait for a stuck thread.
-                output = await anyio.to_thread.run_sync(generate, prompt, abandon_on_cancel=True)
+                output = await anyio.to_thread.run_sync(
+                    _timed, generate, prompt, stamps, abandon_on_cancel=True
+                )
         except BaseException as exc:
-            publish(_failed(test_id, t_started, False, constraints, exc, 0, None, None))
+            t_from = stamps[0] if stamps else t_started
+            publish(_failed(test_id, t_from, False, constraints, exc, 0, None, None))
             raise
-        text = output if type(output) is str else None
+        text = output if type(output) is str else _as_text(output)
+        # A plain def is timed in its thread: waiting for a free worker thread is not latency.
+        t_from, t_done = (stamps[0], stamps[1]) if stamps else (t_started, perf_counter())
         publish(
-            GenerationFinished(
-                test_id, perf_counter(), t_started, False, text, constraints, 1 if text else 0
-            )
+            GenerationFinished(test_id, t_done, t_from, False, text, constraints, 1 if text else 0)
         )
         return output  # type: ignore[no-any-return]
 
@@ -96,6 +104,8 @@ class GenerationWrapper:
         constraints: Constraints | None,
     ) -> str:
         publish = self._publish
+        if self._probe.idle:
+            self._probe.wake()
         chunks = 0
         t_first = t_last = None
         parts = []
@@ -153,13 +163,29 @@ class GenerationWrapper:
         self._publish(OutcomeRecorded(test_id, outcome, reason, error))
 
 
-def _remember_kind(generate: Any) -> bool:
-    if len(_is_async) > 4096:
-        _is_async.clear()  # providers built per call (closures): keep the cache bounded
-    is_async = _is_async[getattr(generate, "__func__", generate)] = inspect.iscoroutinefunction(
-        generate
-    )
+def _remember_kind(generate: Any, code: Any) -> bool:
+    call = type(generate).__call__  # for an object with an async __call__
+    is_async = inspect.iscoroutinefunction(generate) or inspect.iscoroutinefunction(call)
+    if code is not None:
+        # Keyed by code object, not function: it keeps no provider or closure alive.
+        if len(_is_async) > 4096:
+            _is_async.clear()  # code compiled at run time: keep the cache bounded
+        _is_async[code] = is_async
     return is_async
+
+
+def _timed(generate: Callable[[str], Any], prompt: str, stamps: list[float]) -> Any:
+    # Runs in the worker thread: the stamps bracket the call itself.
+    stamps.append(perf_counter())
+    try:
+        return generate(prompt)
+    finally:
+        stamps.append(perf_counter())
+
+
+def _as_text(output: object) -> str | None:
+    # A str subclass is text too (its plain str is what gets scored); anything else is not.
+    return str.__str__(output) if isinstance(output, str) else None
 
 
 def _failed(

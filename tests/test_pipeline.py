@@ -8,6 +8,7 @@ from pathlib import Path
 from time import perf_counter
 
 import anyio
+import anyio.to_thread
 import pytest
 
 from orket_pipeline._exceptions import PipelineClosedError
@@ -281,3 +282,100 @@ async def test_a_run_still_generating_when_the_pipeline_closes_is_an_error_not_a
     assert other.outcome == "pass"
     # "slow" finished after the close: its end was counted as late, not lost silently.
     assert pipeline.statistics().late_events == 1
+
+
+class OutcomeOnly:
+    supports_streaming = False
+
+    async def generate(self, prompt: str) -> str:
+        return "def f():\n    return 1\n"
+
+
+@pytest.mark.anyio
+async def test_a_zero_drain_deadline_loses_no_outcome_and_does_not_hang() -> None:
+    pipeline = TelemetryPipeline(drain_timeout=0.0)
+    with anyio.fail_after(10):
+        async with pipeline:
+            for index in range(300):
+                await pipeline.generate(f"t{index}", OutcomeOnly(), "p")
+                pipeline.record_outcome(f"t{index}", "fail", "assertion failed")
+    runs = pipeline.report.test_runs
+    assert len(runs) == 300
+    # Events the stopped stages left queued were handled at close: no "fail" became "pass".
+    assert {(run.outcome, run.reason) for run in runs} == {("fail", "assertion failed")}
+
+
+@pytest.mark.anyio
+async def test_a_failed_enter_leaves_nothing_open(tmp_path: Path) -> None:
+    pipeline = TelemetryPipeline(tmp_path / "r.json", memory_pid=2**22 + 12345, memory_method="hwm")
+    with pytest.raises(OSError):
+        async with pipeline:
+            pass
+    assert list(tmp_path.iterdir()) == []  # the journal it had opened is gone
+    with pytest.raises(PipelineClosedError):
+        await pipeline.generate("t", OutcomeOnly(), "p")
+    await pipeline.aclose()  # still idempotent
+
+
+class TextSubclass(str):
+    pass
+
+
+class Odd:
+    supports_streaming = False
+
+    def __init__(self, output: object) -> None:
+        self.output = output
+
+    async def generate(self, prompt: str) -> object:
+        return self.output
+
+
+@pytest.mark.anyio
+async def test_a_str_subclass_output_is_text_and_the_engine_gets_it_unchanged() -> None:
+    output = TextSubclass("def f():\n    return 1\n")
+    async with TelemetryPipeline() as pipeline:
+        assert await pipeline.generate("t", Odd(output), "p") is output  # type: ignore[arg-type]
+    telemetry = only_run(pipeline).telemetry
+    assert telemetry is not None
+    assert (telemetry.adherence_score, telemetry.output_chars) == (Decimal("1.000"), len(output))
+
+
+class AsyncCallable:
+    """`generate` is an object with an async __call__ (unhashable, not a function)."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    async def __call__(self, prompt: str) -> str:
+        return "x = 1\n"
+
+
+class CallableProvider:
+    supports_streaming = False
+
+    def __init__(self) -> None:
+        self.generate = AsyncCallable()
+
+
+@pytest.mark.anyio
+async def test_an_unhashable_async_callable_generate_is_awaited_not_run_in_a_thread() -> None:
+    async with TelemetryPipeline() as pipeline:
+        text = await pipeline.generate("t", CallableProvider(), "p")  # type: ignore[arg-type]
+    assert text == "x = 1\n"
+    assert only_run(pipeline).outcome == "pass"
+
+
+@pytest.mark.anyio
+async def test_a_plain_def_provider_is_timed_in_its_thread_not_while_queued_for_one() -> None:
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    tokens, limiter.total_tokens = limiter.total_tokens, 2
+    try:
+        async with TelemetryPipeline() as pipeline, anyio.create_task_group() as tg:
+            for index in range(6):  # 3 waves of 2 threads, 0.1 s each
+                tg.start_soon(pipeline.generate, f"t{index}", Blocking(0.1), "p")
+    finally:
+        limiter.total_tokens = tokens
+    totals = [
+        seconds(run.telemetry.total_latency) for run in pipeline.report.test_runs if run.telemetry
+    ]
+    assert len(totals) == 6 and max(totals) < 0.19

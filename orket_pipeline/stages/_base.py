@@ -58,6 +58,8 @@ class Stage:
         self.inbox: Inbox | None = None
         self.done: anyio.Event | None = None
         self.finished = False
+        #: Work this stage could not do because the drain deadline stopped it.
+        self.abandoned = 0
 
     def attach(self, bus: EventBus, capacity: int) -> None:
         """Subscribe this stage's inbox to its event types."""
@@ -85,6 +87,24 @@ class Stage:
 
     async def finish(self) -> None:
         """Called once the inbox is closed and drained; settles what is still pending."""
+
+    async def salvage(self) -> None:
+        """After the stage was stopped (at the drain deadline or not): handle what is still
+        queued, then finish, if the stage did not get to. Never raises; runs once the stage's
+        task has ended."""
+        inbox = self.inbox
+        while inbox is not None and inbox.items:
+            event = inbox.items.popleft()
+            try:
+                self.handle(event)
+            except Exception as exc:
+                self.errors.record(self.name, exc)
+        if not self.finished:
+            self.finished = True
+            try:
+                await self.finish()
+            except Exception as exc:
+                self.errors.record(self.name, exc)
 
     async def run(self) -> None:
         """Consume the inbox until it is closed and drained, then `finish`; set `done`.

@@ -39,7 +39,7 @@ class _Run:
         "run_error",
     )
 
-    def __init__(self, order: int) -> None:
+    def __init__(self, order: int | None) -> None:
         self.order = order
         self.generated = False
         self.parts = 0  # how many of latency, peak and adherence have arrived
@@ -70,6 +70,8 @@ class ReportAggregator(Stage):
     def __init__(self, errors: StageErrors, journal: JournalWriter | None = None) -> None:
         super().__init__(errors)
         self._runs: dict[str, _Run] = {}
+        self._next_order = 0
+        self._warned_duplicate = False
         self._unjournaled: list[tuple[int, TestRun]] = []
         self._journal = journal
         self.journal_errors = 0
@@ -81,14 +83,22 @@ class ReportAggregator(Stage):
     def register(self, test_ids: Iterable[str]) -> None:
         """Fix the order of these runs in the report (suite order). Never blocks."""
         for test_id in test_ids:
-            self._run(test_id)
+            self._registered(test_id)
 
     def handle(self, event: Event) -> None:
         """Register a generation, or record an outcome."""
         if type(event) is GenerationStarted:
-            self._run(event.test_id).generated = True
+            run = self._registered(event.test_id)
+            if run.generated and not self._warned_duplicate:
+                self._warned_duplicate = True
+                logger.warning(
+                    "orket-pipeline: test id %r was generated twice; test ids must be unique "
+                    "within a pipeline, or a run's telemetry may mix its attempts",
+                    event.test_id,
+                )
+            run.generated = True
         elif type(event) is OutcomeRecorded:
-            run = self._run(event.test_id)
+            run = self._registered(event.test_id)
             run.outcome, run.reason, run.run_error = event.outcome, event.reason, event.error
             self._check(event.test_id, run)
 
@@ -137,12 +147,30 @@ class ReportAggregator(Stage):
 
     def test_runs(self) -> list[TestRun]:
         """Finished runs in registration order."""
-        return [run.result for run in self._runs.values() if run.result is not None]
+        # Every finished run has its order (`_finalise` gives one, last, to a run whose start
+        # was never seen); records are created in any order, so sort by it.
+        finished = [run for run in self._runs.values() if run.result is not None]
+        finished.sort(key=lambda run: run.order if run.order is not None else -1)
+        return [run.result for run in finished if run.result is not None]
+
+    def _registered_late(self, run: _Run) -> None:
+        if run.order is None:
+            run.order = self._next_order
+            self._next_order += 1
 
     def _run(self, test_id: str) -> _Run:
+        # A stage's part may arrive before the aggregator has seen the run's start (stages
+        # run in any order): such a record gets its place in the order when it is registered.
         run = self._runs.get(test_id)
         if run is None:
-            run = self._runs[test_id] = _Run(len(self._runs))
+            run = self._runs[test_id] = _Run(None)
+        return run
+
+    def _registered(self, test_id: str) -> _Run:
+        run = self._run(test_id)
+        if run.order is None:
+            run.order = self._next_order
+            self._next_order += 1
         return run
 
     def _check(self, test_id: str, run: _Run) -> None:
@@ -171,6 +199,8 @@ class ReportAggregator(Stage):
             test_id=test_id, outcome=outcome, telemetry=telemetry, error=error, reason=reason
         )
         run.result = test_run
+        self._registered_late(run)
+        assert run.order is not None
         self._unjournaled.append((run.order, test_run))
 
 

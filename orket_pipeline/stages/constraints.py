@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -64,18 +65,38 @@ class ConstraintStage(Stage):
             self._sink.adherence_scored(event.test_id, _ONE if has_code else None)
             return
         job = (event.test_id, event.constraints, output)
-        (self._large if len(output) >= self.large_output_chars else self._small).append(job)
+        # Only validation needs a process; finding the code in a large output (no
+        # constraints) is a linear scan, fine in a thread.
+        large = event.constraints is not None and len(output) >= self.large_output_chars
+        (self._large if large else self._small).append(job)
 
     async def after_batch(self) -> None:
         """Score what the slice queued: small outputs in one thread call, large ones one by
-        one in a worker process."""
+        one in a worker process. Cancellable (at the drain deadline): the thread stops
+        between outputs and what it did not score stays queued, to be counted."""
         if self._small:
             jobs, self._small = self._small, []
-            scores = await anyio.to_thread.run_sync(_score_batch, jobs)
+            stop = threading.Event()
+            try:
+                scores = await anyio.to_thread.run_sync(
+                    _score_batch, jobs, stop, abandon_on_cancel=True
+                )
+            except BaseException:
+                stop.set()
+                self._small = jobs + self._small
+                raise
             self._deliver(jobs, scores)
         while self._large:
-            job = self._large.pop(0)
-            self._deliver([job], [await self._score_in_process(job)])
+            job = self._large[0]
+            score = await self._score_in_process(job)
+            self._large.pop(0)
+            self._deliver([job], [score])
+
+    async def finish(self) -> None:
+        """Whatever is still queued now was cut short by the drain deadline: count it. Its
+        runs keep a null adherence (the abandoned count in the metadata says why)."""
+        self.abandoned += len(self._small) + len(self._large)
+        self._small, self._large = [], []
 
     def _deliver(self, jobs: Sequence[_Job], scores: Sequence[Decimal | Exception | None]) -> None:
         for job, score in zip(jobs, scores, strict=True):
@@ -99,9 +120,11 @@ def _score(constraints: Constraints | None, output: str) -> Decimal | None:
     return None if result is None else result.adherence_score
 
 
-def _score_batch(jobs: Sequence[_Job]) -> list[Decimal | Exception | None]:
+def _score_batch(jobs: Sequence[_Job], stop: threading.Event) -> list[Decimal | Exception | None]:
     scores: list[Decimal | Exception | None] = []
     for _, constraints, output in jobs:
+        if stop.is_set():
+            break  # the awaiting task is gone; nobody will read what comes next
         try:
             scores.append(_score(constraints, output))
         except Exception as exc:

@@ -90,9 +90,17 @@ class MemorySampler(Stage):
             deliver(test_id, probe.peak_between(t_start, t_end))
         if probe.segment_count < 512:
             return  # pruning is amortised: a few hundred segments cost nothing to keep
-        # Windows open in publish order and `t_perf` grows with it, so the first open window
-        # (dicts keep insertion order) is the oldest open one.
+        # Keep every segment a window may still need: windows pending or open here, and the
+        # ones whose events are still queued (a slice boundary can leave a start unhandled).
         oldest = min((w[1] for w in pending), default=last_sample)
         if self._open:
+            # Windows open in publish order and `t_perf` grows with it, so the first open
+            # window (dicts keep insertion order) is the oldest open one.
             oldest = min(oldest, next(iter(self._open.values())))
+        if self.inbox is not None:
+            for event in self.inbox.items:
+                if isinstance(event, GenerationStarted):
+                    oldest = min(oldest, event.t_perf)
+                elif isinstance(event, GenerationFinished):
+                    oldest = min(oldest, event.t_started)
         probe.prune(oldest)

@@ -12,6 +12,7 @@ import pytest
 
 from orket_pipeline._memory_probe import MemoryProbe
 from orket_pipeline._pipeline import TelemetryPipeline
+from tests.providers_fakes import Instant
 
 pytestmark = pytest.mark.anyio
 
@@ -141,3 +142,28 @@ def test_poll_method_measures_another_process() -> None:
         child.wait()
         assert child.stdout is not None
         child.stdout.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's mark is Linux's")
+async def test_a_spike_while_no_window_is_open_is_not_charged_to_the_next_window() -> None:
+    async with TelemetryPipeline() as pipeline:
+        await pipeline.generate("before", Instant(), "p")
+        # Let the probe go to sleep (no window open), then spike outside any window.
+        with anyio.fail_after(10):
+            while not pipeline._probe.idle:  # noqa: ASYNC110 - polls a thread's flag
+                await anyio.sleep(0.02)
+        block = touch(SPIKE_MIB * MIB)
+        block.close()
+        baseline = rss_mib()
+        await pipeline.generate("after", Instant(), "p")
+    assert peak_of(pipeline, "after") < baseline + SPIKE_MIB / 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's mark is Linux's")
+async def test_a_second_measurer_of_the_same_process_falls_back_to_polling() -> None:
+    async with TelemetryPipeline() as first, TelemetryPipeline() as second:
+        await first.generate("a", Spiking(SPIKE_MIB, 0.0, 0.002, 0.0), "p")
+    methods = [p.report.metadata.pipeline.memory_method for p in (first, second)]  # type: ignore[union-attr]
+    assert methods == ["hwm", "poll"]
+    # The holder's resets are its own: the spike inside its window is caught.
+    assert peak_of(first, "a") >= SPIKE_MIB * 0.95
