@@ -243,33 +243,32 @@ def _read_then_reset_with_os(status_fd: int, clear_fd: int) -> bytes:
 
 
 def _gil_holding_read_then_reset() -> Callable[[int, int], bytes] | None:
-    """Read `status` and reset the mark through libc calls that keep the GIL.
+    """Read `status` through a libc call that keeps the GIL, then reset with `os.write`.
 
-    `os.pread` and `os.write` release the GIL, and between them this thread must take it back:
-    while the event loop's thread runs Python code that can take up to the interpreter's switch
-    interval (5 ms), and a spike that comes and goes in that gap was missed (1 in 50 spikes of
-    1 ms, measured). Calls through `ctypes.PyDLL` keep the GIL, so no Python thread can run
-    between the read and the reset (a thread switch needs a request that has waited a whole
-    switch interval, and the pair takes microseconds): the blind spot shrinks to the two system
-    calls themselves. Each probe gets its own function and buffer.
+    `os.pread` releases the GIL, and before `os.write` this thread must take it back: while the
+    event loop's thread runs Python code that can take up to the interpreter's switch interval
+    (5 ms), and a spike that came and went in that gap was missed (1 in 50 spikes of 1 ms,
+    measured). Reading through `ctypes.PyDLL` keeps the GIL, so nothing runs between the read
+    and the reset: `os.write` gives the GIL up only around its own system call. The reset must
+    not keep the GIL too: writing `clear_refs` waits for the process's mmap lock, which a large
+    allocation or unmap in another thread holds for as long as it takes, and holding the GIL
+    through that froze every Python thread (766 ms measured, beside 1 GiB populated mappings).
+    Reading `status` takes no such lock. Each probe gets its own function and buffer.
     """
     try:
-        libc = ctypes.PyDLL(None, use_errno=True)
-        pread, write = libc.pread, libc.write
+        pread = ctypes.PyDLL(None, use_errno=True).pread
     except (OSError, AttributeError):
         return None
     pread.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_long]
     pread.restype = ctypes.c_ssize_t
-    write.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
-    write.restype = ctypes.c_ssize_t
     buffer = ctypes.create_string_buffer(4096)
 
     def read_then_reset(status_fd: int, clear_fd: int) -> bytes:
         length = pread(status_fd, buffer, 4096, 0)
-        written = write(clear_fd, b"5", 1)
-        if length < 0 or written < 0:
+        if length < 0:
             errno = ctypes.get_errno()
             raise OSError(errno, os.strerror(errno))
+        os.write(clear_fd, b"5")
         return buffer.raw[:length]
 
     return read_then_reset
