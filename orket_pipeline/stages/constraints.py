@@ -31,9 +31,11 @@ class ConstraintStage(Stage):
     """Extracts each output's code payload and runs the ConstraintValidator on it.
 
     Ordinary outputs are scored in batches in a worker thread. Outputs of at least
-    `large_output_chars` are scored in a short-lived worker process: `ast.parse` holds the GIL
-    for its whole run, so parsing a megabyte in a thread would stall the event loop for tens of
-    milliseconds. A failed generation (no output) has a null score without any work.
+    `large_output_chars` with constraints are scored in a short-lived worker process:
+    `ast.parse` holds the GIL for its whole run, so parsing a megabyte in a thread would stall
+    the event loop for tens of milliseconds. Without constraints there is nothing to parse, only
+    code to find: small outputs are checked on the loop, others in the thread. A failed
+    generation (no output) has a null score without any work.
     """
 
     name = "constraints"
