@@ -179,6 +179,7 @@ async def execute(
     journal_path: str | os.PathLike[str] | None = None,
     telemetry: bool = True,
     provider_name: str | None = None,
+    memory_pid: int | None = None,
     **options: Any,
 ) -> Report:
     """Run `suite` and write the report; what `orket-pipeline run` does.
@@ -187,7 +188,8 @@ async def execute(
     journals to `journal_path`); without, an outcomes-only report is written (runs with
     `test_id`, `outcome`, `reason`; telemetry null). Either way the runs that finished are
     written even when the engine is cancelled (Ctrl-C). The provider's `aclose()`, if any,
-    is awaited at the end. `options` go to `run_suite`.
+    is awaited at the end. `memory_pid` measures another process's peak RSS (a local model
+    server) instead of this one. `options` go to `run_suite`.
 
     Raises:
         ValueError: bad options (see `run_suite`). OSError: the journal could not be opened
@@ -196,7 +198,11 @@ async def execute(
     try:
         if telemetry:
             pipeline = TelemetryPipeline(
-                report_path, journal_path=journal_path, suite=suite.name, provider=provider_name
+                report_path,
+                journal_path=journal_path,
+                suite=suite.name,
+                provider=provider_name,
+                memory_pid=memory_pid,
             )
             async with pipeline:
                 await run_suite(suite, provider, pipeline=pipeline, **options)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import psutil
 from rich.console import Console
 
 from .._engine import execute
@@ -60,6 +61,12 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--journal", metavar="PATH", help="keep the run journal at PATH")
     parser.add_argument(
+        "--memory-pid",
+        type=_existing_pid,
+        metavar="PID",
+        help="measure this process's peak memory (a local model server) instead of our own",
+    )
+    parser.add_argument(
         "--no-telemetry", action="store_true", help="same engine loop, outcomes only"
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
@@ -95,6 +102,7 @@ def run_command(args: argparse.Namespace) -> int:
                     journal_path=journal,
                     telemetry=not args.no_telemetry,
                     provider_name=spec,
+                    memory_pid=args.memory_pid,
                     concurrency=args.concurrency,
                     timeout_s=args.timeout,
                     on_result=reporter.advance,
@@ -191,6 +199,16 @@ def _writable(name: str, option: str) -> Path:
     if not path.parent.is_dir():
         raise InputError(f"run: {option} {name}: directory {path.parent} does not exist")
     return path
+
+
+def _existing_pid(text: str) -> int:
+    try:
+        pid = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a process id, not {text!r}") from None
+    if pid < 1 or not psutil.pid_exists(pid):
+        raise argparse.ArgumentTypeError(f"no process with id {text}")
+    return pid
 
 
 def _positive_int(text: str) -> int:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from orket_pipeline._report import decode_report
@@ -98,6 +99,29 @@ def test_all_passing_suite_exits_zero(tmp_path: Path, capsys: pytest.CaptureFixt
     assert f"report written to {out}" in capsys.readouterr().out
 
 
+def test_memory_pid_measures_that_process_not_ours(tmp_path: Path) -> None:
+    write_suite(tmp_path, {"a": "def answer():\n    return 42\n"}, delays={})
+    code = "import sys, time; print('ready', flush=True); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+        out = tmp_path / "r.json"
+        suite, cassette = str(tmp_path / "suite.json"), f"replay:{tmp_path}/cassette.jsonl"
+        args = [suite, "--provider", cassette, "--out", str(out), "--quiet"]
+        assert main(["run", *args, "--memory-pid", str(child.pid)]) == 0
+        child_mib = psutil.Process(child.pid).memory_info().rss / 2**20
+    finally:
+        child.kill()
+        child.wait()
+        assert child.stdout is not None
+        child.stdout.close()
+    (run,) = decode_report(out.read_bytes()).test_runs
+    assert run.telemetry is not None and run.telemetry.peak_memory_rss is not None
+    peak = float(run.telemetry.peak_memory_rss)
+    ours = psutil.Process().memory_info().rss / 2**20
+    assert peak < ours / 2 and abs(peak - child_mib) < child_mib  # the child's, not ours
+
+
 def test_a_journal_left_by_an_unfinished_run_is_not_overwritten(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -124,6 +148,8 @@ def test_a_journal_left_by_an_unfinished_run_is_not_overwritten(
         (["good.json", "--provider", "replay:x", "--concurrency", "0"], "--concurrency"),
         (["good.json", "--provider", "replay:x", "--concurrency", "many"], "--concurrency"),
         (["good.json", "--provider", "replay:x", "--timeout", "-1"], "--timeout"),
+        (["good.json", "--provider", "replay:x", "--memory-pid", "0"], "--memory-pid"),
+        (["good.json", "--provider", "replay:x", "--memory-pid", "x"], "--memory-pid"),
         (["good.json", "--provider", "replay:x", "--out", "no/such/dir/r.json"], "--out"),
         (["--provider", "replay:x.jsonl"], "SUITE is required"),
         (["good.json"], "--provider is required"),
