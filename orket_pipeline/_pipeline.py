@@ -157,7 +157,10 @@ class TelemetryPipeline(GenerationWrapper):
         """Drain every stage under one deadline, then build and write the report.
 
         Idempotent: the flag is set first, so a second call (or one racing the first)
-        returns at once. Blocks (awaits) at most about `drain_timeout`, plus the write.
+        returns at once (before the report exists: read `report` after the first call ends).
+        Blocks (awaits) about `drain_timeout` at most, plus what follows it: handling what the
+        stages left queued (synchronous, quick), stopping the sampler thread (up to 2 s) and
+        the write.
         """
         if self._state is not OPEN:
             self._state = CLOSED

@@ -3,8 +3,10 @@
 `GenerationWrapper.generate` awaits only the provider. It stamps `time.perf_counter()` in the
 engine's task when things happen (dispatch, first non-empty chunk, completion or failure) and
 publishes frozen events with `EventBus.publish`, which never awaits; every other piece of work
-happens in the stages. `TelemetryPipeline` inherits it, so the engine calls
-`pipeline.generate(...)` with no extra frame in between.
+happens in the stages, with one exception: when the memory probe is asleep (no generation for a
+while), dispatch takes one sample first (`MemoryProbe.wake`, a few microseconds), so a spike
+during the pause is not charged to this run. `TelemetryPipeline` inherits it, so the engine
+calls `pipeline.generate(...)` with no extra frame in between.
 """
 
 from __future__ import annotations

@@ -202,11 +202,8 @@ def _writable(name: str, option: str) -> Path:
 
 
 def _existing_pid(text: str) -> int:
-    try:
-        pid = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a process id, not {text!r}") from None
-    if pid < 1 or not psutil.pid_exists(pid):
+    pid = _positive_int(text)
+    if not psutil.pid_exists(pid):
         raise argparse.ArgumentTypeError(f"no process with id {text}")
     return pid
 

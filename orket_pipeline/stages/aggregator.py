@@ -154,6 +154,7 @@ class ReportAggregator(Stage):
         return [run.result for run in finished if run.result is not None]
 
     def _registered_late(self, run: _Run) -> None:
+        # Gives a run its place in the report's order, once.
         if run.order is None:
             run.order = self._next_order
             self._next_order += 1
@@ -168,9 +169,7 @@ class ReportAggregator(Stage):
 
     def _registered(self, test_id: str) -> _Run:
         run = self._run(test_id)
-        if run.order is None:
-            run.order = self._next_order
-            self._next_order += 1
+        self._registered_late(run)
         return run
 
     def _check(self, test_id: str, run: _Run) -> None:

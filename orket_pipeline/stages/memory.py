@@ -15,7 +15,9 @@ __all__ = ["MemorySampler"]
 class MemorySampler(Stage):
     """Opens a window at each GenerationStarted and closes it at GenerationFinished, using
     the timestamps the wrapper took, and settles each closed window's peak once the probe has
-    sampled past its end. The probe's thread runs only while some window is open.
+    sampled past its end. The probe's thread runs while some window is open and for a few
+    settle intervals after the last one closes; after that it sleeps until the wrapper wakes it
+    at the next dispatch.
 
     Args:
         errors: the pipeline's stage error counter.
