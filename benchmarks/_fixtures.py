@@ -16,7 +16,7 @@ from orket_pipeline.constraints import Constraints
 try:
     from orket_pipeline import TelemetryPipeline
 except ImportError:  # the package does not re-export it yet
-    from orket_pipeline._pipeline import TelemetryPipeline
+    from orket_pipeline.telemetry._pipeline import TelemetryPipeline
 
 __all__ = [
     "CODE_OUTPUT",

@@ -19,8 +19,8 @@ from time import perf_counter
 import anyio
 
 from benchmarks._common import header
-from orket_pipeline._bus import EventBus
-from orket_pipeline._events import GenerationStarted
+from orket_pipeline.telemetry._bus import EventBus
+from orket_pipeline.telemetry._events import GenerationStarted
 
 STAGES = 4
 

@@ -32,8 +32,8 @@ import psutil
 from benchmarks._common import header
 from benchmarks._fixtures import TelemetryPipeline, TextProvider, check_lossless
 from benchmarks._results import parse_mode, pick, verdict
-from orket_pipeline._report import Report, Telemetry, TestRun, current_metadata
-from orket_pipeline._report_io import write_report
+from orket_pipeline.report._io import write_report
+from orket_pipeline.report._model import Report, Telemetry, TestRun, current_metadata
 
 BENCH = "throughput"
 YIELD_EVERY = 100

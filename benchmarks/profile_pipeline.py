@@ -29,8 +29,8 @@ import anyio
 from benchmarks._common import header
 from benchmarks._fixtures import CODE_OUTPUT, TelemetryPipeline, TextProvider, typical_constraints
 from benchmarks.bench_overhead import _pipeline_loop
-from orket_pipeline._events import GenerationFinished, GenerationStarted, OutcomeRecorded
 from orket_pipeline.constraints import extract_payload, validate_output
+from orket_pipeline.telemetry._events import GenerationFinished, GenerationStarted, OutcomeRecorded
 
 
 def _ns(stmt: Any, number: int = 100_000) -> float:
@@ -69,7 +69,7 @@ def validator_costs() -> None:
 
 
 def ablations(n: int) -> None:
-    import orket_pipeline.stages.constraints as stage
+    import orket_pipeline.telemetry.stages.constraints as stage
 
     one = Decimal("1.000")
 

@@ -15,8 +15,6 @@ OrketError                 base of everything this package raises on purpose
 PipelineClosedError        a closed TelemetryPipeline was used again (a programming error)
 ```
 
-The `ProviderCallError` branch lives in `orket_pipeline.providers`.
-
 Every `InputError` message is one line that names the file, task or field at fault.
 """
 
@@ -27,7 +25,12 @@ __all__ = [
     "InputError",
     "OrketError",
     "PipelineClosedError",
+    "ProviderCallError",
+    "ProviderConnectionError",
     "ProviderError",
+    "ProviderResponseError",
+    "ProviderTimeoutError",
+    "ReplayError",
     "ReportFormatError",
     "SuiteError",
 ]
@@ -55,6 +58,45 @@ class SuiteError(InputError):
 
 class ProviderError(InputError):
     """A provider spec that cannot be parsed, or a provider that cannot be loaded."""
+
+
+class ProviderCallError(OrketError):
+    """A provider call failed at run time."""
+
+
+class ProviderResponseError(ProviderCallError):
+    """The server answered with an error, or with a reply that cannot be parsed.
+
+    Attributes:
+        status_code: the HTTP status of the response (200 for an error sent mid-stream).
+        body_excerpt: the start of the error body or message, on one line.
+    """
+
+    def __init__(self, message: str, *, status_code: int, body_excerpt: str = "") -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.body_excerpt = body_excerpt
+
+
+class ProviderConnectionError(ProviderCallError):
+    """The connection could not be made, or broke before the reply was complete."""
+
+
+class ProviderTimeoutError(ProviderConnectionError):
+    """Connecting, sending or waiting for the next bytes took longer than the timeout."""
+
+
+class ReplayError(ProviderCallError):
+    """A replay cassette's recorded error, or a prompt the cassette has no record for.
+
+    Attributes:
+        error_type: the `type` recorded in the cassette (for example `"TimeoutError"`), or
+            `"missing_record"` when the prompt has no record.
+    """
+
+    def __init__(self, message: str, *, error_type: str = "ReplayError") -> None:
+        super().__init__(message)
+        self.error_type = error_type
 
 
 class PipelineClosedError(OrketError, RuntimeError):

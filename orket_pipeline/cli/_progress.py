@@ -18,7 +18,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from .._engine import RunResult
+from ..engine._runner import RunResult
 
 __all__ = ["ProgressReporter"]
 

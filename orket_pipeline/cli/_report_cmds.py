@@ -10,11 +10,11 @@ from typing import Any
 from rich.console import Console
 
 from .._exceptions import InputError
-from .._journal import rebuild_report
-from .._merge import merge_reports
-from .._report import Report
-from .._report_io import read_report, write_bytes_atomic, write_report
-from .._summary import render_html, render_json, render_table
+from ..report._io import read_report, write_bytes_atomic, write_report
+from ..report._journal import rebuild_report
+from ..report._merge import merge_reports
+from ..report._model import Report
+from ..report._summary import render_html, render_json, render_table
 
 __all__ = ["register"]
 

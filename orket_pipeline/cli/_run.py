@@ -22,12 +22,12 @@ import anyio
 import psutil
 from rich.console import Console
 
-from .._engine import execute
 from .._exceptions import InputError
-from .._report import Report
-from .._suite import load_suite
-from .._summary import render_table
+from ..engine import load_suite
+from ..engine._runner import execute
 from ..providers import load_provider
+from ..report._model import Report
+from ..report._summary import render_table
 from ._progress import ProgressReporter
 
 __all__ = ["demo_paths", "register"]

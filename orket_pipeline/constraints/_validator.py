@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 
-from .._rounding import round3
+from ..report._rounding import round3
 from ._ast_checks import module_checks, rule_checks, wants_tree
 from ._load import CompiledConstraints, compile_constraints
 from ._model import CheckResult, Constraints, ValidationResult

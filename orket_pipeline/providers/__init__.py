@@ -5,12 +5,12 @@ See `_spec` for the spec syntax and `_replay` for the cassette format.
 
 from __future__ import annotations
 
+from .._exceptions import ProviderCallError as ProviderCallError
+from .._exceptions import ProviderConnectionError as ProviderConnectionError
+from .._exceptions import ProviderResponseError as ProviderResponseError
+from .._exceptions import ProviderTimeoutError as ProviderTimeoutError
+from .._exceptions import ReplayError as ReplayError
 from ._base import Provider as Provider
-from ._errors import ProviderCallError as ProviderCallError
-from ._errors import ProviderConnectionError as ProviderConnectionError
-from ._errors import ProviderResponseError as ProviderResponseError
-from ._errors import ProviderTimeoutError as ProviderTimeoutError
-from ._errors import ReplayError as ReplayError
 from ._http import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
 from ._http import TokenUsage as TokenUsage
 from ._ollama import DEFAULT_OLLAMA_URL as DEFAULT_OLLAMA_URL

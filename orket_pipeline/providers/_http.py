@@ -10,7 +10,7 @@ import anyio
 import httpx
 import msgspec
 
-from ._errors import ProviderConnectionError, ProviderResponseError, ProviderTimeoutError
+from .._exceptions import ProviderConnectionError, ProviderResponseError, ProviderTimeoutError
 
 __all__ = [
     "DEFAULT_TIMEOUT",

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import httpx
 import msgspec
 
-from ._errors import ProviderResponseError
+from .._exceptions import ProviderResponseError
 from ._http import DEFAULT_TIMEOUT, HTTPProvider, TokenUsage, aiter_lines, drain
 
 __all__ = ["DEFAULT_OLLAMA_URL", "OllamaProvider"]

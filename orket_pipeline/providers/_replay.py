@@ -42,8 +42,7 @@ from typing import Annotated, Any
 import anyio
 import msgspec
 
-from .._exceptions import ProviderError
-from ._errors import ReplayError
+from .._exceptions import ProviderError, ReplayError
 from ._http import excerpt
 
 __all__ = ["ReplayChunk", "ReplayFault", "ReplayProvider", "ReplayRecord"]

@@ -10,12 +10,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from orket_pipeline._journal import JournalWriter
-from orket_pipeline._report import Metadata, Report, Telemetry, TestRun
-from orket_pipeline._report_io import read_report, write_report
 from orket_pipeline.cli import main
+from orket_pipeline.report._io import read_report, write_report
+from orket_pipeline.report._journal import JournalWriter
+from orket_pipeline.report._model import Metadata, Report, Telemetry, TestRun
 
-GOLDEN = Path(__file__).parent.parent / "golden"
+GOLDEN = Path(__file__).parent.parent / "report" / "golden"
 
 
 def write_shard(path: Path, *test_ids: str) -> Path:

@@ -14,8 +14,8 @@ from typing import Any
 import psutil
 import pytest
 
-from orket_pipeline._report import decode_report
 from orket_pipeline.cli import main
+from orket_pipeline.report._model import decode_report
 
 DEMO_OUTCOMES = {
     "add": "pass",

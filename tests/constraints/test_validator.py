@@ -3,7 +3,6 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orket_pipeline._rounding import round3
 from orket_pipeline.constraints import (
     AstRule,
     Constraints,
@@ -11,6 +10,7 @@ from orket_pipeline.constraints import (
     ValidationResult,
     validate_output,
 )
+from orket_pipeline.report._rounding import round3
 
 SEED = Constraints(
     regex_required=("return\\s+a",),

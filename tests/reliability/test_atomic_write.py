@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from orket_pipeline._report import Report, TestRun
-from orket_pipeline._report_io import _create_temp, read_report, write_report
+from orket_pipeline.report._io import _create_temp, read_report, write_report
+from orket_pipeline.report._model import Report, TestRun
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="advisory locks are POSIX")
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from orket_pipeline._report import Report, TestRun
-from orket_pipeline._report_io import read_report, write_report
+from orket_pipeline.report._io import read_report, write_report
+from orket_pipeline.report._model import Report, TestRun
 
 from ._helpers import (
     CLI,

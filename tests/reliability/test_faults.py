@@ -19,12 +19,12 @@ import anyio
 import msgspec
 import pytest
 
-from orket_pipeline import stages
-from orket_pipeline._engine import execute
-from orket_pipeline._journal import JournalWriter, read_journal
-from orket_pipeline._report import Metadata, Report, TestRun
-from orket_pipeline._report_io import read_report
-from orket_pipeline._suite import Suite, Task, parse_suite
+from orket_pipeline.engine import Suite, Task, parse_suite
+from orket_pipeline.engine._runner import execute
+from orket_pipeline.report._io import read_report
+from orket_pipeline.report._journal import JournalWriter, read_journal
+from orket_pipeline.report._model import Metadata, Report, TestRun
+from orket_pipeline.telemetry import stages
 
 from ._helpers import cli_env, write_provider, write_suite
 
@@ -438,7 +438,7 @@ class TestJournalDiskFull:
 # In the CLI process: every journal write after the header fails as on a full disk.
 JOURNAL_DISK_FULL = """
 import errno, sys
-from orket_pipeline import _journal
+from orket_pipeline.report import _journal
 def full(file, data):
     raise OSError(errno.ENOSPC, "No space left on device")
 real_open = _journal.JournalWriter.open
@@ -478,7 +478,7 @@ def test_a_full_journal_disk_is_one_line_on_stderr_and_in_the_report(tmp_path: P
 # In the CLI process: the report cannot be written (the disk filled up by the end of the run).
 REPORT_DISK_FULL = """
 import errno, sys
-from orket_pipeline import _report_io
+from orket_pipeline.report import _io as _report_io
 def full(path, data):
     raise OSError(errno.ENOSPC, "No space left on device")
 _report_io.write_bytes_atomic = full

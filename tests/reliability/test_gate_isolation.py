@@ -14,9 +14,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from orket_pipeline._engine import execute
-from orket_pipeline._report_io import read_report
-from orket_pipeline._suite import parse_suite
+from orket_pipeline.engine import parse_suite
+from orket_pipeline.engine._runner import execute
+from orket_pipeline.report._io import read_report
 
 pytestmark = [
     pytest.mark.anyio,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from orket_pipeline._report_io import read_report
+from orket_pipeline.report._io import read_report
 
 from ._helpers import cli_env, read_log, start_cli, wait_for, write_provider, write_suite
 

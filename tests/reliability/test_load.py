@@ -19,11 +19,11 @@ import anyio.lowlevel
 import psutil
 import pytest
 
-from orket_pipeline._engine import execute
-from orket_pipeline._journal import read_journal
-from orket_pipeline._report import Report
-from orket_pipeline._report_io import read_report
-from orket_pipeline._suite import Suite, Task
+from orket_pipeline.engine import Suite, Task
+from orket_pipeline.engine._runner import execute
+from orket_pipeline.report._io import read_report
+from orket_pipeline.report._journal import read_journal
+from orket_pipeline.report._model import Report
 
 from ._helpers import CLI, cli_env, write_provider, write_suite
 

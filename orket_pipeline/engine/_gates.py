@@ -1,0 +1,199 @@
+"""Gates: decide a run's pass/fail by running its generated code in a sandboxed process.
+
+Gate logic knows nothing of telemetry: it gets the code payload and returns a `GateResult`.
+Every gate runs the payload in a separate `python -I` process (see `_sandbox`), so an infinite
+loop, a memory bomb, `sys.exit`, a fork or a flood of output fails that one test, with a short
+reason, and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from dataclasses import replace
+from typing import Any, Final
+
+import msgspec
+
+from ._suite import CliExample, CliExamplesGate, FunctionExamplesGate, Gate, PythonTestsGate
+from .sandbox._process import SandboxLimits, SandboxResult, run_sandboxed, sandbox_dir
+
+__all__ = ["GateResult", "json_equal", "run_gate"]
+
+_SHORT: Final = 80
+
+
+class GateResult(msgspec.Struct, frozen=True):
+    """A gate's verdict: `passed`, and when it did not pass, a short `reason`."""
+
+    passed: bool
+    reason: str | None = None
+
+
+PASSED: Final = GateResult(True)
+
+
+async def run_gate(
+    gate: Gate | None, payload: str, *, limits: SandboxLimits | None = None
+) -> GateResult:
+    """Run `gate` on the code `payload`; no gate passes.
+
+    Awaits the sandboxed process without blocking the event loop. The gate's own `timeout_s`
+    overrides `limits.timeout_s`.
+
+    Returns:
+        The verdict. Never raises for anything the payload does; a sandbox that cannot be
+        started at all (OSError) is a failed gate with that reason. Cancellation propagates.
+    """
+    if gate is None:
+        return PASSED
+    limits = limits or SandboxLimits()
+    if gate.timeout_s is not None:
+        limits = replace(limits, timeout_s=gate.timeout_s)
+    try:
+        if isinstance(gate, PythonTestsGate):
+            return await _python_tests(gate, payload, limits)
+        if isinstance(gate, FunctionExamplesGate):
+            return await _function_examples(gate, payload, limits)
+        return await _cli_examples(gate, payload, limits)
+    except OSError as exc:
+        return GateResult(False, f"gate could not run: {exc}")
+
+
+async def _python_tests(gate: PythonTestsGate, payload: str, limits: SandboxLimits) -> GateResult:
+    source = f"{payload}\n\n{gate.code}\n"
+    async with sandbox_dir({"solution.py": source}) as root:
+        result = await run_sandboxed("tests", root, [str(root / "solution.py")], limits=limits)
+    verdict = result.verdict()
+    if verdict is None or result.timed_out or result.output_exceeded:
+        return GateResult(False, _process_reason(result, limits))
+    if verdict.get("status") == "ok":
+        return (
+            PASSED if result.exit_code == 0 else GateResult(False, _process_reason(result, limits))
+        )
+    return GateResult(False, _verdict_reason(verdict))
+
+
+async def _function_examples(
+    gate: FunctionExamplesGate, payload: str, limits: SandboxLimits
+) -> GateResult:
+    calls = [{"args": list(e.args), "kwargs": dict(e.kwargs)} for e in gate.examples]
+    async with sandbox_dir({"solution.py": payload}) as root:
+        argv = [str(root / "solution.py"), gate.function_name]
+        stdin = json.dumps(calls).encode()
+        result = await run_sandboxed("functions", root, argv, stdin=stdin, limits=limits)
+    verdict = result.verdict()
+    if verdict is None or result.timed_out or result.output_exceeded:
+        return GateResult(False, _process_reason(result, limits))
+    if verdict.get("status") != "ok":
+        return GateResult(False, _verdict_reason(verdict))
+    results = verdict.get("results")
+    if not isinstance(results, list) or len(results) != len(gate.examples):
+        return GateResult(False, "the gate harness returned no usable results")
+    for example, outcome in zip(gate.examples, results, strict=True):
+        call = _call_text(gate.function_name, example.args, example.kwargs)
+        if not isinstance(outcome, dict) or not outcome.get("ok"):
+            error = outcome.get("error") if isinstance(outcome, dict) else None
+            return GateResult(False, f"{call}: {error or 'failed'}")
+        if not json_equal(outcome.get("value"), example.expected):
+            expected, got = _json_text(example.expected), _json_text(outcome.get("value"))
+            return GateResult(False, f"{call}: expected {expected}, got {got}")
+    return PASSED
+
+
+async def _cli_examples(gate: CliExamplesGate, payload: str, limits: SandboxLimits) -> GateResult:
+    async with sandbox_dir({"main.py": payload}) as root:
+        for number, example in enumerate(gate.examples, 1):
+            argv = [str(root / "main.py"), *example.args]
+            stdin = (example.stdin or "").encode()
+            result = await run_sandboxed("cli", root, argv, stdin=stdin, limits=limits)
+            problem = _cli_problem(example, result, limits)
+            if problem is not None:
+                args = _short(" ".join(example.args)) if example.args else "no arguments"
+                return GateResult(False, f"example {number} ({args}): {problem}")
+    return PASSED
+
+
+def _cli_problem(example: CliExample, result: SandboxResult, limits: SandboxLimits) -> str | None:
+    if result.timed_out or result.output_exceeded or result.exit_code is None:
+        return _process_reason(result, limits)
+    if result.exit_code != example.expected_exit_code:
+        code = result.exit_code
+        got = _process_reason(result, limits) if code < 0 else str(code)
+        last = _last_line(result.stderr)
+        detail = f" ({last})" if last and result.exit_code != 0 else ""
+        return f"expected exit code {example.expected_exit_code}, got {got}{detail}"
+    for name, expected, actual in (
+        ("stdout", example.expected_stdout, result.stdout),
+        ("stderr", example.expected_stderr, result.stderr),
+    ):
+        text = actual.decode("utf-8", "replace")
+        if expected is not None and text != expected:
+            return f"expected {name} {_short(repr(expected))}, got {_short(repr(text))}"
+    return None
+
+
+def _process_reason(result: SandboxResult, limits: SandboxLimits) -> str:
+    if result.timed_out:
+        return f"timeout after {limits.timeout_s:g} s"
+    if result.output_exceeded:
+        return f"output over the {_size(limits.output_bytes)} limit"
+    code = result.exit_code
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    last = _last_line(result.stderr)
+    if code == 0:
+        return "exited before the tests finished (exit code 0)"
+    return f"exit code {code}" + (f": {last}" if last else "")
+
+
+def _verdict_reason(verdict: dict[str, Any]) -> str:
+    if verdict.get("status") == "exit":
+        code = verdict.get("code", 1)
+        message = verdict.get("message")
+        if code == 0:
+            return "sys.exit(0) before the tests finished"
+        return f"exit code {code}" + (f": {_short(str(message))}" if message else "")
+    return _short(str(verdict.get("reason") or "failed"), 240)
+
+
+def json_equal(left: Any, right: Any) -> bool:
+    """Equality of two decoded JSON values: `true` is not `1`, but `2` equals `2.0`.
+
+    Never blocks or raises (beyond RecursionError on absurdly deep values).
+    """
+    if isinstance(left, bool) or isinstance(right, bool):
+        return type(left) is type(right) and left == right
+    if isinstance(left, (int, float)) and isinstance(right, (int, float)):
+        return left == right
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(map(json_equal, left, right))
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(json_equal(left[k], right[k]) for k in left)
+    return type(left) is type(right) and bool(left == right)
+
+
+def _call_text(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    parts = [_json_text(a) for a in args] + [f"{k}={_json_text(v)}" for k, v in kwargs.items()]
+    return _short(f"{name}({', '.join(parts)})")
+
+
+def _json_text(value: Any) -> str:
+    return _short(json.dumps(value, ensure_ascii=False))
+
+
+def _short(text: str, limit: int = _SHORT) -> str:
+    text = " ".join(text.splitlines())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _last_line(data: bytearray) -> str:
+    lines = [line for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
+    return _short(lines[-1].strip()) if lines else ""
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n} bytes"

@@ -1,0 +1,255 @@
+"""The reference engine: generate each task's answer, run its gate, record its outcome.
+
+One loop serves both modes. With a `TelemetryPipeline` every generation goes through
+`pipeline.generate` and every outcome through `pipeline.record_outcome`; without one
+(`--no-telemetry`) the provider is called directly and nothing else changes, so telemetry cannot
+change an outcome. Gates know nothing of telemetry.
+
+Runs start in suite order (each run is started, and has dispatched its generation, before the
+next one starts), at most `concurrency` at a time; `pipeline.register` gets the suite's ids first.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+import msgspec
+from anyio.abc import TaskStatus
+
+from ..constraints import extract_payload
+from ..report._io import write_report
+from ..report._model import Report, RunError, TestRun, current_metadata
+from ..telemetry._pipeline import TelemetryPipeline
+from ._gates import run_gate
+from ._suite import Suite, Task
+from .sandbox._process import SandboxLimits
+
+if TYPE_CHECKING:
+    from ..providers import Provider
+
+__all__ = ["RunResult", "execute", "generate_directly", "run_suite"]
+
+_MESSAGE_CHARS = 300
+
+
+class RunResult(msgspec.Struct, frozen=True, kw_only=True):
+    """A finished run: `outcome` is `pass`, `fail` (the gate said no) or `error` (the generation
+    failed or timed out); `reason` says why it did not pass; `error` holds a generation error."""
+
+    test_id: str
+    outcome: str
+    reason: str | None = None
+    error: RunError | None = None
+
+
+ResultHook = Callable[[RunResult], None]
+
+
+@dataclass
+class _Loop:
+    provider: Provider
+    pipeline: TelemetryPipeline | None
+    timeout_s: float | None
+    gate_limits: SandboxLimits | None
+    on_result: ResultHook | None
+    semaphore: anyio.Semaphore
+    results: dict[str, RunResult] = field(default_factory=dict)
+
+
+async def run_suite(
+    suite: Suite,
+    provider: Provider,
+    *,
+    pipeline: TelemetryPipeline | None = None,
+    concurrency: int = 4,
+    timeout_s: float | None = 120.0,
+    gate_limits: SandboxLimits | None = None,
+    on_result: ResultHook | None = None,
+) -> list[RunResult]:
+    """Run every task of `suite` through `provider`, at most `concurrency` at a time.
+
+    Args:
+        suite: the tasks, in the order their runs start and are reported.
+        provider: the model; not closed here.
+        pipeline: an open `TelemetryPipeline` to record through, or None for no telemetry.
+        concurrency: runs in flight at once (>= 1).
+        timeout_s: limit per generation in seconds (None: none); past it the run is an error.
+        gate_limits: sandbox limits for the gates (a gate's `timeout_s` still wins).
+        on_result: called in the engine's task as each run finishes; must not block or raise.
+
+    Returns:
+        The runs in suite order. Awaits generations and gates; never blocks the event loop.
+
+    Raises:
+        ValueError: `concurrency` < 1 or `timeout_s` <= 0. Cancellation propagates; runs already
+            finished have been recorded (and passed to `on_result`).
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+    if timeout_s is not None and timeout_s <= 0:
+        raise ValueError(f"timeout must be positive, not {timeout_s}")
+    if pipeline is not None:
+        pipeline.register([task.id for task in suite.tasks])
+    loop = _Loop(
+        provider, pipeline, timeout_s, gate_limits, on_result, anyio.Semaphore(concurrency)
+    )
+    async with anyio.create_task_group() as tg:
+        for task in suite.tasks:
+            await loop.semaphore.acquire()
+            await tg.start(_run_one, loop, task)
+    return [loop.results[task.id] for task in suite.tasks]
+
+
+async def _run_one(loop: _Loop, task: Task, *, task_status: TaskStatus[None]) -> None:
+    try:
+        # The starter resumes only once this task yields, i.e. after the generation started.
+        task_status.started()
+        result = await _attempt(loop, task)
+        loop.results[task.id] = result
+        if loop.pipeline is not None:
+            loop.pipeline.record_outcome(task.id, result.outcome, result.reason, result.error)
+        if loop.on_result is not None:
+            loop.on_result(result)
+    finally:
+        loop.semaphore.release()
+
+
+async def _attempt(loop: _Loop, task: Task) -> RunResult:
+    text: Any = None
+    try:
+        with anyio.move_on_after(loop.timeout_s) as scope:
+            text = await _generate(loop, task)
+    except Exception as exc:
+        message = " ".join(str(exc).split())[:_MESSAGE_CHARS]
+        reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+        return _error(task, reason, RunError(type=type(exc).__name__, message=message))
+    if scope.cancelled_caught:
+        reason = f"generation timed out after {loop.timeout_s:g} s"
+        return _error(task, reason, RunError(type="TimeoutError", message=reason))
+    if not isinstance(text, str):
+        reason = f"the provider returned {type(text).__name__}, not str"
+        return _error(task, reason, RunError(type="TypeError", message=reason))
+    payload = extract_payload(text) or ""
+    verdict = await run_gate(task.gate, payload, limits=loop.gate_limits)
+    if verdict.passed:
+        return RunResult(test_id=task.id, outcome="pass")
+    return RunResult(test_id=task.id, outcome="fail", reason=verdict.reason)
+
+
+def _error(task: Task, reason: str, error: RunError) -> RunResult:
+    return RunResult(test_id=task.id, outcome="error", reason=reason, error=error)
+
+
+async def _generate(loop: _Loop, task: Task) -> Any:
+    if loop.pipeline is not None:
+        return await loop.pipeline.generate(task.id, loop.provider, task.prompt, task.constraints)
+    return await generate_directly(loop.provider, task.prompt)
+
+
+async def generate_directly(provider: Provider, prompt: str) -> Any:
+    """Call `provider` as the pipeline's wrapper does, with no telemetry.
+
+    Streams when `supports_streaming` is True (non-empty chunks joined); a plain-`def`
+    `generate` runs in a worker thread, abandoned (left to finish on its own) when the run is
+    cancelled or times out, since a thread cannot be interrupted. Raises whatever the provider
+    raises.
+    """
+    if getattr(provider, "supports_streaming", False) is True:
+        parts = []
+        async for chunk in provider.stream(prompt):
+            if chunk:
+                parts.append(chunk)
+        return "".join(parts)
+    if inspect.iscoroutinefunction(provider.generate):
+        return await provider.generate(prompt)
+    return await anyio.to_thread.run_sync(provider.generate, prompt, abandon_on_cancel=True)
+
+
+async def execute(
+    suite: Suite,
+    provider: Provider,
+    *,
+    report_path: str | os.PathLike[str] | None,
+    journal_path: str | os.PathLike[str] | None = None,
+    telemetry: bool = True,
+    provider_name: str | None = None,
+    memory_pid: int | None = None,
+    **options: Any,
+) -> Report:
+    """Run `suite` and write the report; what `orket-pipeline run` does.
+
+    With `telemetry`, a `TelemetryPipeline` records every run and writes `report_path` (and
+    journals to `journal_path`); without, an outcomes-only report is written (runs with
+    `test_id`, `outcome`, `reason`; telemetry null). Either way the runs that finished are
+    written even when the engine is cancelled (Ctrl-C). The provider's `aclose()`, if any,
+    is awaited at the end. `memory_pid` measures another process's peak RSS (a local model
+    server) instead of this one. `options` go to `run_suite`.
+
+    Raises:
+        ValueError: bad options (see `run_suite`). OSError: the journal could not be opened
+            (before any run started) or the report could not be written.
+    """
+    try:
+        if telemetry:
+            pipeline = TelemetryPipeline(
+                report_path,
+                journal_path=journal_path,
+                suite=suite.name,
+                provider=provider_name,
+                memory_pid=memory_pid,
+            )
+            async with pipeline:
+                await run_suite(suite, provider, pipeline=pipeline, **options)
+            return pipeline.report
+        return await _execute_without_telemetry(
+            suite, provider, report_path, provider_name, options
+        )
+    finally:
+        with anyio.CancelScope(shield=True):
+            await _aclose(provider)
+
+
+async def _execute_without_telemetry(
+    suite: Suite,
+    provider: Provider,
+    report_path: str | os.PathLike[str] | None,
+    provider_name: str | None,
+    options: dict[str, Any],
+) -> Report:
+    finished: dict[str, RunResult] = {}
+    user_hook: ResultHook | None = options.pop("on_result", None)
+
+    def collect(result: RunResult) -> None:
+        finished[result.test_id] = result
+        if user_hook is not None:
+            user_hook(result)
+
+    report = Report(
+        metadata=current_metadata(suite=suite.name, provider=provider_name), test_runs=[]
+    )
+    try:
+        await run_suite(suite, provider, on_result=collect, **options)
+    finally:
+        report.test_runs = [_test_run(finished[t.id]) for t in suite.tasks if t.id in finished]
+        if report_path is not None:
+            with anyio.CancelScope(shield=True):
+                report = await anyio.to_thread.run_sync(write_report, report_path, report)
+    return report
+
+
+def _test_run(result: RunResult) -> TestRun:
+    return TestRun(
+        test_id=result.test_id, outcome=result.outcome, error=result.error, reason=result.reason
+    )
+
+
+async def _aclose(provider: Any) -> None:
+    aclose = getattr(provider, "aclose", None)
+    if aclose is not None and inspect.iscoroutinefunction(aclose):
+        await aclose()

@@ -1,0 +1,124 @@
+"""Joining shard reports (parallel workers, tox envs) into one report.
+
+Runs are concatenated in the order the reports are given, each report's runs in their own order.
+Only raw runs and raw counters are carried over; every summary is recomputed by whoever reads
+the merged report, so nothing pre-aggregated is trusted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Literal, TypeVar
+
+from .._exceptions import InputError
+from ._model import Metadata, PipelineStatistics, Report, TestRun, Units
+
+__all__ = ["OnDuplicate", "merge_reports"]
+
+OnDuplicate = Literal["error", "first", "last"]
+
+_T = TypeVar("_T")
+
+
+def merge_reports(
+    reports: Sequence[Report],
+    *,
+    sources: Sequence[str] | None = None,
+    on_duplicate: OnDuplicate = "error",
+) -> Report:
+    """Merge shard reports into one.
+
+    Args:
+        reports: the shards, in the order their runs should appear.
+        sources: a name per report (its file) for error messages; defaults to `report #N`.
+        on_duplicate: what to do with a test id found twice: `error` refuses, `first` keeps the
+            first run, `last` keeps the last one (at the first one's position).
+
+    Returns:
+        A report with no `report_generated_at` (`write_report` sets it) and merged metadata:
+        pipeline counters summed, `max_loop_lag` the maximum, other fields kept when every shard
+        agrees and joined with ", " when they differ.
+
+    Raises:
+        InputError: a duplicate test id with `on_duplicate="error"` (naming the id and both
+            sources), shards in different units, or `sources` of the wrong length.
+
+    Never blocks.
+    """
+    names = (
+        list(sources) if sources is not None else [f"report #{i + 1}" for i in range(len(reports))]
+    )
+    if len(names) != len(reports):
+        raise InputError(f"merge: {len(reports)} reports but {len(names)} source names")
+    runs = _merge_runs(reports, names, on_duplicate)
+    return Report(metadata=_merge_metadata([r.metadata for r in reports], names), test_runs=runs)
+
+
+def _merge_runs(
+    reports: Sequence[Report], names: Sequence[str], on_duplicate: OnDuplicate
+) -> list[TestRun]:
+    kept: dict[str, tuple[TestRun, str]] = {}
+    for report, name in zip(reports, names, strict=True):
+        for run in report.test_runs:
+            previous = kept.get(run.test_id)
+            if previous is None or on_duplicate == "last":
+                # Assigning to an existing key keeps its position: "last" keeps the first slot.
+                kept[run.test_id] = (run, name)
+            elif on_duplicate == "error":
+                raise InputError(
+                    f"duplicate test id {run.test_id!r} in {previous[1]} and {name} "
+                    "(use --on-duplicate first|last to keep one)"
+                )
+    return [run for run, _ in kept.values()]
+
+
+def _merge_metadata(shards: Sequence[Metadata], names: Sequence[str]) -> Metadata:
+    units = _merge_units(shards, names)
+    pipelines = [m.pipeline for m in shards if m.pipeline is not None]
+    return Metadata(
+        python=_joined(m.python for m in shards),
+        platform=_joined(m.platform for m in shards),
+        units=units,
+        suite=_joined(m.suite for m in shards),
+        provider=_joined(m.provider for m in shards),
+        pipeline=_merge_pipeline(pipelines) if pipelines else None,
+    )
+
+
+def _merge_units(shards: Sequence[Metadata], names: Sequence[str]) -> Units:
+    if not shards:
+        return Units()
+    first = shards[0].units
+    for metadata, name in zip(shards, names, strict=True):
+        if metadata.units != first:
+            raise InputError(
+                f"{name}: units {metadata.units.latency}/{metadata.units.memory} differ from "
+                f"{names[0]}'s {first.latency}/{first.memory}; cannot merge"
+            )
+    return first
+
+
+def _merge_pipeline(shards: Sequence[PipelineStatistics]) -> PipelineStatistics:
+    stage_errors: dict[str, int] = {}
+    for shard in shards:
+        for stage, count in shard.stage_errors.items():
+            stage_errors[stage] = stage_errors.get(stage, 0) + count
+    lags = [s.max_loop_lag for s in shards if s.max_loop_lag is not None]
+    return PipelineStatistics(
+        events_published=sum(s.events_published for s in shards),
+        events_dropped=sum(s.events_dropped for s in shards),
+        late_events=sum(s.late_events for s in shards),
+        stage_errors=stage_errors,
+        journal_errors=sum(s.journal_errors for s in shards),
+        max_loop_lag=max(lags, default=None),
+        memory_method=_joined(s.memory_method for s in shards),
+    )
+
+
+def _joined(values: Iterable[str | None]) -> str | None:
+    distinct = _unique(value for value in values if value is not None)
+    return ", ".join(distinct) if distinct else None
+
+
+def _unique(values: Iterable[_T]) -> list[_T]:
+    return list(dict.fromkeys(values))

@@ -1,0 +1,176 @@
+"""The `orket_report.json` contract as msgspec Structs, with the one encoder and decoder for it.
+
+Readers ignore unknown fields at every level (msgspec's default for Structs) and every field
+beyond `test_id` and `outcome` has a default, so reports written before telemetry existed and
+reports from future versions both load. Telemetry floats are `Decimal`s with three places
+(see `_rounding`), encoded as JSON numbers.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from decimal import Decimal
+from typing import Final
+
+import msgspec
+
+from .._version import __version__
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Generator",
+    "Metadata",
+    "PipelineStatistics",
+    "Report",
+    "RunError",
+    "Telemetry",
+    "TestRun",
+    "Units",
+    "current_metadata",
+    "decode_report",
+    "decode_test_run",
+    "encode_json",
+]
+
+SCHEMA_VERSION: Final = "1.0"
+
+OUTCOMES: Final = ("pass", "fail", "error")
+
+
+class Telemetry(msgspec.Struct, kw_only=True):
+    """Per-run telemetry; seconds and MiB, three decimals.
+
+    The first four fields are the contract. The rest are extras that consumers may ignore:
+    `chunk_count` (non-empty chunks received; 1 with a streaming provider means it delivered
+    everything in one burst), `output_chars`, `stream_duration` (first to last non-empty chunk,
+    seconds), `error_type` (exception class name when the generation failed).
+    """
+
+    init_latency: Decimal | None = None
+    total_latency: Decimal | None = None
+    peak_memory_rss: Decimal | None = None
+    adherence_score: Decimal | None = None
+    chunk_count: int | None = None
+    output_chars: int | None = None
+    stream_duration: Decimal | None = None
+    error_type: str | None = None
+
+
+class RunError(msgspec.Struct, kw_only=True):
+    """Why a generation failed: exception type and message."""
+
+    type: str
+    message: str = ""
+
+
+class TestRun(msgspec.Struct, kw_only=True):
+    """One test run: its outcome (`pass`, `fail` or `error`) and, beside it, its telemetry.
+
+    `telemetry` is null when no generation was instrumented (`--no-telemetry`, or a run recorded
+    without a generation). `error` holds the generation's failure, `reason` the gate's short
+    explanation of a failed test.
+    """
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    test_id: str
+    outcome: str
+    telemetry: Telemetry | None = None
+    error: RunError | None = None
+    reason: str | None = None
+
+
+class Generator(msgspec.Struct, kw_only=True):
+    """The program that wrote the report."""
+
+    name: str = "orket-pipeline"
+    version: str = __version__
+
+
+class Units(msgspec.Struct, kw_only=True):
+    """Units of the telemetry fields."""
+
+    latency: str = "s"
+    memory: str = "MiB"
+
+
+class PipelineStatistics(msgspec.Struct, kw_only=True):
+    """The pipeline's account of itself while it ran.
+
+    `events_dropped` counts events a full stage inbox refused; `stage_errors` counts exceptions
+    per stage; `late_events` counts events published after close began; `journal_errors` counts
+    failed journal writes; `abandoned_events` counts work the drain deadline cut short (outputs
+    left unscored, whose adherence is then null); `max_loop_lag` is the largest event-loop lag
+    seen (seconds).
+    """
+
+    events_published: int = 0
+    events_dropped: int = 0
+    late_events: int = 0
+    stage_errors: dict[str, int] = msgspec.field(default_factory=dict)
+    journal_errors: int = 0
+    abandoned_events: int = 0
+    max_loop_lag: Decimal | None = None
+    memory_method: str | None = None
+
+
+class Metadata(msgspec.Struct, kw_only=True):
+    """Report-level metadata: who wrote it, where, in which units, for which suite and provider."""
+
+    generator: Generator = msgspec.field(default_factory=Generator)
+    python: str | None = None
+    platform: str | None = None
+    units: Units = msgspec.field(default_factory=Units)
+    suite: str | None = None
+    provider: str | None = None
+    pipeline: PipelineStatistics | None = None
+
+
+class Report(msgspec.Struct, kw_only=True):
+    """The whole `orket_report.json`. `test_runs` are in registration (suite) order.
+
+    `test_runs` is the one required field: a JSON object without it (a suite file given by
+    mistake, say) is not a report, rather than an empty one.
+    """
+
+    schema_version: str = SCHEMA_VERSION
+    report_generated_at: str | None = None
+    metadata: Metadata = msgspec.field(default_factory=Metadata)
+    test_runs: list[TestRun]
+
+
+def current_metadata(
+    *,
+    suite: str | None = None,
+    provider: str | None = None,
+    pipeline: PipelineStatistics | None = None,
+) -> Metadata:
+    """Metadata describing this interpreter and platform. Never blocks, never raises."""
+    return Metadata(
+        python=f"{platform.python_implementation()} {platform.python_version()}",
+        platform=f"{sys.platform}-{platform.machine()}",
+        suite=suite,
+        provider=provider,
+        pipeline=pipeline,
+    )
+
+
+_ENCODER: Final = msgspec.json.Encoder(decimal_format="number")
+_REPORT_DECODER: Final = msgspec.json.Decoder(Report)
+_RUN_DECODER: Final = msgspec.json.Decoder(TestRun)
+
+
+def encode_json(obj: object) -> bytes:
+    """Encode a report, a run or metadata as compact JSON in field-declaration order."""
+    return _ENCODER.encode(obj)
+
+
+def decode_report(data: bytes | str) -> Report:
+    """Decode a report. Raises `msgspec.DecodeError` (or its `ValidationError`)."""
+    return _REPORT_DECODER.decode(data)
+
+
+def decode_test_run(data: bytes | str) -> TestRun:
+    """Decode one journal line. Raises `msgspec.DecodeError` (or its `ValidationError`)."""
+    return _RUN_DECODER.decode(data)

@@ -1,0 +1,16 @@
+"""The telemetry core: the wrapper publishes events onto the bus, stages turn them into runs.
+
+```
+_events.py        the typed events (frozen msgspec Structs in one union)
+_wrapper.py       the generation wrapper: the only code on the engine's path
+_bus.py           one bounded inbox per stage, filled by a publish that never awaits
+stages/           one stage per module: latency, memory, constraints, the report aggregator
+_memory_probe.py  peak RSS segments from the kernel's high-water mark (or polling)
+_lag.py           the event loop's lag, as the pipeline sees it
+_pipeline.py      TelemetryPipeline: owns the bus, the stages' task group and the report
+```
+"""
+
+from ._pipeline import TelemetryPipeline as TelemetryPipeline
+
+__all__ = ["TelemetryPipeline"]

@@ -1,0 +1,273 @@
+"""TelemetryPipeline: the bus, the stages' task group, and the report at close.
+
+It inherits the generation wrapper (`_wrapper.GenerationWrapper.generate`), the only code on the
+engine's path; all other work happens in the stages, each in its own task of the pipeline's
+task group.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+
+from .._exceptions import PipelineClosedError
+from ..report._model import Metadata, PipelineStatistics, Report, current_metadata
+from ..report._rounding import round3
+from ._bus import EventBus
+from ._lag import LagMonitor
+from ._memory_probe import MemoryProbe
+from ._wrapper import CLOSED, NEW, OPEN, GenerationWrapper
+from .stages import (
+    ConstraintStage,
+    LatencyTracker,
+    MemorySampler,
+    ReportAggregator,
+    Stage,
+    StageErrors,
+)
+
+if TYPE_CHECKING:
+    from ..report._journal import JournalWriter
+
+__all__ = ["TelemetryPipeline"]
+
+
+class TelemetryPipeline(GenerationWrapper):
+    """Telemetry for every generation, without blocking or changing the engine.
+
+    Use it as an async context manager; it owns the stages' task group. On exit every stage
+    drains under one shared deadline, then the report is built and, with `report_path`,
+    written atomically. A closed pipeline cannot be reopened.
+
+    Args:
+        report_path: where to write `orket_report.json` on exit (None: keep it in memory).
+        journal_path: where to journal finished runs (kept). By default, with `report_path`,
+            the journal sits beside the report and is removed once the report is written.
+        suite: suite name for the report metadata.
+        provider: provider description for the report metadata.
+        memory_pid: process whose peak RSS is measured (default: this one).
+        memory_method: ``"auto"``, ``"hwm"`` or ``"poll"`` (see `MemoryProbe`).
+        memory_interval: seconds between memory samples while a generation runs.
+        drain_timeout: the shared deadline, in seconds, for draining every stage on exit.
+        inbox_capacity: events each stage may have queued before new ones are dropped
+            (and counted).
+    """
+
+    def __init__(
+        self,
+        report_path: str | os.PathLike[str] | None = None,
+        *,
+        journal_path: str | os.PathLike[str] | None = None,
+        suite: str | None = None,
+        provider: str | None = None,
+        memory_pid: int | None = None,
+        memory_method: str = "auto",
+        memory_interval: float = 0.005,
+        drain_timeout: float = 30.0,
+        inbox_capacity: int = 1 << 18,
+    ) -> None:
+        self.report_path = None if report_path is None else Path(report_path)
+        self._keep_journal = journal_path is not None
+        if journal_path is None and self.report_path is not None:
+            journal_path = self.report_path.with_name(self.report_path.name + ".journal.jsonl")
+        self.journal_path = None if journal_path is None else Path(journal_path)
+        self._suite, self._provider = suite, provider
+        self._drain_timeout = drain_timeout
+        self._state = NEW
+        self._report: Report | None = None
+        self._bus = EventBus()
+        self._publish = self._bus.publish
+        self._errors = StageErrors()
+        self._probe = MemoryProbe(memory_pid, memory_method, memory_interval)
+        self._lag = LagMonitor()
+        self._journal: JournalWriter | None = None
+        self._aggregator = ReportAggregator(self._errors)
+        self._producers = (
+            LatencyTracker(self._errors, self._aggregator),
+            MemorySampler(self._errors, self._aggregator, self._probe),
+            ConstraintStage(self._errors, self._aggregator),
+        )
+        self._stages: tuple[Stage, ...] = (*self._producers, self._aggregator)
+        for stage in self._stages:
+            stage.attach(self._bus, inbox_capacity)
+        self._task_group: Any = None
+        self._stage_scopes: list[anyio.CancelScope] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> TelemetryPipeline:
+        if self._state is not NEW:
+            raise PipelineClosedError("a TelemetryPipeline can be entered only once")
+        self._state = OPEN
+        try:
+            await self._open()
+        except BaseException:
+            # Nothing half-open: no journal left behind, no sampler running, no generate().
+            self._state = CLOSED
+            await self._undo_open()
+            raise
+        return self
+
+    async def _open(self) -> None:
+        if self.journal_path is not None:
+            metadata = current_metadata(suite=self._suite, provider=self._provider)
+            self._journal = await anyio.to_thread.run_sync(
+                _open_journal, self.journal_path, metadata
+            )
+            self._aggregator.set_journal(self._journal)
+        await anyio.to_thread.run_sync(self._probe.start)
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        for stage in self._stages:
+            stage.prepare()
+            # Created here, not in the task: the deadline must be able to cancel a stage
+            # that has not started running yet.
+            scope = anyio.CancelScope(shield=True)
+            self._stage_scopes.append(scope)
+            task_group.start_soon(
+                self._run_stage, stage, scope, name=f"orket-pipeline {stage.name}"
+            )
+        task_group.start_soon(self._lag.run, name="orket-pipeline lag monitor")
+
+    async def _undo_open(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._probe.stop)
+            journal = self._journal
+            if journal is not None:
+                journal.close()
+                journal.remove()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        await self.aclose()
+        return None
+
+    async def aclose(self) -> None:
+        """Drain every stage under one deadline, then build and write the report.
+
+        Idempotent: the flag is set first, so a second call (or one racing the first)
+        returns at once (before the report exists: read `report` after the first call ends).
+        Blocks (awaits) about `drain_timeout` at most, plus what follows it: handling what the
+        stages left queued (synchronous, quick), stopping the sampler thread (up to 2 s) and
+        the write.
+        """
+        if self._state is not OPEN:
+            self._state = CLOSED
+            return
+        self._state = CLOSED
+        self._lag.stop()
+        try:
+            # Shielded: an engine being cancelled still gets every finished run reported.
+            with anyio.CancelScope(shield=True):
+                await self._drain()
+                await anyio.to_thread.run_sync(self._probe.stop)
+                await self._write()
+        finally:
+            # The task group was entered before the shield, so it is exited outside it, and
+            # even when the write failed; every stage has ended, only the lag monitor is left.
+            self._task_group.cancel_scope.cancel()
+            await self._task_group.__aexit__(None, None, None)
+
+    @staticmethod
+    async def _run_stage(stage: Stage, scope: anyio.CancelScope) -> None:
+        # Shielded, so that cancelling the engine (whose code runs inside this task group's
+        # scope) does not kill the stages before they drain; `_drain` cancels this scope
+        # itself when the shared deadline passes.
+        with scope:
+            await stage.run()
+
+    async def _drain(self) -> None:
+        self._bus.close()
+        with anyio.move_on_after(self._drain_timeout):
+            # Producers first: the aggregator needs all their parts before it finishes.
+            for producer in self._producers:
+                producer.close_inbox()
+            await _wait_all(self._producers)
+            self._aggregator.close_inbox()
+            await _wait_all((self._aggregator,))
+        # Past the deadline (or done): stop whatever still runs...
+        for stage in self._stages:
+            stage.close_inbox()
+        for scope in self._stage_scopes:
+            scope.cancel()
+        await _wait_all(self._stages)
+        # ...then handle, here, what a stopped stage left queued, so that no event (an
+        # outcome, say) is lost: handling is synchronous and quick; only scoring is not, and
+        # what could not be scored is counted as abandoned.
+        for stage in self._stages:
+            await stage.salvage()
+
+    async def _write(self) -> None:
+        from ..report._io import write_report
+
+        self._report = self._build_report()
+        if self.report_path is not None:
+            self._report = await anyio.to_thread.run_sync(
+                write_report, self.report_path, self._report
+            )
+        journal = self._journal
+        if journal is not None:
+            journal.close()
+            if not self._keep_journal and self.report_path is not None:
+                journal.remove()
+
+    # -- the engine's path ---------------------------------------------------------------------
+
+    def register(self, test_ids: Iterable[str]) -> None:
+        """Fix the order of these runs in the report (suite order). Never blocks or raises."""
+        self._aggregator.register(test_ids)
+
+    # -- results -------------------------------------------------------------------------------
+
+    @property
+    def report(self) -> Report:
+        """The report, once the pipeline has closed. Raises `RuntimeError` before."""
+        if self._report is None:
+            raise RuntimeError("the report exists once the TelemetryPipeline has closed")
+        return self._report
+
+    def statistics(self) -> PipelineStatistics:
+        """The pipeline's own counters so far. Never blocks or raises."""
+        bus = self._bus.statistics()
+        lag = self._lag.max_lag
+        return PipelineStatistics(
+            events_published=bus.published,
+            events_dropped=bus.dropped,
+            late_events=bus.late,
+            stage_errors=dict(self._errors.counts),
+            journal_errors=self._aggregator.journal_errors,
+            max_loop_lag=None if lag is None else round3(lag),
+            memory_method=self._probe.method,
+            abandoned_events=sum(stage.abandoned for stage in self._stages),
+        )
+
+    def _build_report(self) -> Report:
+        metadata = current_metadata(
+            suite=self._suite, provider=self._provider, pipeline=self.statistics()
+        )
+        return Report(metadata=metadata, test_runs=self._aggregator.test_runs())
+
+
+def _open_journal(path: Path, metadata: Metadata) -> JournalWriter:
+    from ..report._journal import JournalWriter
+
+    writer = JournalWriter(path, metadata)
+    writer.open()
+    return writer
+
+
+async def _wait_all(stages: Iterable[Stage]) -> None:
+    for stage in stages:
+        if stage.done is not None:
+            await stage.done.wait()

@@ -1,0 +1,134 @@
+"""ConstraintStage: scores each finished generation's code payload, off the event loop."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.to_thread
+
+from ...constraints import extract_payload, validate_output
+from .._events import Event, GenerationFinished
+from ._base import Stage, StageErrors
+from ._score_worker import decode_result, encode_job
+from .aggregator import ReportAggregator
+
+if TYPE_CHECKING:
+    from ...constraints import Constraints
+
+__all__ = ["ConstraintStage"]
+
+_ONE = Decimal("1.000")
+
+_Job = tuple[str, "Constraints | None", str]
+
+
+class ConstraintStage(Stage):
+    """Extracts each output's code payload and runs the ConstraintValidator on it.
+
+    Ordinary outputs are scored in batches in a worker thread. Outputs of at least
+    `large_output_chars` with constraints are scored in a short-lived worker process:
+    `ast.parse` holds the GIL for its whole run, so parsing a megabyte in a thread would stall
+    the event loop for tens of milliseconds. Without constraints there is nothing to parse, only
+    code to find: small outputs are checked on the loop, others in the thread. A failed
+    generation (no output) has a null score without any work.
+    """
+
+    name = "constraints"
+    event_types = (GenerationFinished,)
+    large_output_chars = 64 * 1024
+    #: Outputs up to this size with no constraints are checked for code on the loop.
+    inline_output_chars = 4 * 1024
+    #: Seconds a worker process may take (each regex has its own 1 s budget inside it).
+    worker_timeout = 120.0
+
+    def __init__(self, errors: StageErrors, sink: ReportAggregator) -> None:
+        super().__init__(errors)
+        self._sink = sink
+        self._small: list[_Job] = []
+        self._large: list[_Job] = []
+
+    def handle(self, event: Event) -> None:
+        """Queue the output for scoring; a failed generation is scored null at once."""
+        if type(event) is not GenerationFinished:
+            return
+        output = event.output
+        if output is None:
+            self._sink.adherence_scored(event.test_id, None)
+            return
+        if event.constraints is None and len(output) <= self.inline_output_chars:
+            # Nothing to validate, only whether there is code: a few microseconds of
+            # linear scanning, cheaper here than the hand-off to a worker thread.
+            has_code = extract_payload(output) is not None
+            self._sink.adherence_scored(event.test_id, _ONE if has_code else None)
+            return
+        job = (event.test_id, event.constraints, output)
+        # Only validation needs a process; finding the code in a large output (no
+        # constraints) is a linear scan, fine in a thread.
+        large = event.constraints is not None and len(output) >= self.large_output_chars
+        (self._large if large else self._small).append(job)
+
+    async def after_batch(self) -> None:
+        """Score what the slice queued: small outputs in one thread call, large ones one by
+        one in a worker process. Cancellable (at the drain deadline): the thread stops
+        between outputs and what it did not score stays queued, to be counted."""
+        if self._small:
+            jobs, self._small = self._small, []
+            stop = threading.Event()
+            try:
+                scores = await anyio.to_thread.run_sync(
+                    _score_batch, jobs, stop, abandon_on_cancel=True
+                )
+            except BaseException:
+                stop.set()
+                self._small = jobs + self._small
+                raise
+            self._deliver(jobs, scores)
+        while self._large:
+            job = self._large[0]
+            score = await self._score_in_process(job)
+            self._large.pop(0)
+            self._deliver([job], [score])
+
+    async def finish(self) -> None:
+        """Whatever is still queued now was cut short by the drain deadline: count it. Its
+        runs keep a null adherence (the abandoned count in the metadata says why)."""
+        self.abandoned += len(self._small) + len(self._large)
+        self._small, self._large = [], []
+
+    def _deliver(self, jobs: Sequence[_Job], scores: Sequence[Decimal | Exception | None]) -> None:
+        for job, score in zip(jobs, scores, strict=True):
+            if isinstance(score, Exception):
+                self.errors.record(self.name, score)
+                score = None
+            self._sink.adherence_scored(job[0], score)
+
+    async def _score_in_process(self, job: _Job) -> Decimal | Exception | None:
+        command = [sys.executable, "-m", "orket_pipeline.telemetry.stages._score_worker"]
+        try:
+            with anyio.fail_after(self.worker_timeout):
+                done = await anyio.run_process(command, input=encode_job(job[1], job[2]))
+            return decode_result(done.stdout)
+        except Exception as exc:  # a crashed or hung worker, or garbage on its stdout
+            return exc
+
+
+def _score(constraints: Constraints | None, output: str) -> Decimal | None:
+    result = validate_output(constraints, output)
+    return None if result is None else result.adherence_score
+
+
+def _score_batch(jobs: Sequence[_Job], stop: threading.Event) -> list[Decimal | Exception | None]:
+    scores: list[Decimal | Exception | None] = []
+    for _, constraints, output in jobs:
+        if stop.is_set():
+            break  # the awaiting task is gone; nobody will read what comes next
+        try:
+            scores.append(_score(constraints, output))
+        except Exception as exc:
+            scores.append(exc)
+    return scores

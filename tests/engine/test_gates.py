@@ -1,0 +1,241 @@
+"""Gates: passing and failing payloads per gate type, and containment of hostile code."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from orket_pipeline.engine import Gate
+from orket_pipeline.engine._gates import GateResult, json_equal, run_gate
+from orket_pipeline.engine.sandbox._process import SandboxLimits
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    # Gates are subprocess work; the engine tests cover trio. One backend keeps this file fast.
+    return "asyncio"
+
+
+def gate(**fields: Any) -> Gate:
+    converted: Gate = msgspec.convert(fields, Gate)
+    return converted
+
+
+def py_gate(code: str = "assert True", **extra: Any) -> Gate:
+    return gate(type="python_tests", code=code, **extra)
+
+
+ADD = "def add(a, b):\n    return a + b\n"
+ADD_EXAMPLES = gate(
+    type="function_examples",
+    function_name="add",
+    examples=[
+        {"args": [1, 2], "expected": 3},
+        {"args": [], "kwargs": {"a": 2, "b": 2}, "expected": 4},
+    ],
+)
+DOUBLER_CLI = gate(
+    type="cli_examples",
+    examples=[
+        {"args": ["3"], "expected_stdout": "6\n"},
+        {"args": ["x"], "expected_exit_code": 2, "expected_stderr": "not a number\n"},
+        {"stdin": "5", "expected_stdout": "10\n"},
+    ],
+)
+DOUBLER = """\
+import sys
+raw = sys.argv[1] if len(sys.argv) > 1 else sys.stdin.read()
+try:
+    n = int(raw)
+except ValueError:
+    sys.stderr.write("not a number\\n")
+    sys.exit(2)
+print(n * 2)
+"""
+
+
+async def test_no_gate_passes() -> None:
+    assert await run_gate(None, "") == GateResult(True)
+
+
+class TestPythonTests:
+    async def test_passing_tests(self) -> None:
+        assert (await run_gate(py_gate("assert add(1, 2) == 3"), ADD)).passed
+
+    async def test_failing_assertion_reason_shows_the_assertion(self) -> None:
+        result = await run_gate(py_gate("assert add(1, 2) == 4, 'bad sum'"), ADD)
+        assert not result.passed
+        assert result.reason is not None
+        assert result.reason.startswith("AssertionError: bad sum")
+        assert "assert add(1, 2) == 4" in result.reason
+
+    async def test_syntax_error(self) -> None:
+        result = await run_gate(py_gate(), "def f(:\n")
+        assert not result.passed and result.reason and "SyntaxError" in result.reason
+
+    async def test_sys_exit_zero_before_the_tests_does_not_pass(self) -> None:
+        result = await run_gate(py_gate("assert False"), "import sys\nsys.exit(0)\n")
+        assert not result.passed and result.reason and "before the tests finished" in result.reason
+
+    async def test_os_exit_zero_does_not_pass(self) -> None:
+        result = await run_gate(py_gate(), "import os\nos._exit(0)\n")
+        assert not result.passed
+
+    async def test_sys_exit_one(self) -> None:
+        result = await run_gate(py_gate(), "import sys\nsys.exit(1)\n")
+        assert result == GateResult(False, "exit code 1")
+
+
+class TestFunctionExamples:
+    async def test_passing_examples_with_args_and_kwargs(self) -> None:
+        assert (await run_gate(ADD_EXAMPLES, ADD)).passed
+
+    async def test_wrong_result_says_expected_and_got(self) -> None:
+        result = await run_gate(ADD_EXAMPLES, "def add(a, b):\n    return a + b + 1\n")
+        assert result == GateResult(False, "add(1, 2): expected 3, got 4")
+
+    async def test_results_compare_as_json(self) -> None:
+        payload = "def add(a, b):\n    return (a + b, True)\n"
+        examples = [{"args": [1, 1], "expected": [2, True]}]
+        ok = gate(type="function_examples", function_name="add", examples=examples)
+        assert (await run_gate(ok, payload)).passed
+        examples = [{"args": [1, 1], "expected": [2, 1]}]
+        strict = gate(type="function_examples", function_name="add", examples=examples)
+        assert not (await run_gate(strict, payload)).passed
+
+    async def test_missing_function(self) -> None:
+        result = await run_gate(ADD_EXAMPLES, "def plus(a, b):\n    return a + b\n")
+        assert result == GateResult(False, "no function 'add' defined")
+
+    async def test_exception_in_call(self) -> None:
+        result = await run_gate(ADD_EXAMPLES, "def add(a, b):\n    raise ValueError('no')\n")
+        assert result.reason and result.reason.startswith("add(1, 2): ValueError: no")
+
+    async def test_non_json_result(self) -> None:
+        result = await run_gate(ADD_EXAMPLES, "def add(a, b):\n    return {a, b}\n")
+        assert result.reason and "non-JSON value of type set" in result.reason
+
+    async def test_printing_does_not_disturb_the_results(self) -> None:
+        payload = "print('noise')\ndef add(a, b):\n    print('more noise')\n    return a + b\n"
+        assert (await run_gate(ADD_EXAMPLES, payload)).passed
+
+    async def test_sys_exit_inside_the_function(self) -> None:
+        payload = "import sys\ndef add(a, b):\n    sys.exit(3)\n"
+        assert await run_gate(ADD_EXAMPLES, payload) == GateResult(False, "exit code 3")
+
+
+class TestCliExamples:
+    async def test_passing_examples_with_args_stdin_stderr_and_exit_code(self) -> None:
+        assert (await run_gate(DOUBLER_CLI, DOUBLER)).passed
+
+    async def test_wrong_stdout(self) -> None:
+        result = await run_gate(DOUBLER_CLI, DOUBLER.replace("n * 2", "n * 3"))
+        assert result == GateResult(False, "example 1 (3): expected stdout '6\\n', got '9\\n'")
+
+    async def test_wrong_exit_code_shows_the_error(self) -> None:
+        result = await run_gate(DOUBLER_CLI, "import sys\nprint(int(sys.argv[1]) * 2)\n")
+        assert result.reason is not None
+        assert result.reason.startswith("example 2 (x): expected exit code 2, got 1 (ValueError")
+
+
+class TestContainment:
+    """Each hostile payload fails its own test with a reason; the engine process is untouched."""
+
+    async def test_infinite_loop_times_out(self) -> None:
+        started = time.monotonic()
+        result = await run_gate(py_gate(timeout_s=0.5), "while True:\n    pass\n")
+        assert result == GateResult(False, "timeout after 0.5 s")
+        assert time.monotonic() - started < 5
+
+    async def test_timeout_kills_children_too(self) -> None:
+        limits = SandboxLimits(timeout_s=0.5)
+        result = await run_gate(ADD_EXAMPLES, "import time\ntime.sleep(60)\n", limits=limits)
+        assert result == GateResult(False, "timeout after 0.5 s")
+
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            "x = bytearray(10 * 1024 ** 3)\n",
+            "x = [0] * 10 ** 10\n",
+            "x = []\nwhile True:\n    x.append(' ' * 10 ** 7)\n",
+        ],
+    )
+    async def test_memory_bomb_fails_with_memory_error(self, payload: str) -> None:
+        result = await run_gate(py_gate(), payload, limits=SandboxLimits(memory_bytes=256 << 20))
+        assert not result.passed and result.reason and "MemoryError" in result.reason
+
+    async def test_huge_output_is_capped_not_buffered(self) -> None:
+        payload = "import sys\nfor _ in range(1600):\n    sys.stdout.write('x' * 65536)\n"
+        started = time.monotonic()
+        result = await run_gate(py_gate(), payload)  # 100 MiB of output
+        assert result == GateResult(False, "output over the 1 MiB limit")
+        assert time.monotonic() - started < 5
+
+    async def test_huge_output_on_stderr_too(self) -> None:
+        payload = "import sys\nwhile True:\n    sys.stderr.write('e' * 65536)\n"
+        result = await run_gate(DOUBLER_CLI, payload, limits=SandboxLimits(output_bytes=4096))
+        assert result.reason and "output over the 4096 bytes limit" in result.reason
+
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            "import os\nos.fork()\n",
+            "import subprocess\nsubprocess.run(['true'])\n",
+            "import os\nos.system('true')\n",
+            "import multiprocessing\nmultiprocessing.Process(target=print).start()\n",
+        ],
+    )
+    async def test_process_creation_is_refused(self, payload: str) -> None:
+        result = await run_gate(py_gate(), payload)
+        assert not result.passed and result.reason and "not allowed" in result.reason
+
+    async def test_signalling_the_engine_is_refused(self) -> None:
+        result = await run_gate(py_gate(), "import os\nos.kill(os.getppid(), 9)\n")
+        assert not result.passed and result.reason and "not allowed" in result.reason
+
+    async def test_writes_outside_the_temp_dir_are_refused(self, tmp_path: Path) -> None:
+        target = tmp_path / "escaped.txt"
+        victim = tmp_path / "victim.txt"
+        victim.write_text("keep me")
+        for payload in (
+            f"open({str(target)!r}, 'w').write('x')\n",
+            f"import os\nos.remove({str(victim)!r})\n",
+            f"import pathlib\npathlib.Path({str(tmp_path)!r}, 'd').mkdir()\n",
+            f"import os\nos.rename({str(victim)!r}, 'stolen.txt')\n",
+        ):
+            result = await run_gate(py_gate(), payload)
+            assert not result.passed and result.reason and "outside" in result.reason, payload
+        assert not target.exists() and victim.read_text() == "keep me"
+        assert os.listdir(tmp_path) == ["victim.txt"]
+
+    async def test_writes_inside_the_temp_dir_are_allowed(self) -> None:
+        payload = "import os, tempfile\nopen('a.txt', 'w').write('x')\ntempfile.mkstemp()\n"
+        payload += "os.remove('a.txt')\n"
+        assert (await run_gate(py_gate(), payload)).passed
+
+    async def test_environment_holds_no_secrets(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+        code = "import os\nassert 'OPENAI_API_KEY' not in os.environ\n"
+        assert (await run_gate(py_gate(code), "")).passed
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "equal"),
+    [
+        (1, 1.0, True),
+        (True, 1, False),
+        ([1, [2]], [1, [2]], True),
+        ({"a": 1}, {"a": 1, "b": 2}, False),
+        (None, None, True),
+        ("1", 1, False),
+    ],
+)
+def test_json_equal(left: Any, right: Any, equal: bool) -> None:
+    assert json_equal(left, right) is equal

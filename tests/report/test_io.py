@@ -1,0 +1,249 @@
+"""Reading and writing report files: atomic replacement, write-time stamps, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from orket_pipeline._exceptions import InputError, ReportFormatError
+from orket_pipeline.report._io import (
+    outcomes_only_report,
+    read_report,
+    utc_timestamp,
+    write_report,
+)
+from orket_pipeline.report._model import Report, Telemetry, TestRun, encode_json
+from orket_pipeline.report._summary import render_html, render_json
+
+GOLDEN = Path(__file__).parent / "golden"
+STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+def sample_report(n: int = 3) -> Report:
+    runs = [
+        TestRun(
+            test_id=f"t{i:03d}",
+            outcome="pass",
+            telemetry=Telemetry(total_latency=Decimal("0.100"), peak_memory_rss=Decimal("1.000")),
+        )
+        for i in range(n)
+    ]
+    return Report(test_runs=runs)
+
+
+class TestWrite:
+    def test_written_report_reads_back_equal(self, tmp_path: Path) -> None:
+        path = tmp_path / "orket_report.json"
+        written = write_report(path, sample_report())
+        assert read_report(path) == written
+        assert b'"total_latency":0.100' in path.read_bytes()
+
+    def test_timestamp_is_utc_with_milliseconds_taken_at_write_time(self, tmp_path: Path) -> None:
+        report = sample_report()
+        before = datetime.now(timezone.utc) - timedelta(milliseconds=1)
+        written = write_report(tmp_path / "r.json", report)
+        after = datetime.now(timezone.utc)
+        assert report.report_generated_at is None  # the caller's report is untouched
+        stamp = written.report_generated_at
+        assert stamp is not None
+        assert STAMP.fullmatch(stamp)
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        assert before <= moment <= after
+
+    def test_an_existing_timestamp_is_replaced(self, tmp_path: Path) -> None:
+        old = msgspec.structs.replace(
+            sample_report(), report_generated_at="1999-01-01T00:00:00.000Z"
+        )
+        assert write_report(tmp_path / "r.json", old).report_generated_at != old.report_generated_at
+
+    def test_utc_timestamp_converts_other_zones(self) -> None:
+        moment = datetime(2026, 11, 24, 11, 15, 2, 118_999, tzinfo=timezone(timedelta(hours=1)))
+        assert utc_timestamp(moment) == "2026-11-24T10:15:02.118Z"
+
+    def test_new_file_honours_the_umask_like_open_does(self, tmp_path: Path) -> None:
+        if os.name != "posix":
+            pytest.skip("POSIX permissions")
+        path = tmp_path / "r.json"
+        write_report(path, sample_report())
+        (tmp_path / "plain").write_bytes(b"")
+        assert path.stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
+
+    def test_missing_directory_raises_oserror(self, tmp_path: Path) -> None:
+        with pytest.raises(OSError):
+            write_report(tmp_path / "no" / "r.json", sample_report())
+
+
+class TestAtomicity:
+    @pytest.mark.parametrize("failing", ["fsync", "replace"])
+    def test_a_crash_mid_write_leaves_the_old_file_and_no_temp_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+    ) -> None:
+        path = tmp_path / "orket_report.json"
+        write_report(path, sample_report(1))
+        old = path.read_bytes()
+
+        def crash(*args: object) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(os, failing, crash)
+        with pytest.raises(OSError, match="No space"):
+            write_report(path, sample_report(1000))
+        monkeypatch.undo()
+        assert path.read_bytes() == old
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["orket_report.json"]
+
+    def test_an_interrupt_mid_write_also_cleans_up(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        path = tmp_path / "r.json"
+
+        def interrupt(fd: int) -> None:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(os, "fsync", interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            write_report(path, sample_report())
+        monkeypatch.undo()
+        assert list(tmp_path.iterdir()) == []
+
+
+class TestReadErrors:
+    def write(self, tmp_path: Path, data: bytes) -> Path:
+        path = tmp_path / "report.json"
+        path.write_bytes(data)
+        return path
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        with pytest.raises(ReportFormatError, match=r"^.*nope\.json: no such file$"):
+            read_report(tmp_path / "nope.json")
+
+    def test_a_directory(self, tmp_path: Path) -> None:
+        with pytest.raises(ReportFormatError, match="cannot read"):
+            read_report(tmp_path)
+
+    def test_not_json(self, tmp_path: Path) -> None:
+        path = self.write(tmp_path, b"<html>")
+        with pytest.raises(ReportFormatError, match=r"report\.json: not valid JSON"):
+            read_report(path)
+
+    def test_wrong_type_names_file_and_field(self, tmp_path: Path) -> None:
+        runs: list[dict[str, object]] = [{"test_id": f"t{i}", "outcome": "pass"} for i in range(3)]
+        runs.append({"test_id": "t3", "outcome": 7})
+        path = self.write(tmp_path, msgspec.json.encode({"test_runs": runs}))
+        with pytest.raises(ReportFormatError) as info:
+            read_report(path)
+        assert str(info.value) == f"{path}: $.test_runs[3].outcome: Expected `str`, got `int`"
+
+    def test_an_object_without_test_runs_is_not_a_report(self, tmp_path: Path) -> None:
+        path = self.write(tmp_path, b'{"name": "a suite", "tasks": []}')
+        with pytest.raises(ReportFormatError, match=r"report\.json: .*test_runs"):
+            read_report(path)
+
+    def test_wrong_root_type(self, tmp_path: Path) -> None:
+        path = self.write(tmp_path, b"[]")
+        with pytest.raises(ReportFormatError, match=r"report\.json: \$: Expected `object`"):
+            read_report(path)
+
+    @pytest.mark.parametrize("value", ['"NaN"', '"-Infinity"', "1e400", '"1e999999999"'])
+    def test_non_finite_or_huge_telemetry_is_refused(self, tmp_path: Path, value: str) -> None:
+        run = f'{{"test_id":"a","outcome":"pass","telemetry":{{"init_latency":{value}}}}}'
+        data = f'{{"test_runs":[{run}]}}'
+        with pytest.raises(ReportFormatError, match=r"\$\.test_runs\[0\]\.telemetry\.init_latency"):
+            read_report(self.write(tmp_path, data.encode()))
+
+    def test_errors_are_input_errors_and_one_line(self, tmp_path: Path) -> None:
+        path = self.write(tmp_path, b'{"test_runs": [\n\n{"test_id": 1}]}')
+        with pytest.raises(InputError) as info:
+            read_report(path)
+        assert "\n" not in str(info.value)
+
+
+def test_outcomes_only_report_has_no_telemetry() -> None:
+    report = outcomes_only_report([("a", "pass"), ("b", "fail")])
+    assert [(r.test_id, r.outcome, r.telemetry) for r in report.test_runs] == [
+        ("a", "pass", None),
+        ("b", "fail", None),
+    ]
+    assert report.metadata.python is not None
+    assert report.metadata.pipeline is None
+
+
+# A fixed alphabet: st.text() without one builds a Unicode table on first use (slow in CI).
+ALPHABET = 'aé"\\\x00\U0001f600'
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(ALPHABET, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(ALPHABET, max_size=3), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+report_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "schema_version": json_values,
+        "metadata": json_values,
+        "test_runs": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "test_id": st.text(ALPHABET, max_size=3) | json_values,
+                    "outcome": st.sampled_from(["pass"]),
+                },
+                optional={
+                    "telemetry": st.dictionaries(
+                        st.sampled_from(["init_latency", "total_latency", "adherence_score"]),
+                        json_values | st.sampled_from(["NaN", "1e999999999", "0.5"]),
+                    )
+                },
+            ),
+            max_size=3,
+        ),
+    },
+)
+
+
+def read_or_format_error(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+    try:
+        report = read_report(path)
+    except ReportFormatError as exc:
+        assert str(path) in str(exc)
+        assert "\n" not in str(exc)
+    else:
+        # Whatever loads must also summarize and render: no arithmetic trap downstream.
+        assert isinstance(report, Report)
+        encode_json(report)
+        render_json(report)
+        render_html(report)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=200))
+def test_any_bytes_give_a_report_or_a_format_error(tmp_path: Path, data: bytes) -> None:
+    read_or_format_error(tmp_path / "fuzz.json", data)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(report_like)
+def test_any_report_like_json_gives_a_report_or_a_format_error(
+    tmp_path: Path, document: object
+) -> None:
+    read_or_format_error(tmp_path / "fuzz.json", msgspec.json.encode(document))
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(min_value=0), st.binary(min_size=1, max_size=4))
+def test_corrupted_golden_file_gives_a_report_or_a_format_error(
+    tmp_path: Path, position: int, garbage: bytes
+) -> None:
+    data = (GOLDEN / "report_v1.json").read_bytes()
+    position %= len(data)
+    read_or_format_error(tmp_path / "fuzz.json", data[:position] + garbage + data[position + 1 :])

@@ -1,0 +1,153 @@
+"""The summary of `report`: computed from raw values, nearest-rank percentiles, renderers."""
+
+from __future__ import annotations
+
+import io
+from decimal import Decimal
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.console import Console
+
+from orket_pipeline.report._model import Report, Telemetry, TestRun
+from orket_pipeline.report._summary import (
+    MetricSummary,
+    percentile,
+    render_html,
+    render_json,
+    render_table,
+    summarize,
+)
+
+
+def run(test_id: str, outcome: str = "pass", **numbers: str | None) -> TestRun:
+    values = {name: None if v is None else Decimal(v) for name, v in numbers.items()}
+    return TestRun(test_id=test_id, outcome=outcome, telemetry=msgspec.convert(values, Telemetry))
+
+
+@pytest.fixture
+def report() -> Report:
+    return Report(
+        test_runs=[
+            run(
+                "a",
+                init_latency="0.100",
+                total_latency="1.000",
+                peak_memory_rss="10.000",
+                adherence_score="1.000",
+            ),
+            run(
+                "b",
+                "fail",
+                init_latency=None,
+                total_latency="2.000",
+                peak_memory_rss="30.000",
+                adherence_score="0.500",
+            ),
+            run("c", "error", total_latency="0.500", peak_memory_rss="20.000"),
+            TestRun(test_id="[bold]d", outcome="pass"),  # no telemetry (an old report)
+        ]
+    )
+
+
+class TestSummarize:
+    def test_counts_by_outcome_always_name_the_three_outcomes(self, report: Report) -> None:
+        summary = summarize(report.test_runs)
+        assert summary.runs == 4
+        assert summary.outcomes == {"pass": 2, "fail": 1, "error": 1}
+        assert summarize([]).outcomes == {"pass": 0, "fail": 0, "error": 0}
+
+    def test_unknown_outcomes_are_counted_too(self) -> None:
+        summary = summarize([TestRun(test_id="x", outcome="skipped")])
+        assert summary.outcomes["skipped"] == 1
+
+    def test_percentiles_ignore_nulls(self, report: Report) -> None:
+        summary = summarize(report.test_runs)
+        assert summary.init_latency == MetricSummary(
+            count=1,
+            p50=Decimal("0.100"),
+            p90=Decimal("0.100"),
+            p99=Decimal("0.100"),
+            max=Decimal("0.100"),
+        )
+        assert summary.total_latency.count == 3
+        assert summary.total_latency.p50 == Decimal("1.000")
+        assert summary.total_latency.max == Decimal("2.000")
+        assert summary.peak_memory_rss.p90 == Decimal("30.000")
+
+    def test_mean_adherence_is_over_scored_runs_only(self, report: Report) -> None:
+        summary = summarize(report.test_runs)
+        assert summary.adherence_mean == Decimal("0.750")
+        assert summary.adherence_count == 2
+
+    def test_mean_adherence_is_rounded_half_up(self) -> None:
+        runs = [run(str(i), adherence_score=s) for i, s in enumerate(["1.000", "0.000", "0.000"])]
+        assert summarize(runs).adherence_mean == Decimal("0.333")
+
+    def test_a_metric_without_values_has_null_percentiles(self) -> None:
+        summary = summarize([TestRun(test_id="x", outcome="pass")])
+        assert summary.init_latency == MetricSummary(
+            count=0, p50=None, p90=None, p99=None, max=None
+        )
+        assert summary.adherence_mean is None
+
+
+class TestPercentile:
+    def test_nearest_rank_on_one_to_one_hundred(self) -> None:
+        values = [Decimal(i) for i in range(1, 101)]
+        assert [percentile(values, p) for p in (50, 90, 99, 100)] == [50, 90, 99, 100]
+
+    def test_nearest_rank_on_ten_values(self) -> None:
+        values = [Decimal(i) for i in range(1, 11)]
+        assert [percentile(values, p) for p in (50, 90, 99)] == [5, 9, 10]
+
+    def test_empty(self) -> None:
+        assert percentile([], 50) is None
+
+    @given(st.lists(st.integers(-1000, 1000), min_size=1), st.integers(1, 100))
+    def test_a_percentile_is_a_measured_value_with_enough_below_it(
+        self, raw: list[int], p: int
+    ) -> None:
+        values = sorted(Decimal(v) for v in raw)
+        result = percentile(values, p)
+        assert result in values
+        at_or_below = sum(1 for v in values if v <= result)
+        assert at_or_below * 100 >= p * len(values)
+
+
+class TestRenderers:
+    def test_table_has_a_row_per_run_and_the_summary(self, report: Report) -> None:
+        buffer = io.StringIO()
+        render_table(report, Console(file=buffer, width=120, color_system=None))
+        text = buffer.getvalue()
+        assert "[bold]d" in text  # test ids are not rich markup
+        for cell in ("0.100", "2.000", "30.000", "0.500", "total_latency", "p99", "2 pass"):
+            assert cell in text
+
+    def test_a_long_table_shows_only_runs_that_did_not_pass_but_sums_up_all(self) -> None:
+        runs = [run(f"ok{i}") for i in range(60)] + [run("bad", "fail"), run("boom", "error")]
+        out = io.StringIO()
+        render_table(Report(test_runs=runs), Console(file=out, width=200), max_rows=50)
+        text = out.getvalue()
+        assert "2 runs that did not pass (of 62)" in text
+        assert "bad" in text and "boom" in text and "ok1 " not in text
+        assert "62 runs: 60 pass, 1 fail, 1 error" in text
+
+    def test_json_holds_summary_and_runs_with_three_decimals(self, report: Report) -> None:
+        data = render_json(report)
+        document = msgspec.json.decode(data)
+        assert document["summary"]["outcomes"] == {"pass": 2, "fail": 1, "error": 1}
+        assert [r["test_id"] for r in document["test_runs"]] == ["a", "b", "c", "[bold]d"]
+        assert b'"adherence_mean":0.750' in data
+        assert data.endswith(b"\n")
+
+    def test_html_is_escaped_and_self_contained(self, report: Report) -> None:
+        page = render_html(
+            Report(test_runs=[*report.test_runs, TestRun(test_id="<script>", outcome="pass")])
+        )
+        assert page.startswith("<!doctype html>")
+        assert "<script>" not in page
+        assert "&lt;script&gt;" in page
+        assert "http" not in page  # nothing fetched from elsewhere
