@@ -125,6 +125,7 @@ class Metadata(msgspec.Struct, kw_only=True):
     suite: str | None = None
     provider: str | None = None
     pipeline: PipelineStatistics | None = None
+    sandbox: str | None = None  # what ran the gates: "bwrap" or "process"; None: no gates
 
 
 class Report(msgspec.Struct, kw_only=True):
@@ -145,6 +146,7 @@ def current_metadata(
     suite: str | None = None,
     provider: str | None = None,
     pipeline: PipelineStatistics | None = None,
+    sandbox: str | None = None,
 ) -> Metadata:
     """Metadata describing this interpreter and platform. Never blocks, never raises."""
     return Metadata(
@@ -153,6 +155,7 @@ def current_metadata(
         suite=suite,
         provider=provider,
         pipeline=pipeline,
+        sandbox=sandbox,
     )
 
 
