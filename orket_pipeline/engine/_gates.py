@@ -41,6 +41,7 @@ class GateResult(msgspec.Struct, frozen=True):
 
 
 PASSED: Final = GateResult(True)
+INTERRUPTED: Final = GateResult(False, "interrupted before its gate finished", error=True)
 
 
 async def run_gate(
@@ -85,6 +86,8 @@ async def _python_tests(
     source = f"{payload}\n\n{gate.code}\n"
     result = await run_sandboxed(sandbox, "tests", {"solution.py": source}, limits=limits)
     record = result.record
+    if result.cancelled:
+        return INTERRUPTED
     if record is None:
         return GateResult(False, _process_reason(result, limits))
     if record.get("status") == "ok":
@@ -106,6 +109,8 @@ async def _function_examples(
         limits=limits,
     )
     record = result.record
+    if result.cancelled:
+        return INTERRUPTED
     if record is None:
         return GateResult(False, _process_reason(result, limits))
     if record.get("status") != "ok":
@@ -137,6 +142,8 @@ async def _cli_examples(
             stdin=(example.stdin or "").encode("utf-8", "surrogatepass"),
             limits=limits,
         )
+        if result.cancelled:
+            return INTERRUPTED
         problem = _cli_problem(example, result, limits)
         if problem is not None:
             args = _short(" ".join(example.args)) if example.args else "no arguments"

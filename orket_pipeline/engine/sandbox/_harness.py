@@ -69,8 +69,8 @@ def main(argv: list[str]) -> int:
     with os.fdopen(config_fd, "rb") as source:
         config = json.loads(source.read())
     nonce = config.pop("nonce")
-    if config.get("die_with_parent"):
-        _die_with_parent()
+    if config.get("parent_pid"):
+        _die_with_parent(config["parent_pid"])
     _limit(config["limits"])
     root = os.path.realpath(config["root"])
     for name, text in config["files"].items():
@@ -95,13 +95,16 @@ def main(argv: list[str]) -> int:
     return 0  # not reached
 
 
-def _die_with_parent() -> None:
-    # Process sandbox on Linux: die when the engine's thread that started us does.
+def _die_with_parent(parent: int) -> None:
+    # Process sandbox on Linux: die when the engine's thread that started us does, or now if
+    # the engine is already gone (it died before the request was made).
     with contextlib.suppress(Exception):
         import ctypes
         import signal
 
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _limit(limits: dict[str, int]) -> None:

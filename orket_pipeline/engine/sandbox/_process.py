@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from ..._exceptions import InputError
@@ -90,6 +91,7 @@ class SandboxResult:
     record: dict[str, Any] | None = None
     timed_out: bool = False
     output_exceeded: bool = False
+    cancelled: bool = False
 
 
 _resolved: dict[str, Sandbox] = {}
@@ -189,6 +191,8 @@ async def run_sandboxed(
             tg.cancel_scope.cancel()
         if failure is not None:
             raise failure
+        # A cancelled caller gets its cancellation here, now that the sandbox is gone.
+        await anyio.lowlevel.checkpoint_if_cancelled()
         return result
     finally:
         os.close(cancel_r)
@@ -225,7 +229,8 @@ def _run_blocking(
         root = tempfile.mkdtemp(prefix=f"{_DIR_PREFIX}{os.getpid()}-")
         try:
             config["root"] = root
-            config["die_with_parent"] = sys.platform.startswith("linux")
+            if sys.platform.startswith("linux"):
+                config["parent_pid"] = os.getpid()
             command = [sys.executable, "-I", "-B", "-X", "utf8", str(_HARNESS)]
             raw = supervise(
                 lambda c, r, s: [*command, str(c), str(r)],
@@ -275,7 +280,7 @@ def _rlimits(sandbox: Sandbox, limits: SandboxLimits) -> dict[str, int]:
 def _result(raw: Raw, nonce: str) -> SandboxResult:
     if raw.cancelled:
         # The sandbox is gone; the caller's cancellation propagates once this returns.
-        return SandboxResult(timed_out=True)
+        return SandboxResult(cancelled=True)
     return SandboxResult(
         exit_code=raw.exit_code,
         stdout=bytes(raw.stdout),
