@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .._exceptions import InputError
 from ..engine import Suite
 from ..engine.sandbox import SANDBOX_KINDS, resolve_sandbox
 
@@ -37,10 +38,18 @@ def gate_options(args: argparse.Namespace, suite: Suite) -> dict[str, Any]:
     Blocks for a trial run of the sandbox (once per process), only when the suite has gates.
 
     Raises:
-        InputError: the suite has gates and no sandbox of the kind asked for is available.
+        InputError: the suite has gates and no sandbox of the kind asked for is available
+            (`run --demo` on its own suite falls back to the process sandbox instead).
     """
-    has_gates = any(task.gate is not None for task in suite.tasks)
-    sandbox = resolve_sandbox(args.sandbox) if has_gates else None
+    sandbox = None
+    if any(task.gate is not None for task in suite.tasks):
+        try:
+            sandbox = resolve_sandbox(args.sandbox)
+        except InputError:
+            if not (getattr(args, "demo", False) and args.suite is None and args.sandbox == "auto"):
+                raise
+            # The bundled demo's answers are a recording we ship, not a model's: safe unisolated.
+            sandbox = resolve_sandbox("process")
     return {"sandbox": sandbox, "gate_concurrency": args.gate_concurrency}
 
 

@@ -295,3 +295,11 @@ async def test_too_many_open_files_is_an_error_not_the_models_fail(
     for run in report.test_runs:
         assert run.reason is not None and "Too many open files" in run.reason
         assert run.error is not None and run.error.type == "GateError"
+
+
+@pytest.mark.slow
+def test_the_bundled_demo_runs_without_isolation_its_answers_are_ours(tmp_path: Path) -> None:
+    env = gate_env(tmp_path)
+    env["ORKET_BWRAP"] = ""
+    assert finish(start_cli(["run", "--demo", "--quiet"], tmp_path, env)) == 1  # as it must
+    assert read_report(tmp_path / "orket_report.json").metadata.sandbox == "process"
