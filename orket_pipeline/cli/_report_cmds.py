@@ -14,7 +14,7 @@ from ..report._io import read_report, write_bytes_atomic, write_report
 from ..report._journal import rebuild_report
 from ..report._merge import merge_reports
 from ..report._model import Report
-from ..report._summary import render_html, render_json, render_table
+from ._render import render_html, render_json, render_table
 
 __all__ = ["register"]
 

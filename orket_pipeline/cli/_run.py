@@ -27,8 +27,8 @@ from ..engine import load_suite
 from ..engine._runner import execute
 from ..providers import load_provider
 from ..report._model import Report
-from ..report._summary import render_table
 from ._progress import ProgressReporter
+from ._render import render_table
 
 __all__ = ["demo_paths", "register"]
 
