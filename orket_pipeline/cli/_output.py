@@ -84,7 +84,7 @@ class OutputLock:
                 fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as exc:
                 raise InputError(
-                    f"run: cannot write {self._option} {self._path.parent}: {exc.strerror or exc}"
+                    f"run: cannot write {self._option} {self._target}: {exc.strerror or exc}"
                 ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

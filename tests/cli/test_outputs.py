@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -73,10 +74,15 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(
     assert no_run_started(workdir)
 
 
-def test_out_that_is_a_device_is_refused(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    err = refusal(capsys, "--provider", "python:p.py:P", "--out", os.devnull)
-    assert f"--out {os.devnull} is not a regular file" in err
-    assert Path(os.devnull).is_char_device()
+def test_out_that_is_not_a_regular_file_is_refused_and_kept(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A FIFO stands for /dev/null here: as root, the report's rename replaced the device with
+    # a file, and a test must not do that to the machine if the check ever regresses.
+    os.mkfifo(workdir / "pipe")
+    err = refusal(capsys, "--provider", "python:p.py:P", "--out", "pipe")
+    assert "--out pipe is not a regular file" in err
+    assert stat.S_ISFIFO((workdir / "pipe").stat().st_mode)
     assert no_run_started(workdir)
 
 
