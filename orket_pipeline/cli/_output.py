@@ -134,13 +134,11 @@ def _refuse_a_journal_that_holds_runs(journal: Path, out: Path) -> None:
             f"run: {journal} is left from a run that did not finish; recover its runs with "
             f"`orket-pipeline rebuild {journal} -o REPORT`, then delete it (or pass --journal PATH)"
         )
-    if size > 0:
+    if size > 0 and journal.is_file():
         raise InputError(
             f"run: --journal {journal} already holds an earlier run's journal; recover its runs "
             f"with `orket-pipeline rebuild {journal} -o REPORT`, then move it away or delete it"
         )
-    if not journal.is_file():
-        raise InputError(f"run: --journal {journal} is not a regular file")
 
 
 def _check_writable(directory: Path, option: str, path: Path) -> None:

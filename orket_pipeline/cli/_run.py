@@ -113,7 +113,7 @@ def run_command(args: argparse.Namespace) -> int:
     journal = None if args.no_telemetry else (explicit or default_journal(out))
     with contextlib.ExitStack() as held:
         held.enter_context(OutputLock(out, "--out"))
-        if explicit is not None and not same_file(explicit, out):  # else refused just below
+        if explicit is not None and _lockable(explicit, out):
             held.enter_context(OutputLock(explicit, "--journal"))
         check_outputs(out, journal, _inputs(suite_path, spec))
         suite = load_suite(suite_path)
@@ -217,6 +217,12 @@ async def _until_interrupted(
     if received is not None or report is None:
         raise KeyboardInterrupt
     return report
+
+
+def _lockable(journal: Path, out: Path) -> bool:
+    # The same file as --out is refused just below; a device (`/dev/full`) is opened, never
+    # replaced, and has no directory to put a lock file in.
+    return not same_file(journal, out) and (journal.is_file() or not journal.exists())
 
 
 def _inputs(suite_path: str, spec: str) -> dict[str, Path]:
