@@ -24,7 +24,7 @@ from . import _report_cmds, _run, _validate
 __all__ = ["main"]
 
 PROG = "orket-pipeline"
-_THREAD_EXIT_S = 1.0  # how long threads this command started get to end by themselves
+_THREAD_EXIT_S = 2.0  # how long threads this command started get to end by themselves
 
 
 class _Parser(argparse.ArgumentParser):

@@ -4,9 +4,9 @@ An `async` provider that blocks (a `time.sleep`, a blocking socket call) stops t
 loop: `--timeout` cannot fire and a signal cannot be handled, since both need the loop. One that
 swallows cancellation keeps the run from ever ending. The watchdog runs beside the loop:
 
-- The loop ticks a heartbeat every `_BEAT_S`. When the heartbeat is `BLOCKED_WARN_S` late, one
-  warning line on stderr names the task whose code holds the loop (found on the main thread's
-  stack).
+- The loop ticks a heartbeat every `_BEAT_S`. When the heartbeat is `BLOCKED_WARN_S` late and a
+  run's code holds the loop (found on the main thread's stack), one warning line on stderr
+  names its task.
 - A SIGINT or SIGTERM arms it (a Python-level handler chained before the event loop's own, so
   it runs even while the loop is blocked in Python code). If the loop stays blocked for
   `BLOCKED_EXIT_S` after the signal, or the run has not ended `GRACE_S` after it, or a second
@@ -70,7 +70,7 @@ class LoopWatchdog:
         self._journal = journal
         self._provider_name = provider_name
         self._results: list[RunResult] = []
-        self._beat = time.monotonic()
+        self._beat: float | None = None  # none until the loop runs: its start-up is not lag
         self._signal: tuple[int, float] | None = None
         self._extra_signal = False
         self._stopped = threading.Event()
@@ -79,7 +79,6 @@ class LoopWatchdog:
 
     def start(self) -> None:
         """Start the watching thread. Never blocks or raises."""
-        self._beat = time.monotonic()
         self._thread.start()
 
     def stop(self) -> None:
@@ -117,15 +116,16 @@ class LoopWatchdog:
     def _watch(self) -> None:
         while not self._stopped.wait(_BEAT_S):
             now = time.monotonic()
-            late = now - self._beat
-            if late < BLOCKED_WARN_S:
-                self._warned_since = None
-            elif self._warned_since != self._beat:
-                self._warned_since = self._beat
-                _say(
-                    f"warning: {_blocker()} has blocked the event loop for {late:.0f} s: "
-                    "--timeout and signals wait for it (an async provider must not block)"
-                )
+            beat = self._beat
+            late = 0.0 if beat is None else now - beat
+            if late >= BLOCKED_WARN_S and self._warned_since != beat:
+                blocker = _blocker()
+                if blocker is not None:  # else our own work or a starved machine: no culprit
+                    self._warned_since = beat
+                    _say(
+                        f"warning: {blocker} has blocked the event loop for {late:.0f} s: "
+                        "--timeout and signals wait for it (an async provider must not block)"
+                    )
             if self._signal is not None and self._must_end(now, late):
                 self._end(self._signal[0], now - self._signal[1])
 
@@ -169,8 +169,8 @@ class LoopWatchdog:
         return Report(metadata=metadata, test_runs=runs)
 
 
-def _blocker() -> str:
-    """`task 'ID'` for the run whose code is on the main thread's stack, or `a task`."""
+def _blocker() -> str | None:
+    """`task 'ID'` for the run whose code is on the main thread's stack, else None."""
     frame = sys._current_frames().get(threading.main_thread().ident or 0)
     while frame is not None:
         if frame.f_code.co_name in ("_attempt", "_run_one"):
@@ -179,7 +179,7 @@ def _blocker() -> str:
             if isinstance(task_id, str):
                 return f"task {task_id!r}"
         frame = frame.f_back
-    return "a task"
+    return None
 
 
 def _say(line: str) -> None:

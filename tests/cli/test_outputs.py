@@ -74,6 +74,7 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(
     assert no_run_started(workdir)
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs (POSIX)")
 def test_out_that_is_not_a_regular_file_is_refused_and_kept(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
