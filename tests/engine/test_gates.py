@@ -354,7 +354,14 @@ async def test_cancelling_a_gate_kills_its_sandbox_first() -> None:
     me = psutil.Process()
 
     def gates() -> list[psutil.Process]:
-        return [p for p in me.children(recursive=True) if "-I" in p.cmdline()]
+        found = []
+        for child in me.children(recursive=True):
+            try:
+                if child.cmdline()[-3:-2] == ["/orket/harness.py"]:  # harness CONFIG_FD RESULT_FD
+                    found.append(child)
+            except psutil.Error:
+                continue
+        return found
 
     hang = functools.partial(run_gate, py_gate(timeout_s=60), "import time\ntime.sleep(60)\n")
     async with anyio.create_task_group() as tg:
