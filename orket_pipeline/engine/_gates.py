@@ -70,14 +70,21 @@ async def run_gate(
         if sandbox is None:
             sandbox = await anyio.to_thread.run_sync(resolve_sandbox, "auto")
         if isinstance(gate, PythonTestsGate):
-            return await _python_tests(gate, payload, sandbox, limits)
-        if isinstance(gate, FunctionExamplesGate):
-            return await _function_examples(gate, payload, sandbox, limits)
-        return await _cli_examples(gate, payload, sandbox, limits)
+            verdict = await _python_tests(gate, payload, sandbox, limits)
+        elif isinstance(gate, FunctionExamplesGate):
+            verdict = await _function_examples(gate, payload, sandbox, limits)
+        else:
+            verdict = await _cli_examples(gate, payload, sandbox, limits)
     except InputError as exc:
         return GateResult(False, str(exc), error=True)
     except OSError as exc:
         return GateResult(False, f"the gate could not run: {exc}", error=True)
+    except RecursionError:  # a result nested past what this interpreter can compare
+        return GateResult(False, "the code's result is nested too deeply to compare")
+    if verdict.reason is None:
+        return verdict
+    # The reason holds what the code printed or raised: printable text only, valid UTF-8.
+    return _with_reason(verdict, _printable(verdict.reason))
 
 
 async def _python_tests(
@@ -205,6 +212,18 @@ def _record_reason(record: dict[str, Any]) -> str:
             return "sys.exit(0) before the tests finished"
         return f"exit code {code}" + (f": {_short(str(message))}" if message else "")
     return _short(str(record.get("reason") or "failed"), 240)
+
+
+def _with_reason(verdict: GateResult, reason: str) -> GateResult:
+    """`verdict` with another reason. Never blocks or raises."""
+    return GateResult(verdict.passed, reason, verdict.error)
+
+
+def _printable(text: str) -> str:
+    # Control characters and lone surrogates become their escapes (`\x1b`, `\ud800`).
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def json_equal(left: Any, right: Any) -> bool:

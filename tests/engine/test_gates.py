@@ -390,3 +390,21 @@ pytestmark = [
     pytest.mark.anyio,
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="bubblewrap is Linux only"),
 ]
+
+
+class TestReasons:
+    """What the code printed or raised reaches the report as printable, encodable text."""
+
+    async def test_lone_surrogates_and_control_characters_are_escaped(self) -> None:
+        payload = "def add(a, b):\n    raise ValueError('\\ud800 \\x1b[2J done')\n"
+        result = await run_gate(ADD_EXAMPLES, payload)
+        assert result.reason is not None and result.reason.isprintable()
+        assert "\\ud800 \\x1b[2J done" in result.reason
+        result.reason.encode("utf-8")  # the report's encoder will not choke on it
+
+    async def test_a_result_nested_too_deeply_fails_without_crashing(self) -> None:
+        payload = (
+            "def add(a, b):\n    v = 1\n    for _ in range(995):\n        v = [v]\n    return v\n"
+        )
+        result = await run_gate(ADD_EXAMPLES, payload)
+        assert not result.passed and not result.error
