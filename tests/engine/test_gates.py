@@ -264,12 +264,14 @@ class TestSandboxLimits:
     async def test_threads_are_allowed_processes_are_not(self) -> None:
         # The audit hook is switched off first: the kernel's seccomp filter is what refuses.
         payload = (
-            "import gc, types, threading, ctypes\n"
+            "import gc, os, types, threading, ctypes\n"
             "for o in gc.get_objects():\n"
             "    if isinstance(o, types.FunctionType) and o.__name__ == 'hook':\n"
             "        o.__globals__['_PROCESS_EVENTS'] = frozenset()\n"
             "t = threading.Thread(target=print)\nt.start()\nt.join()\n"
             "assert ctypes.CDLL(None).fork() == -1\n"
+            "try:\n    os.memfd_create('m')\nexcept PermissionError:\n    pass\n"
+            "else:\n    raise AssertionError('memfd_create was allowed')\n"
         )
         assert (await run_gate(py_gate(), payload)).passed
 

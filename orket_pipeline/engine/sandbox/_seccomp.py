@@ -4,7 +4,8 @@ bubblewrap loads the filter (`--seccomp FD`) into the sandboxed process just bef
 the interpreter. Threads are allowed (`clone` with `CLONE_THREAD`); any other `clone`, `fork`,
 `vfork` and `clone3` (answered `ENOSYS`, so the C library falls back to `clone` for threads)
 fail, so the generated code is one process however it tries. Also refused: tracing and reading
-other processes' memory, new namespaces, mounts, keyrings, BPF, perf events and userfaultfd.
+other processes' memory, new namespaces, mounts, keyrings, BPF, perf events, userfaultfd, and
+memory that would escape the address-space limit (SysV shared memory and message queues, memfds).
 The filter is built here as raw classic BPF, so no libseccomp is needed. Never blocks or raises.
 """
 
@@ -57,6 +58,10 @@ _COMMON_GENERIC: Final = {
     "fsmount": (432, 432),
     "fspick": (433, 433),
     "mount_setattr": (442, 442),
+    # Memory outside the address-space limit: SysV segments and queues, memfds.
+    "shmget": (29, 194),
+    "msgget": (68, 186),
+    "memfd_create": (319, 279),
 }
 _ARCHES: Final = {
     "x86_64": (0xC000003E, 56, 435, (57, 58), 0),  # fork, vfork
