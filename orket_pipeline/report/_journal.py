@@ -262,7 +262,7 @@ def _read_lines(name: str) -> list[bytes]:
 def _decode_header(name: str, line: bytes, *, is_last: bool) -> _Header | None:
     try:
         header = _HEADER_DECODER.decode(line)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         if is_last and _is_torn_header(line):
             return None
         raise ReportFormatError(
@@ -286,7 +286,7 @@ def _is_torn_header(line: bytes) -> bool:
 def _decode_entry(name: str, line: bytes, number: int, *, is_last: bool) -> _Entry | None:
     try:
         entry = _ENTRY_DECODER.decode(line)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         if is_last:
             return None
         raise ReportFormatError(f"{name}: line {number}: {describe_decode_error(exc)}") from None

@@ -2,20 +2,21 @@
 
 Readers ignore unknown fields at every level (msgspec's default for Structs) and every field
 beyond `test_id` and `outcome` has a default, so reports written before telemetry existed and
-reports from future versions both load. Telemetry floats are `Decimal`s with three places
-(see `_rounding`), encoded as JSON numbers.
+reports from future versions both load. Telemetry numbers are plain `float`s rounded to three
+places by `round3`; `encode_json` writes every float with exactly three decimals (`0.100`), see
+`_rounding`.
 """
 
 from __future__ import annotations
 
 import platform
 import sys
-from decimal import Decimal
 from typing import Final
 
 import msgspec
 
 from .._version import __version__
+from ._rounding import three_decimals
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -31,6 +32,7 @@ __all__ = [
     "decode_report",
     "decode_test_run",
     "encode_json",
+    "fields_of_type",
 ]
 
 SCHEMA_VERSION: Final = "1.0"
@@ -47,13 +49,13 @@ class Telemetry(msgspec.Struct, kw_only=True):
     seconds), `error_type` (exception class name when the generation failed).
     """
 
-    init_latency: Decimal | None = None
-    total_latency: Decimal | None = None
-    peak_memory_rss: Decimal | None = None
-    adherence_score: Decimal | None = None
+    init_latency: float | None = None
+    total_latency: float | None = None
+    peak_memory_rss: float | None = None
+    adherence_score: float | None = None
     chunk_count: int | None = None
     output_chars: int | None = None
-    stream_duration: Decimal | None = None
+    stream_duration: float | None = None
     error_type: str | None = None
 
 
@@ -111,7 +113,7 @@ class PipelineStatistics(msgspec.Struct, kw_only=True):
     stage_errors: dict[str, int] = msgspec.field(default_factory=dict)
     journal_errors: int = 0
     abandoned_events: int = 0
-    max_loop_lag: Decimal | None = None
+    max_loop_lag: float | None = None
     memory_method: str | None = None
 
 
@@ -156,14 +158,26 @@ def current_metadata(
     )
 
 
-_ENCODER: Final = msgspec.json.Encoder(decimal_format="number")
+_ENCODER: Final = msgspec.json.Encoder(decimal_format="number")  # a caller's Decimal too
 _REPORT_DECODER: Final = msgspec.json.Decoder(Report)
 _RUN_DECODER: Final = msgspec.json.Decoder(TestRun)
 
 
+def fields_of_type(struct: type[msgspec.Struct], *types: object) -> tuple[str, ...]:
+    """The names of `struct`'s fields declared as one of `types`, in declaration order.
+
+    The one source for every list of fields (checked numbers, summed counters), so readers,
+    merge and summary cannot drift from the model. Never raises for the model's Structs.
+    """
+    return tuple(f.name for f in msgspec.structs.fields(struct) if f.type in types)
+
+
 def encode_json(obj: object) -> bytes:
-    """Encode a report, a run or metadata as compact JSON in field-declaration order."""
-    return _ENCODER.encode(obj)
+    """Encode a report, a run or metadata as compact JSON in field-declaration order.
+
+    Every float is written with exactly three decimals (`0.100`, `1.000`), see `three_decimals`.
+    """
+    return three_decimals(_ENCODER.encode(obj))
 
 
 def decode_report(data: bytes | str) -> Report:

@@ -9,8 +9,8 @@ percentiles. Nothing pre-aggregated in a report is read: the summary is always r
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Final
 
 import msgspec
@@ -42,10 +42,10 @@ class MetricSummary(msgspec.Struct, kw_only=True):
     """Nearest-rank percentiles of one metric over the runs that have it (`count`)."""
 
     count: int
-    p50: Decimal | None
-    p90: Decimal | None
-    p99: Decimal | None
-    max: Decimal | None
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    max: float | None
 
 
 class Summary(msgspec.Struct, kw_only=True):
@@ -57,7 +57,7 @@ class Summary(msgspec.Struct, kw_only=True):
     init_latency: MetricSummary
     total_latency: MetricSummary
     peak_memory_rss: MetricSummary
-    adherence_mean: Decimal | None
+    adherence_mean: float | None
     adherence_count: int
 
 
@@ -70,7 +70,7 @@ class ReportSummary(msgspec.Struct, kw_only=True):
     test_runs: list[TestRun]
 
 
-def percentile(sorted_values: Sequence[Decimal], p: int) -> Decimal | None:
+def percentile(sorted_values: Sequence[float], p: int) -> float | None:
     """Nearest-rank p-th percentile (0 < p <= 100) of ascending values; None when empty."""
     if not sorted_values:
         return None
@@ -85,7 +85,8 @@ def summarize(runs: Sequence[TestRun]) -> Summary:
         outcomes[run.outcome] = outcomes.get(run.outcome, 0) + 1
     metrics = {name: _metric(runs, name) for name in _METRICS}
     scores = _values(runs, "adherence_score")
-    mean = None if not scores else _round_or_keep(sum(scores, Decimal(0)) / len(scores))
+    # fsum is the correctly rounded sum, whatever the order: the same mean on every platform.
+    mean = None if not scores else round3(math.fsum(scores) / len(scores))
     return Summary(
         runs=len(runs),
         outcomes=outcomes,
@@ -154,7 +155,7 @@ _CSS: Final = (
 )
 
 
-def _values(runs: Sequence[TestRun], name: str) -> list[Decimal]:
+def _values(runs: Sequence[TestRun], name: str) -> list[float]:
     values = (getattr(run.telemetry, name) for run in runs if run.telemetry is not None)
     return [value for value in values if value is not None]
 
@@ -165,14 +166,7 @@ def _metric(runs: Sequence[TestRun], name: str) -> MetricSummary:
     return MetricSummary(count=len(values), p50=p50, p90=p90, p99=p99, max=percentile(values, 100))
 
 
-def _round_or_keep(value: Decimal) -> Decimal:
-    try:
-        return round3(value)
-    except ArithmeticError:  # more digits than the decimal context holds: keep it as is
-        return value
-
-
-def _fmt(value: Decimal | None) -> str:
+def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
@@ -199,7 +193,7 @@ def _metric_rows(summary: Summary) -> list[tuple[str, ...]]:
     return rows
 
 
-def _quartet(metric: MetricSummary) -> tuple[Decimal | None, ...]:
+def _quartet(metric: MetricSummary) -> tuple[float | None, ...]:
     return (metric.p50, metric.p90, metric.p99, metric.max)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 from pathlib import Path
 
 import msgspec
@@ -32,7 +31,7 @@ def sample_report(n: int = 3) -> Report:
         TestRun(
             test_id=f"t{i:03d}",
             outcome="pass",
-            telemetry=Telemetry(total_latency=Decimal("0.100"), peak_memory_rss=Decimal("1.000")),
+            telemetry=Telemetry(total_latency=0.100, peak_memory_rss=1.000),
         )
         for i in range(n)
     ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from pathlib import Path
 
 import msgspec
@@ -21,9 +20,7 @@ from orket_pipeline.report._model import Metadata, Telemetry, TestRun
 
 
 def run(test_id: str, outcome: str = "pass") -> TestRun:
-    return TestRun(
-        test_id=test_id, outcome=outcome, telemetry=Telemetry(total_latency=Decimal("0.250"))
-    )
+    return TestRun(test_id=test_id, outcome=outcome, telemetry=Telemetry(total_latency=0.250))
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
 
 from orket_pipeline._exceptions import InputError
@@ -66,13 +64,13 @@ class TestMetadata:
             late_events=2,
             stage_errors={"LatencyTracker": 1},
             journal_errors=1,
-            max_loop_lag=Decimal("0.004"),
+            max_loop_lag=0.004,
             memory_method="vmhwm",
         )
         two = PipelineStatistics(
             events_published=5,
             stage_errors={"LatencyTracker": 2, "MemorySampler": 1},
-            max_loop_lag=Decimal("0.010"),
+            max_loop_lag=0.010,
             memory_method="vmhwm",
         )
         merged = merge_reports([shard(pipeline=one), shard(pipeline=two), shard()])
@@ -82,7 +80,7 @@ class TestMetadata:
             late_events=2,
             stage_errors={"LatencyTracker": 3, "MemorySampler": 1},
             journal_errors=1,
-            max_loop_lag=Decimal("0.010"),
+            max_loop_lag=0.010,
             memory_method="vmhwm",
         )
 
