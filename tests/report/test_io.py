@@ -158,6 +158,27 @@ class TestReadErrors:
         with pytest.raises(ReportFormatError, match=r"\$\.test_runs\[0\]\.telemetry\.init_latency"):
             read_report(self.write(tmp_path, data.encode()))
 
+    @pytest.mark.parametrize(
+        "data",
+        [
+            b"{\"x\": " + b"[" * 100_000,
+            b'{"test_runs": [], "extra": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            b'{"test_runs": [{"test_id": "a", "outcome": "pass", "x": '
+            + b'{"a":' * 50_000
+            + b"1"
+            + b"}" * 50_000
+            + b"}]}",
+        ],
+        ids=["unclosed", "in-an-ignored-field", "in-a-run"],
+    )
+    def test_deeply_nested_json_is_one_line_naming_the_file(
+        self, tmp_path: Path, data: bytes
+    ) -> None:
+        path = self.write(tmp_path, data)
+        with pytest.raises(ReportFormatError) as info:
+            read_report(path)
+        assert str(info.value) == f"{path}: not valid JSON (arrays or objects nested too deeply)"
+
     def test_errors_are_input_errors_and_one_line(self, tmp_path: Path) -> None:
         path = self.write(tmp_path, b'{"test_runs": [\n\n{"test_id": 1}]}')
         with pytest.raises(InputError) as info:

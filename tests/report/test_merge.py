@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from orket_pipeline._exceptions import InputError
-from orket_pipeline.report._merge import merge_reports
+from orket_pipeline.report._merge import _JOINED, _MAXIMUM, _PER_STAGE, _SUMMED, merge_reports
 from orket_pipeline.report._model import Metadata, PipelineStatistics, Report, TestRun, Units
 
 
@@ -83,6 +84,17 @@ class TestMetadata:
             max_loop_lag=0.010,
             memory_method="vmhwm",
         )
+
+    def test_abandoned_events_and_every_other_counter_are_summed(self) -> None:
+        counters = [f.name for f in msgspec.structs.fields(PipelineStatistics) if f.type is int]
+        assert "abandoned_events" in counters
+        two_each = PipelineStatistics(**dict.fromkeys(counters, 2))
+        merged = merge_reports([shard(pipeline=two_each), shard(pipeline=two_each)])
+        assert merged.metadata.pipeline == PipelineStatistics(**dict.fromkeys(counters, 4))
+
+    def test_every_field_of_the_statistics_has_a_merge_rule(self) -> None:
+        ruled = {*_SUMMED, *_PER_STAGE, *_MAXIMUM, *_JOINED}
+        assert ruled == {f.name for f in msgspec.structs.fields(PipelineStatistics)}
 
     def test_no_pipeline_statistics_stay_null(self) -> None:
         assert merge_reports([shard(), shard()]).metadata.pipeline is None
