@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import platform
 import sys
+from collections.abc import Iterable
 from typing import Final
 
 import msgspec
@@ -32,6 +33,7 @@ __all__ = [
     "decode_report",
     "decode_test_run",
     "encode_json",
+    "encode_json_lines",
     "fields_of_type",
 ]
 
@@ -178,6 +180,14 @@ def encode_json(obj: object) -> bytes:
     Every float is written with exactly three decimals (`0.100`, `1.000`), see `three_decimals`.
     """
     return three_decimals(_ENCODER.encode(obj))
+
+
+def encode_json_lines(objs: Iterable[object]) -> bytes:
+    """Encode each object as one line of compact JSON (JSONL), floats as `encode_json` does.
+
+    One padding pass for the whole batch, not one per line.
+    """
+    return three_decimals(b"".join(_ENCODER.encode(obj) + b"\n" for obj in objs))
 
 
 def decode_report(data: bytes | str) -> Report:

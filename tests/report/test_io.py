@@ -161,7 +161,7 @@ class TestReadErrors:
     @pytest.mark.parametrize(
         "data",
         [
-            b"{\"x\": " + b"[" * 100_000,
+            b'{"x": ' + b"[" * 100_000,
             b'{"test_runs": [], "extra": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
             b'{"test_runs": [{"test_id": "a", "outcome": "pass", "x": '
             + b'{"a":' * 50_000
