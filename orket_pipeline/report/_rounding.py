@@ -88,7 +88,8 @@ def three_decimals(data: bytes) -> bytes:
     if len(parts) > 1:
         parts[1::2] = map(_PADDED.__getitem__, parts[1::2])
         data = b"".join(parts)
-    pieces, done = [], 0
+    pieces: list[bytes] = []
+    done = 0
     for match in _SHORT_AT_END.finditer(data):
         start = match.start()
         if _VALUE_START.search(data, max(0, start - _LOOK_BACK), start) is not None:
