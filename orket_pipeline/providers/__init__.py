@@ -12,6 +12,7 @@ from .._exceptions import ProviderTimeoutError as ProviderTimeoutError
 from .._exceptions import ReplayError as ReplayError
 from ._base import Provider as Provider
 from ._http import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
+from ._http import ResponseLimits as ResponseLimits
 from ._http import TokenUsage as TokenUsage
 from ._ollama import DEFAULT_OLLAMA_URL as DEFAULT_OLLAMA_URL
 from ._ollama import OllamaProvider as OllamaProvider
@@ -37,6 +38,7 @@ __all__ = [
     "ReplayFault",
     "ReplayProvider",
     "ReplayRecord",
+    "ResponseLimits",
     "TokenUsage",
     "load_provider",
 ]
