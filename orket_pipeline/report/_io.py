@@ -18,6 +18,7 @@ import secrets
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
+from operator import attrgetter
 from pathlib import Path
 from typing import Final
 
@@ -51,6 +52,7 @@ MAX_TELEMETRY_VALUE: Final = 1e15
 never come near it); up to it a three-decimal value survives the trip through a float."""
 
 _TELEMETRY_NUMBERS: Final = fields_of_type(Telemetry, float, float | None)
+_TELEMETRY: Final = attrgetter("telemetry")
 _AT_PATH: Final = re.compile(r"^(?P<message>.*) - at `(?P<path>\$[^`]*)`$", re.DOTALL)
 _TEMP_SUFFIX: Final = re.compile(r"\.[0-9a-f]{12}\.tmp")
 
@@ -193,11 +195,16 @@ def check_numbers(runs: Iterable[TestRun], *, prefix: str) -> str | None:
     Returns:
         A one-line description of the first bad number, or None when every number is usable.
     """
-    for index, run in enumerate(runs):
-        if run.telemetry is None:
+    runs = runs if isinstance(runs, list) else list(runs)
+    telemetry = list(map(_TELEMETRY, runs))
+    for field in _TELEMETRY_NUMBERS:
+        values = [v for v in map(attrgetter(field), filter(None, telemetry)) if v is not None]
+        # min and max run in C; only a report that fails them is searched for the culprit.
+        if not values or (_number_problem(min(values)) or _number_problem(max(values))) is None:
             continue
-        for field in _TELEMETRY_NUMBERS:
-            problem = _number_problem(getattr(run.telemetry, field))
+        for index, run in enumerate(runs):
+            value = None if run.telemetry is None else getattr(run.telemetry, field)
+            problem = _number_problem(value)
             if problem is not None:
                 return f"{prefix}[{index}].telemetry.{field}: {problem}"
     return None

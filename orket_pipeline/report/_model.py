@@ -42,7 +42,7 @@ SCHEMA_VERSION: Final = "1.0"
 OUTCOMES: Final = ("pass", "fail", "error")
 
 
-class Telemetry(msgspec.Struct, kw_only=True):
+class Telemetry(msgspec.Struct, kw_only=True, gc=False):
     """Per-run telemetry; seconds and MiB, three decimals.
 
     The first four fields are the contract. The rest are extras that consumers may ignore:
@@ -61,14 +61,14 @@ class Telemetry(msgspec.Struct, kw_only=True):
     error_type: str | None = None
 
 
-class RunError(msgspec.Struct, kw_only=True):
+class RunError(msgspec.Struct, kw_only=True, gc=False):
     """Why a generation failed: exception type and message."""
 
     type: str
     message: str = ""
 
 
-class TestRun(msgspec.Struct, kw_only=True):
+class TestRun(msgspec.Struct, kw_only=True, gc=False):
     """One test run: its outcome (`pass`, `fail` or `error`) and, beside it, its telemetry.
 
     `telemetry` is null when no generation was instrumented (`--no-telemetry`, or a run recorded

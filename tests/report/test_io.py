@@ -158,6 +158,22 @@ class TestReadErrors:
         with pytest.raises(ReportFormatError, match=r"\$\.test_runs\[0\]\.telemetry\.init_latency"):
             read_report(self.write(tmp_path, data.encode()))
 
+    def test_the_first_bad_number_among_many_runs_is_named(self, tmp_path: Path) -> None:
+        runs: list[dict[str, object]] = [{"test_id": "none", "outcome": "pass"}]
+        runs += [
+            {"test_id": f"t{i}", "outcome": "pass", "telemetry": {"total_latency": 0.5}}
+            for i in range(5)
+        ]
+        runs[3]["telemetry"] = {"total_latency": -2e15}
+        runs[4]["telemetry"] = {"peak_memory_rss": 3e15}
+        path = self.write(tmp_path, msgspec.json.encode({"test_runs": runs}))
+        with pytest.raises(ReportFormatError) as info:
+            read_report(path)
+        assert str(info.value) == (
+            f"{path}: $.test_runs[3].telemetry.total_latency: "
+            "Expected a finite number below 1e+15, got -2000000000000000.0"
+        )
+
     @pytest.mark.parametrize(
         "data",
         [
