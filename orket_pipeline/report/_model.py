@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Final
 
 import msgspec
+import msgspec.inspect
 
 from .._version import __version__
 from ._rounding import three_decimals
@@ -179,7 +180,7 @@ def encode_json(obj: object) -> bytes:
 
     Every float is written with exactly three decimals (`0.100`, `1.000`), see `three_decimals`.
     """
-    return three_decimals(_ENCODER.encode(obj))
+    return three_decimals(_ENCODER.encode(obj), floats_last=_floats_last(type(obj)))
 
 
 def encode_json_lines(objs: Iterable[object]) -> bytes:
@@ -187,7 +188,54 @@ def encode_json_lines(objs: Iterable[object]) -> bytes:
 
     One padding pass for the whole batch, not one per line.
     """
-    return three_decimals(b"".join(_ENCODER.encode(obj) + b"\n" for obj in objs))
+    objs = list(objs)
+    last = any(_floats_last(kind) for kind in {type(obj) for obj in objs})
+    return three_decimals(b"".join(_ENCODER.encode(o) + b"\n" for o in objs), floats_last=last)
+
+
+def _floats_last(kind: type) -> bool:
+    """Whether some Struct inside `kind` may end with a float field (then `three_decimals`
+    must look for floats before a `}`); True for anything that is not a Struct. Cached."""
+    known = _FLOATS_LAST.get(kind)
+    if known is None:
+        known = _FLOATS_LAST[kind] = _find_floats_last(kind)
+    return known
+
+
+_FLOATS_LAST: dict[type, bool] = {}
+
+
+def _find_floats_last(kind: type) -> bool:
+    if not issubclass(kind, msgspec.Struct):
+        return True
+    seen: set[type] = set()
+    pending: list[msgspec.inspect.Type] = [msgspec.inspect.type_info(kind)]
+    while pending:
+        info = pending.pop()
+        if isinstance(info, msgspec.inspect.StructType):
+            if info.cls in seen:
+                continue
+            seen.add(info.cls)
+            if info.fields and _may_be_float(info.fields[-1].type):
+                return True
+            pending += [field.type for field in info.fields]
+        elif isinstance(info, msgspec.inspect.UnionType):
+            pending += info.types
+        elif isinstance(info, (msgspec.inspect.ListType, msgspec.inspect.VarTupleType)):
+            pending.append(info.item_type)
+        elif isinstance(info, msgspec.inspect.TupleType):
+            pending += info.item_types
+        elif isinstance(info, msgspec.inspect.DictType):
+            pending.append(info.value_type)
+        elif isinstance(info, (msgspec.inspect.AnyType, msgspec.inspect.CustomType)):
+            return True
+    return False
+
+
+def _may_be_float(info: msgspec.inspect.Type) -> bool:
+    if isinstance(info, msgspec.inspect.UnionType):
+        return any(_may_be_float(member) for member in info.types)
+    return isinstance(info, (msgspec.inspect.FloatType, msgspec.inspect.AnyType))
 
 
 def decode_report(data: bytes | str) -> Report:

@@ -71,7 +71,7 @@ def round3_or_none(value: float | int | Decimal | None) -> float | None:
     return None if value is None else round3(value)
 
 
-def three_decimals(data: bytes) -> bytes:
+def three_decimals(data: bytes, *, floats_last: bool = True) -> bytes:
     """Pad every float value in compact msgspec JSON `data` to exactly three decimals.
 
     Floats encoded from `round3`ed values have one to three decimals (`0.1`, `0.25`, `0.125`):
@@ -82,12 +82,15 @@ def three_decimals(data: bytes) -> bytes:
     Assumes what `encode_json` gives it: compact JSON whose object keys after a float are word
     characters (every field name is), with no floats in arrays. Integers, strings and floats
     that never went through `round3` (more places, or an exponent) are left as written.
-    Never blocks (beyond the CPU work), never raises.
+    `floats_last=False` (no object in `data` ends with a float field, as in a report) skips
+    the look for floats before a `}`. Never blocks (beyond the CPU work), never raises.
     """
     parts = _SHORT_BEFORE_KEY.split(data)
     if len(parts) > 1:
         parts[1::2] = map(_PADDED.__getitem__, parts[1::2])
         data = b"".join(parts)
+    if not floats_last:
+        return data
     pieces: list[bytes] = []
     done = 0
     for match in _SHORT_AT_END.finditer(data):

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from orket_pipeline.report import Telemetry, TestRun
 from orket_pipeline.report._model import encode_json, encode_json_lines
 from orket_pipeline.report._rounding import round3, round3_or_none, three_decimals
+from orket_pipeline.report._summary import MetricSummary
 
 THREE_DECIMALS = re.compile(r"-?\d+\.\d{3}")
 
@@ -165,6 +166,16 @@ class TestThreeDecimalText:
     def test_a_last_field_is_padded_and_a_string_ending_like_one_is_not(self) -> None:
         data = msgspec.json.encode({"a": "x.5}", "b": {"c": "y", "d": 2.5}, "e": [".5}"]})
         assert three_decimals(data) == b'{"a":"x.5}","b":{"c":"y","d":2.500},"e":[".5}"]}'
+
+    def test_the_look_before_braces_is_skipped_only_when_no_struct_ends_with_a_float(
+        self,
+    ) -> None:
+        data = msgspec.json.encode({"a": {"b": 0.5}})
+        assert three_decimals(data, floats_last=False) == data
+        summary = MetricSummary(count=1, p50=0.5, p90=0.5, p99=0.5, max=0.5)
+        assert encode_json(summary).endswith(b'"max":0.500}')
+        run = TestRun(test_id="x.5}", outcome="pass", reason="y.5}")
+        assert encode_json(run) == msgspec.json.encode(run)
 
     def test_floats_that_never_went_through_round3_are_written_as_they_are(self) -> None:
         data = msgspec.json.encode({"a": 1.0005, "b": 1e-7, "c": 1e16, "d": 1})
