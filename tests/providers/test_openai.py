@@ -220,6 +220,13 @@ class TestErrors:
             await collect(provider)
         await provider.aclose()
 
+    async def test_an_event_nested_too_deeply_is_a_malformed_reply(
+        self, server: TranscriptServer, provider: OpenAIProvider
+    ) -> None:
+        server.add(Reply([sse('{"x": ' + "[" * 100_000)]))
+        with pytest.raises(ProviderResponseError, match=r"malformed reply \(nested too deeply\)"):
+            await collect(provider)
+
     async def test_malformed_event_raises(
         self, server: TranscriptServer, provider: OpenAIProvider
     ) -> None:
