@@ -12,11 +12,11 @@ from .._exceptions import ProviderTimeoutError as ProviderTimeoutError
 from .._exceptions import ReplayError as ReplayError
 from ._base import Provider as Provider
 from ._http import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
-from ._http import ResponseLimits as ResponseLimits
 from ._http import TokenUsage as TokenUsage
 from ._ollama import DEFAULT_OLLAMA_URL as DEFAULT_OLLAMA_URL
 from ._ollama import OllamaProvider as OllamaProvider
 from ._openai import OpenAIProvider as OpenAIProvider
+from ._reading import ResponseLimits as ResponseLimits
 from ._replay import ReplayChunk as ReplayChunk
 from ._replay import ReplayFault as ReplayFault
 from ._replay import ReplayProvider as ReplayProvider

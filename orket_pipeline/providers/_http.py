@@ -10,24 +10,20 @@ are split on `\\n` only, with a trailing `\\r` dropped, never on the other separ
 
 from __future__ import annotations
 
-import contextlib
-import zlib
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final, NoReturn, TypeVar
 
-import anyio
 import httpx
 import msgspec
 
 from .._exceptions import ProviderConnectionError, ProviderResponseError, ProviderTimeoutError
+from ._reading import ResponseLimits, abandon, over_cap, read_body, read_lines
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "HTTPProvider",
-    "ResponseLimits",
     "TokenUsage",
-    "abandon",
     "excerpt",
     "message_of",
 ]
@@ -39,33 +35,8 @@ DEFAULT_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
 _ERROR_BODY_LIMIT: Final = 4096
 _ERROR_BODY_READ: Final = 65536
 _EXCERPT_CHARS: Final = 200
-_STEP: Final = 65536  # the most decompressed bytes produced at once
-_MIB: Final = 1 << 20
-_DECODERS: Final = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": 0}
 
 T = TypeVar("T")
-
-
-class ResponseLimits(msgspec.Struct, frozen=True, kw_only=True):
-    """Caps on one reply; a reply that passes one fails its generation naming the cap.
-
-    Attributes:
-        line_bytes: the longest line of an SSE or NDJSON stream, and the most data one
-            server-sent event may gather (default 1 MiB; one chunk of text is far smaller).
-        response_bytes: the most bytes read from the wire for one reply (default 128 MiB;
-            a 100,000-token stream with one event per token is about 30 MiB).
-        decompressed_bytes: the most bytes a compressed reply may expand to (default 128 MiB),
-            so a gzip bomb stops there.
-    """
-
-    line_bytes: int = _MIB
-    response_bytes: int = 128 * _MIB
-    decompressed_bytes: int = 128 * _MIB
-
-    def __post_init__(self) -> None:
-        for name in ("line_bytes", "response_bytes", "decompressed_bytes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ResponseLimits.{name} must be at least 1 byte")
 
 
 class TokenUsage(msgspec.Struct, frozen=True):
@@ -87,21 +58,6 @@ def excerpt(text: str, limit: int = _EXCERPT_CHARS) -> str:
     """`text` on one line, cut to `limit` characters."""
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-async def abandon(rest: AsyncIterator[object]) -> None:
-    """Stop reading a reply now, without waiting for the server to end it.
-
-    The next read is cancelled at once, so the cancellation runs up through every async
-    generator between here and the socket (httpx's and ours): each one finishes, none is
-    left for the garbage collector (trio warns about those, encode/httpx#3686), and no time
-    is spent waiting, so a generation completes at its last message, not at the
-    connection's close. The connection is closed rather than reused. Never raises.
-    """
-    with anyio.CancelScope() as scope, contextlib.suppress(Exception):
-        scope.cancel()
-        async for _ in rest:  # the reply is being dropped: its errors do not matter
-            pass
 
 
 def message_of(obj: Any) -> str:
@@ -222,63 +178,15 @@ class HTTPProvider:
                 await abandon(parts)
             return self._decode(decoder, bytes(body), response.status_code)
 
-    async def _body(
+    def _body(
         self, response: httpx.Response, *, limited: bool = True
     ) -> AsyncGenerator[bytes, None]:
-        """The body's bytes with its Content-Encoding undone, in pieces of at most 64 KiB.
+        """`read_body` of `response` under this provider's limits (none when not `limited`)."""
+        return read_body(response, self.limits if limited else None, self.name)
 
-        Raises:
-            ProviderResponseError: an unsupported or corrupt encoding, or (when `limited`) a
-                body over `limits.response_bytes` or `limits.decompressed_bytes`.
-        """
-        encoding = response.headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("identity", "", *_DECODERS):
-            self._fail(f"unsupported Content-Encoding {encoding!r}", response.status_code)
-        inflate = _Inflater(_DECODERS[encoding]) if encoding in _DECODERS else None
-        received = produced = 0
-        raws = response.aiter_raw()
-        try:
-            async for raw in raws:
-                received += len(raw)
-                if limited and received > self.limits.response_bytes:
-                    self._over("response_bytes", self.limits.response_bytes, response.status_code)
-                try:
-                    for part in [raw] if inflate is None else inflate.feed(raw):
-                        produced += len(part)
-                        if limited and produced > self.limits.decompressed_bytes:
-                            cap = self.limits.decompressed_bytes
-                            self._over("decompressed_bytes", cap, response.status_code)
-                        yield part
-                except zlib.error as exc:
-                    self._fail(f"undecodable {encoding} body ({exc})", response.status_code)
-        finally:
-            await abandon(raws)
-
-    async def _lines(self, response: httpx.Response) -> AsyncGenerator[str, None]:
-        """The body's lines, split on `\\n` only, without line endings, as they arrive.
-
-        Raises:
-            ProviderResponseError: a line over `limits.line_bytes`, as `_body` does otherwise.
-        """
-        cap, status = self.limits.line_bytes, response.status_code
-        pending = bytearray()
-        parts = self._body(response)
-        try:
-            async for part in parts:
-                pending += part
-                if b"\n" in part:
-                    *lines, rest = pending.split(b"\n")
-                    pending = rest
-                    for line in lines:
-                        if len(line) > cap:
-                            self._over("line_bytes", cap, status)
-                        yield _text(line)
-                if len(pending) > cap:
-                    self._over("line_bytes", cap, status)
-        finally:
-            await abandon(parts)
-        if pending:
-            yield _text(pending)
+    def _lines(self, response: httpx.Response) -> AsyncGenerator[str, None]:
+        """`read_lines` of `response` under this provider's limits."""
+        return read_lines(response, self.limits, self.name)
 
     def _decode(self, decoder: msgspec.json.Decoder[T], data: bytes | str, status: int) -> T:
         try:
@@ -292,13 +200,9 @@ class HTTPProvider:
                 body_excerpt=excerpt(text),
             ) from None
 
-    def _fail(self, problem: str, status: int) -> NoReturn:
-        raise ProviderResponseError(f"{self.name}: {problem}", status_code=status)
-
-    def _over(self, cap: str, value: int, status: int) -> NoReturn:
-        shown = f"{value // _MIB} MiB" if value % _MIB == 0 else f"{value} bytes"
-        what = {"line_bytes": "a line", "response_bytes": "the reply"}.get(cap, "the body")
-        self._fail(f"{what} passed the {shown} cap (ResponseLimits.{cap})", status)
+    def _over(self, cap: str, status: int) -> NoReturn:
+        """Raise the error of a reply that passed the cap `limits.<cap>`."""
+        over_cap(self.name, self.limits, cap, status)
 
     def _raise_error_object(self, error: Any, status: int) -> NoReturn:
         """Raise for an error object that arrived inside a 2xx reply."""
@@ -331,45 +235,6 @@ class HTTPProvider:
             status_code=response.status_code,
             body_excerpt=text,
         )
-
-
-class _Inflater:
-    """Undoes gzip or deflate in steps of at most `_STEP` output bytes (a bomb's 1000:1
-    expansion cannot arrive all at once). Concatenated gzip members are all read."""
-
-    def __init__(self, wbits: int) -> None:
-        self._wbits = wbits
-        self._raw_deflate = False
-        self._inflate = zlib.decompressobj(wbits or zlib.MAX_WBITS)
-
-    def feed(self, data: bytes) -> Iterator[bytes]:
-        """Decompress `data`, a piece at a time. Raises `zlib.error` on corrupt data."""
-        started = False
-        while True:
-            try:
-                out = self._inflate.decompress(data, _STEP)
-            except zlib.error:
-                if self._wbits or self._raw_deflate or started:
-                    raise
-                # "deflate" is sent with the zlib wrapper or, by some servers, without it.
-                self._raw_deflate = True
-                self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
-                continue
-            if out:
-                started = True
-                yield out
-            data = self._inflate.unconsumed_tail
-            if self._inflate.eof and self._inflate.unused_data:
-                data = self._inflate.unused_data
-                self._inflate = zlib.decompressobj(self._wbits or zlib.MAX_WBITS)
-            elif not data and len(out) < _STEP:
-                return
-
-
-def _text(line: bytes | bytearray) -> str:
-    if line.endswith(b"\r"):
-        line = line[:-1]
-    return line.decode("utf-8", "replace")
 
 
 _KINDS: dict[type[httpx.RequestError], str] = {

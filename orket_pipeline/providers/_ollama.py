@@ -16,7 +16,8 @@ import httpx
 import msgspec
 
 from .._exceptions import ProviderResponseError
-from ._http import DEFAULT_TIMEOUT, HTTPProvider, ResponseLimits, TokenUsage, abandon
+from ._http import DEFAULT_TIMEOUT, HTTPProvider, TokenUsage
+from ._reading import ResponseLimits, abandon
 
 __all__ = ["DEFAULT_OLLAMA_URL", "OllamaProvider"]
 

@@ -17,7 +17,8 @@ import httpx
 import msgspec
 
 from .._exceptions import ProviderResponseError
-from ._http import DEFAULT_TIMEOUT, HTTPProvider, ResponseLimits, TokenUsage, abandon
+from ._http import DEFAULT_TIMEOUT, HTTPProvider, TokenUsage
+from ._reading import ResponseLimits, abandon
 from ._sse import EventTooLarge, aiter_sse
 
 __all__ = ["OpenAIProvider"]
@@ -147,7 +148,7 @@ class OpenAIProvider(HTTPProvider):
                     if choice.delta is not None and choice.delta.content:
                         yield choice.delta.content
             except EventTooLarge:
-                self._over("line_bytes", self.limits.line_bytes, status)
+                self._over("line_bytes", status)
             finally:
                 await abandon(events)
         if not finished:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import NamedTuple
 
-from ._http import abandon
+from ._reading import abandon
 
 __all__ = ["EventTooLarge", "SSEDecoder", "ServerSentEvent", "aiter_sse"]
 

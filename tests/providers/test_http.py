@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from orket_pipeline.providers import ProviderResponseError, ResponseLimits
-from orket_pipeline.providers._http import HTTPProvider, abandon, excerpt, message_of
+from orket_pipeline.providers._http import HTTPProvider, excerpt, message_of
+from orket_pipeline.providers._reading import abandon
 
 MIB = 1 << 20
 
