@@ -11,6 +11,7 @@ U+0085...), which JSON allows raw inside strings. `abandon` drops a reply withou
 from __future__ import annotations
 
 import contextlib
+import re
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Final, NoReturn
@@ -27,6 +28,10 @@ _STEP: Final = 65536  # the most decompressed bytes produced at once
 _MIB: Final = 1 << 20
 _DECODERS: Final = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": 0}
 _WHAT: Final = {"line_bytes": "a line", "response_bytes": "the reply"}
+# Three or more line ends in a row mean no more than two do, for SSE (a blank line dispatches,
+# a second dispatches nothing) and NDJSON (blank lines are skipped): a flood of them (a bomb of
+# newlines) is collapsed in C instead of being split into millions of empty lines.
+_BLANK_RUN: Final = re.compile(rb"(?:\r?\n){3,}")
 
 
 class ResponseLimits(msgspec.Struct, frozen=True, kw_only=True):
@@ -133,7 +138,7 @@ async def read_lines(
         async for part in parts:
             pending += part
             if b"\n" in part:
-                *lines, rest = pending.split(b"\n")
+                *lines, rest = _BLANK_RUN.sub(b"\n\n", pending).split(b"\n")
                 pending = rest
                 for line in lines:
                     if len(line) > cap:

@@ -71,6 +71,12 @@ class TestLines:
         pieces = [data[i : i + 1] for i in range(len(data))]
         assert await lines_of(response(pieces)) == ["héllo", "wörld", "€ last"]
 
+    async def test_runs_of_blank_lines_come_out_as_one(self) -> None:
+        # One blank line dispatches an event, more dispatch nothing (SSE), and NDJSON skips
+        # them: a flood of newlines costs one regex match, not millions of lines.
+        data = b"a\n\n\n\n\r\n\nb\n\nc\n" + b"\n" * 100_000
+        assert await lines_of(response([data])) == ["a", "", "b", "", "c", ""]
+
     async def test_a_carriage_return_inside_a_line_is_kept(self) -> None:
         assert await lines_of(response([b"a\rb\r\n"])) == ["a\rb"]
 
