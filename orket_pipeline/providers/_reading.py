@@ -139,7 +139,7 @@ async def read_lines(
             pending += part
             if b"\n" in part:
                 *lines, rest = _BLANK_RUN.sub(b"\n\n", pending).split(b"\n")
-                pending = rest
+                pending = bytearray(rest)
                 for line in lines:
                     if len(line) > cap:
                         over_cap(name, limits, "line_bytes", status)
