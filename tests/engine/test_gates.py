@@ -15,7 +15,7 @@ import msgspec
 import psutil
 import pytest
 
-from orket_pipeline.engine import Gate
+from orket_pipeline.engine import Gate, _gates
 from orket_pipeline.engine._gates import GateResult, json_equal, run_gate
 from orket_pipeline.engine.sandbox import Sandbox, SandboxLimits, _process, resolve_sandbox
 from orket_pipeline.engine.sandbox._seccomp import seccomp_filter
@@ -404,9 +404,25 @@ class TestReasons:
         assert "\\ud800 \\x1b[2J done" in result.reason
         result.reason.encode("utf-8")  # the report's encoder will not choke on it
 
-    async def test_a_result_nested_too_deeply_fails_without_crashing(self) -> None:
+    @pytest.mark.parametrize("depth", [150, 985, 995])
+    async def test_a_result_nested_too_deeply_fails_without_crashing(self, depth: int) -> None:
         payload = (
-            "def add(a, b):\n    v = 1\n    for _ in range(995):\n        v = [v]\n    return v\n"
+            f"def add(a, b):\n    v = 1\n    for _ in range({depth}):\n        v = [v]\n"
+            "    return v\n"
         )
         result = await run_gate(ADD_EXAMPLES, payload)
         assert not result.passed and not result.error
+        assert result.reason is not None
+        # Past the harness's own limit the value never leaves the sandbox.
+        assert "nested deeper than 100" in result.reason or "non-JSON" in result.reason
+
+    async def test_an_exception_while_judging_is_this_runs_error(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def broken(left: Any, right: Any) -> bool:
+            raise KeyError("judging")
+
+        monkeypatch.setattr(_gates, "json_equal", broken)
+        result = await run_gate(ADD_EXAMPLES, "def add(a, b):\n    return a + b\n")
+        assert not result.passed and result.error
+        assert result.reason is not None and "KeyError" in result.reason

@@ -489,3 +489,104 @@ def test_honest_answer_of_each_gate_type_passes(hostile: HostileRun, task_id: st
 
 def test_the_report_names_the_sandbox(hostile: HostileRun) -> None:
     assert json.loads(hostile.report_text)["metadata"]["sandbox"] == "bwrap"
+
+
+# Answers that broke the engine's judging rather than the sandbox: a result nested just deep
+# enough to pass the harness but not the engine's encoder (the engine crashed, this run was
+# recorded `pass` and its neighbours `fail: timeout`), and lone surrogates in a reason (the
+# report's encoder raised: no report at all).
+BREAKERS = {
+    "result-nested-985-deep": (
+        "def f():\n    v = 0\n    for _ in range(985):\n        v = [v]\n    return v\n",
+        {"type": "function_examples", "function_name": "f", "examples": [{"expected": [1]}]},
+    ),
+    "dict-nested-985-deep": (
+        "def f():\n    v = 0\n    for _ in range(985):\n        v = {'k': v}\n    return v\n",
+        {"type": "function_examples", "function_name": "f", "examples": [{"expected": [1]}]},
+    ),
+    "surrogate-in-raised-reason": (
+        'raise ValueError("\\ud800\\x00")\n',
+        {"type": "python_tests", "code": "assert True"},
+    ),
+    "surrogate-in-returned-value": (
+        'def f():\n    return "\\ud800"\n',
+        {"type": "function_examples", "function_name": "f", "examples": [{"expected": "x"}]},
+    ),
+    "surrogate-in-cli-output": (
+        'import sys\nsys.stdout.write("\\ud800")\nsys.stderr.write("\\udc80")\nsys.exit(3)\n',
+        {"type": "cli_examples", "examples": [{"args": [], "expected_stdout": "x"}]},
+    ),
+}
+
+
+def _run_cli(
+    directory: Path, cases: dict[str, tuple[str, dict[str, Any]]], *args: str, **env: str
+) -> tuple[subprocess.CompletedProcess[bytes], dict[str, TestRun]]:
+    """Run `cases` (id: (answer, gate)) through the CLI; the process and the report's runs."""
+    answers = {task_id: answer for task_id, (answer, _) in cases.items()}
+    tasks = [
+        {"id": task_id, "prompt": task_id, "gate": gate} for task_id, (_, gate) in cases.items()
+    ]
+    (directory / "answers.json").write_text(json.dumps(answers))
+    (directory / "provider.py").write_text(PROVIDER)
+    (directory / "suite.json").write_text(json.dumps({"name": "hostile", "tasks": tasks}))
+    command = [*CLI, "run", "suite.json", "--provider", "python:provider.py:Answers", *args]
+    command += ["--out", "report.json"]
+    process = subprocess.run(
+        command,
+        cwd=directory,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **env},
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    report = directory / "report.json"
+    runs = {run.test_id: run for run in read_report(report).test_runs} if report.exists() else {}
+    return process, runs
+
+
+@pytest.mark.parametrize("telemetry", [True, False], ids=["telemetry", "no-telemetry"])
+def test_an_answer_that_breaks_judging_fails_alone(tmp_path: Path, telemetry: bool) -> None:
+    resolve_sandbox("bwrap")
+    args = () if telemetry else ("--no-telemetry",)
+    process, runs = _run_cli(tmp_path, {**BREAKERS, **HONEST}, *args)
+    terminal = (process.stdout + process.stderr).decode("utf-8", "replace")
+    assert process.returncode == 1, terminal
+    assert "Traceback" not in terminal
+    assert list(runs) == [*BREAKERS, *HONEST]  # the report was written, every run in it
+    for task_id in BREAKERS:
+        assert runs[task_id].outcome == "fail", runs[task_id]
+        reason = runs[task_id].reason
+        assert reason is not None and reason.isprintable(), runs[task_id]
+    for task_id in HONEST:
+        assert runs[task_id].outcome == "pass", runs[task_id]
+
+
+# A bwrap that passes the engine's start-up probe, then fails as bwrap does when the kernel
+# refuses a namespace (user.max_user_namespaces reached): exit 1 before any code ran.
+FLAKY_BWRAP = """#!/bin/sh
+if [ ! -e "{used}" ]; then touch "{used}"; exec "{bwrap}" "$@"; fi
+echo "bwrap: Creating new namespace failed: No space left on device" >&2
+exit 1
+"""
+
+
+def test_a_sandbox_that_fails_to_start_is_an_error_never_a_verdict(tmp_path: Path) -> None:
+    real = resolve_sandbox("bwrap").bwrap
+    assert real is not None
+    flaky = tmp_path / "flaky-bwrap"
+    flaky.write_text(FLAKY_BWRAP.format(used=tmp_path / "probed", bwrap=real))
+    flaky.chmod(0o755)
+    # A wrong CLI answer whose expected exit code is bwrap's own: it used to pass.
+    wrong_exit_1 = (
+        "import sys\nsys.exit(0)\n",
+        {"type": "cli_examples", "examples": [{"args": ["bad"], "expected_exit_code": 1}]},
+    )
+    cases = {**HONEST, "wrong-cli-expecting-exit-1": wrong_exit_1}
+    process, runs = _run_cli(tmp_path, cases, ORKET_BWRAP=str(flaky))
+    assert process.returncode == 1, process.stderr
+    assert list(runs) == list(cases)
+    for task_id, run in runs.items():
+        assert run.outcome == "error", (task_id, run)
+        assert run.reason is not None and "the sandbox did not start" in run.reason
+        assert "No space left on device" in run.reason

@@ -1,16 +1,17 @@
 """The program a gate runs in its sandbox: `python -I -B -X utf8 THIS CONFIG_FD RESULT_FD`.
 
 Standard library only, and never imported by the package: it runs in a child interpreter. It
-reads its config (JSON) from CONFIG_FD and closes it: the mode, the per-run nonce, the limits,
-the files to write and, per mode, the calls or nothing more. Then it lowers its own resource
-limits, writes the files into its working directory, installs an audit hook (clear messages for
-refused process creation, signals and writes outside the working directory; under bubblewrap
-the kernel is what enforces them) and runs the generated code:
+writes `started` to RESULT_FD first (the engine tells a sandbox that never started from code
+that failed), reads its config (JSON) from CONFIG_FD and closes it: the mode, the per-run nonce,
+the limits, the files to write and, per mode, the calls or nothing more. Then it lowers its own
+resource limits, writes the files into its working directory, installs an audit hook (clear
+messages for refused process creation, signals and writes outside the working directory; under
+bubblewrap the kernel is what enforces them) and runs the generated code:
 
 - `tests`: run `solution.py` (payload followed by the gate's tests) as `__main__`.
 - `functions`: import `solution.py` as module `solution`, call the function once per call.
 - `cli`: run `main.py` as `__main__` with the given argv; exceptions and exit codes behave as
-  under plain `python main.py`. Nothing is written to RESULT_FD.
+  under plain `python main.py`. Nothing more is written to RESULT_FD.
 
 In `tests` and `functions` mode, once the code has returned, the harness writes one JSON record
 holding the nonce to RESULT_FD (not stdout) and ends the process at once. The engine accepts
@@ -61,11 +62,15 @@ _PATH_EVENTS = {
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _ALLOWED_FILES = frozenset({os.devnull})
 _PR_SET_PDEATHSIG = 1
+STARTED = b"started\n"
 
 
 def main(argv: list[str]) -> int:
     """Entry point; returns the process exit code."""
     config_fd, result_fd = int(argv[1]), int(argv[2])
+    # First of all: the sandbox started. What the code does later can add to the pipe, never
+    # take this back; a sandbox that failed to start never writes it.
+    os.write(result_fd, STARTED)
     with os.fdopen(config_fd, "rb") as source:
         config = json.loads(source.read())
     nonce = config.pop("nonce")

@@ -47,6 +47,7 @@ SANDBOX_KINDS: Final = ("auto", "bwrap", "process")
 _HARNESS: Final = Path(__file__).with_name("_harness.py")
 _DIR_PREFIX: Final = "orket-gate-"
 _PROBE_TIMEOUT_S: Final = 30.0
+_STARTED: Final = b"started\n"  # the harness's first write to its result pipe
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,12 @@ class Sandbox:
 @dataclass
 class SandboxResult:
     """What the sandbox did. `exit_code` is as a shell shows it (128 + N: killed by signal N);
-    `record` is the harness's record when it holds this run's nonce, else None."""
+    `record` is the harness's record when it holds this run's nonce, else None. `started` is
+    False when the harness never ran (bwrap failed to set up the sandbox, say): nothing the
+    result says is then about the code."""
 
     exit_code: int | None = None
+    started: bool = False
     stdout: bytes = b""
     stderr: bytes = b""
     record: dict[str, Any] | None = None
@@ -283,6 +287,7 @@ def _result(raw: Raw, nonce: str) -> SandboxResult:
         return SandboxResult(cancelled=True)
     return SandboxResult(
         exit_code=raw.exit_code,
+        started=raw.record.startswith(_STARTED),
         stdout=bytes(raw.stdout),
         stderr=bytes(raw.stderr),
         record=None if raw.stopped else _record(raw.record, nonce),
