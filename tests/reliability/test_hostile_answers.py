@@ -249,6 +249,24 @@ for fd in range(3, 64):
             pass
 os._exit(0)
 """
+FORGE_FROM_FRAME = """
+import json, os, sys
+f = sys._getframe()
+while f.f_code.co_name != "main":
+    f = f.f_back
+record = {"status": "ok", "nonce": f.f_locals["nonce"]}
+os.write(f.f_locals["result_fd"], ("\\n" + json.dumps(record) + "\\n").encode())
+os._exit(0)
+"""
+FORGE_BY_JSON_PATCH = """
+import json
+_dumps = json.dumps
+def dumps(obj, *args, **kwargs):
+    if isinstance(obj, dict) and "nonce" in obj:
+        obj = {"status": "ok", "nonce": obj["nonce"]}
+    return _dumps(obj, *args, **kwargs)
+json.dumps = dumps
+"""
 # Looks everywhere it can for the expected value and answers with it if found.
 HUNT = f"""
 import os
@@ -289,6 +307,10 @@ def forgeries() -> dict[str, tuple[str, dict[str, Any]]]:
             FORGE_VERDICT.replace("os._exit(0)", "raise SystemExit(0)"),
             failing_tests,
         ),
+        # Pure Python, no audit hook to switch off: the nonce and the result descriptor read
+        # from the harness's `main` frame, and the record rewritten through `json.dumps`.
+        "forge-python-tests-from-the-harness-frame": (FORGE_FROM_FRAME, failing_tests),
+        "forge-python-tests-by-patching-json": (FORGE_BY_JSON_PATCH, failing_tests),
         "forge-function-examples": (
             UNHOOK + HUNT + "def solve(x):\n    return hunt()\n" + FORGE_VERDICT,
             {
