@@ -275,6 +275,18 @@ class TestSandboxLimits:
         )
         assert (await run_gate(py_gate(), payload)).passed
 
+    @pytest.mark.parametrize(
+        ("kind", "euid", "nproc"),
+        [("bwrap", 1000, 64 + 2), ("process", 1000, 0), ("bwrap", 0, None)],
+    )
+    def test_threads_are_bounded_where_the_kernel_can(
+        self, monkeypatch: pytest.MonkeyPatch, kind: str, euid: int, nproc: int | None
+    ) -> None:
+        # RLIMIT_NPROC: bwrap's init and the harness beside 64 threads; root is exempt.
+        monkeypatch.setattr(_process.os, "geteuid", lambda: euid)
+        rlimits = _process._rlimits(Sandbox(kind), SandboxLimits(threads=64))
+        assert rlimits.get("RLIMIT_NPROC") == nproc
+
 
 class TestVerdicts:
     """Expected values stay in the engine; only a record with the run's nonce is a verdict."""

@@ -217,6 +217,16 @@ os.pwrite(fd, os.pread(fd, 8, address), address)
 open("/proc/1/cmdline", "rb").read()
 open("/proc/self/mountinfo", "rb").read()
 """,
+        # Memory the address-space limit and the tmpfs size do not count.
+        "hold-memory-in-a-memfd": """
+import os
+os.write(os.memfd_create("held"), b"x" * (1 << 20))
+""",
+        "hold-memory-in-sysv-shm": """
+import ctypes
+if ctypes.CDLL(None, use_errno=True).shmget(0, 1 << 20, 0o1600) < 0:
+    raise OSError(ctypes.get_errno(), "shmget refused")
+""",
         "outlive-the-gate": f"""
 import ctypes, os, subprocess
 attempts = []
@@ -612,3 +622,47 @@ def test_a_sandbox_that_fails_to_start_is_an_error_never_a_verdict(tmp_path: Pat
         assert run.outcome == "error", (task_id, run)
         assert run.reason is not None and "the sandbox did not start" in run.reason
         assert "No space left on device" in run.reason
+
+
+THREAD_BOMB = """
+import threading
+threading.stack_size(32768)
+release = threading.Event()
+started = 0
+try:
+    for _ in range(200):
+        threading.Thread(target=release.wait, daemon=True).start()
+        started += 1
+finally:
+    release.set()
+"""
+A_FEW_THREADS = """
+import threading
+threads = [threading.Thread(target=print) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+"""
+
+
+@pytest.mark.skipif(
+    sys.platform.startswith("linux") and os.geteuid() == 0,
+    reason="root is exempt from RLIMIT_NPROC: threads are bounded only by memory (README)",
+)
+def test_a_thread_bomb_is_bounded(tmp_path: Path) -> None:
+    # Each thread is a host PID; with no bound one gate once took 3,000+. 200 here: more than
+    # the bound of 64, fewer than memory alone stops.
+    resolve_sandbox("bwrap")
+    cases = {
+        "thread-bomb": (THREAD_BOMB, {"type": "python_tests", "code": "assert True"}),
+        "a-few-threads": (
+            A_FEW_THREADS,
+            {"type": "python_tests", "code": "assert True"},
+        ),
+    }
+    process, runs = _run_cli(tmp_path, cases)
+    assert process.returncode == 1, process.stderr
+    bomb = runs["thread-bomb"]
+    assert bomb.outcome == "fail" and "can't start new thread" in (bomb.reason or ""), bomb
+    assert runs["a-few-threads"].outcome == "pass", runs["a-few-threads"]

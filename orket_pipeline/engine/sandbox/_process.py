@@ -47,6 +47,7 @@ SANDBOX_KINDS: Final = ("auto", "bwrap", "process")
 _HARNESS: Final = Path(__file__).with_name("_harness.py")
 _DIR_PREFIX: Final = "orket-gate-"
 _PROBE_TIMEOUT_S: Final = 30.0
+_BWRAP_PROCESSES: Final = 2  # bwrap's init and the harness, beside the code's threads
 _STARTED: Final = b"started\n"  # the harness's first write to its result pipe
 
 
@@ -61,6 +62,9 @@ class SandboxLimits:
         output_bytes: cap per output stream (and on the harness's record); more kills it.
         file_bytes: largest file it may write, and the size of its private tmpfs.
         open_files: open file descriptors (`RLIMIT_NOFILE`).
+        threads: threads the code may start under bubblewrap (`RLIMIT_NPROC`, counted in the
+            sandbox's own user namespace). Not enforced when the engine runs as root, whom the
+            kernel exempts; the process sandbox allows none (where not root).
     """
 
     timeout_s: float = 10.0
@@ -68,6 +72,7 @@ class SandboxLimits:
     output_bytes: int = 1 << 20
     file_bytes: int = 64 << 20
     open_files: int = 256
+    threads: int = 64
 
 
 @dataclass(frozen=True)
@@ -276,8 +281,11 @@ def _rlimits(sandbox: Sandbox, limits: SandboxLimits) -> dict[str, int]:
         "RLIMIT_CPU": math.ceil(limits.timeout_s) + 1,
         "RLIMIT_CORE": 0,
     }
-    if sandbox.kind == "process" and os.geteuid() != 0:
-        rlimits["RLIMIT_NPROC"] = 0  # no processes or threads; root ignores it
+    if os.geteuid() != 0:  # root is exempt from RLIMIT_NPROC, also through bwrap's mapping
+        # bwrap: this sandbox's processes only (its user namespace): its init, the harness and
+        # the threads. Process sandbox: the user's every process; none more, no thread.
+        bwrap = sandbox.kind == "bwrap"
+        rlimits["RLIMIT_NPROC"] = limits.threads + _BWRAP_PROCESSES if bwrap else 0
     return rlimits
 
 
