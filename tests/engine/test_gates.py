@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import secrets
@@ -438,3 +439,62 @@ class TestReasons:
         result = await run_gate(ADD_EXAMPLES, "def add(a, b):\n    return a + b\n")
         assert not result.passed and result.error
         assert result.reason is not None and "KeyError" in result.reason
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+@pytest.fixture
+def unprivileged_bwrap(monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    """As root: the sandbox bwrap gets with an interpreter that `nobody` can read."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        pytest.skip("only root's engine starts bwrap as another user")
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        pytest.skip(f"no {SYSTEM_PYTHON} to run the harness with")
+    # The harness is standard library only: any system Python 3 runs it.
+    monkeypatch.setattr(_process, "python_inside", lambda: (SYSTEM_PYTHON, []))
+    monkeypatch.setattr(_process, "_resolved", {})
+    return resolve_sandbox("bwrap")
+
+
+class TestUnderARootEngine:
+    """Started by root, bwrap runs as `nobody`: the sandbox is not the host's root."""
+
+    async def test_the_sandbox_runs_as_nobody_on_the_host(
+        self, unprivileged_bwrap: Sandbox
+    ) -> None:
+        assert unprivileged_bwrap.user == _process.UNPRIVILEGED_UID
+        me = psutil.Process()
+
+        def host_uids() -> list[int]:
+            uids = []
+            for child in me.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if child.cmdline()[-3:-2] == ["/orket/harness.py"]:
+                        uids.append(child.uids().real)  # bwrap, its init, the harness
+            return uids
+
+        wait = functools.partial(run_gate, py_gate(timeout_s=60), "import time\ntime.sleep(60)\n")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(functools.partial(wait, sandbox=unprivileged_bwrap))
+            while not host_uids():  # noqa: ASYNC110 (processes, not tasks: nothing to wait on)
+                await anyio.sleep(0.01)
+            seen = host_uids()
+            tg.cancel_scope.cancel()
+        assert set(seen) == {_process.UNPRIVILEGED_UID}  # bwrap and the harness alike
+
+    async def test_its_threads_are_bounded_and_gates_still_pass(
+        self, unprivileged_bwrap: Sandbox
+    ) -> None:
+        bomb = (
+            "import threading\nrelease = threading.Event()\n"
+            "try:\n    for _ in range(200):\n"
+            "        threading.Thread(target=release.wait, daemon=True).start()\n"
+            "finally:\n    release.set()\n"
+        )
+        result = await run_gate(py_gate(), bomb, sandbox=unprivileged_bwrap)
+        assert result.reason is not None and "can't start new thread" in result.reason
+        sandbox = unprivileged_bwrap
+        assert (await run_gate(py_gate("assert add(1, 2) == 3"), ADD, sandbox=sandbox)).passed
+        assert (await run_gate(ADD_EXAMPLES, ADD, sandbox=sandbox)).passed
+        assert (await run_gate(DOUBLER_CLI, DOUBLER, sandbox=sandbox)).passed

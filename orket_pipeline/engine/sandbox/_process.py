@@ -47,6 +47,7 @@ SANDBOX_KINDS: Final = ("auto", "bwrap", "process")
 _HARNESS: Final = Path(__file__).with_name("_harness.py")
 _DIR_PREFIX: Final = "orket-gate-"
 _PROBE_TIMEOUT_S: Final = 30.0
+UNPRIVILEGED_UID: Final = 65534  # nobody
 _BWRAP_PROCESSES: Final = 2  # bwrap's init and the harness, beside the code's threads
 _STARTED: Final = b"started\n"  # the harness's first write to its result pipe
 
@@ -77,13 +78,18 @@ class SandboxLimits:
 
 @dataclass(frozen=True)
 class Sandbox:
-    """A resolved sandbox: `kind` is `"bwrap"` (isolated) or `"process"` (not isolated)."""
+    """A resolved sandbox: `kind` is `"bwrap"` (isolated) or `"process"` (not isolated).
+
+    `user` is the host uid bwrap is started as when the engine runs as root (65534), or None:
+    bwrap runs as the engine's user, and the sandbox's uid is that user on the host.
+    """
 
     kind: str
     bwrap: str | None = None
     python: str = sys.executable
     python_dirs: tuple[str, ...] = ()
     seccomp: bytes | None = field(default=None, repr=False)
+    user: int | None = None
 
 
 @dataclass
@@ -140,15 +146,24 @@ def _find_bwrap() -> Sandbox:
         if seccomp is None:
             why = "no seccomp filter for this machine's architecture"
         for path in bwrap_candidates() if seccomp is not None else []:
-            sandbox = Sandbox("bwrap", path, python, tuple(dirs), seccomp)
-            problem = _probe(sandbox)
-            if problem is None:
-                return sandbox
+            for user in _users():
+                sandbox = Sandbox("bwrap", path, python, tuple(dirs), seccomp, user)
+                problem = _probe(sandbox)
+                if problem is None:
+                    return sandbox
             why = f"{path} does not work here: {problem}"
     raise InputError(
         f"gates need an isolated sandbox and none is available: {why}; "
         "pass --sandbox process to run gates in a plain process without isolation"
     )
+
+
+def _users() -> list[int | None]:
+    # As root, bwrap maps the sandbox's uid to root itself: host root, owner of /proc/sys and the
+    # device nodes, exempt from RLIMIT_NPROC. Started as `nobody` instead it maps to `nobody`;
+    # that needs bwrap, the interpreter and the harness readable by it and unprivileged user
+    # namespaces, so root's own mapping is the fallback (README: what running as root means).
+    return [UNPRIVILEGED_UID, None] if os.geteuid() == 0 else [None]
 
 
 def _probe(sandbox: Sandbox) -> str | None:
@@ -233,6 +248,7 @@ def _run_blocking(
                 harness_args=[str(c), str(r)],
             ),
             **_common(config, stdin, sandbox.seccomp, None, limits, cancel),
+            user=sandbox.user,
         )
     else:
         root = tempfile.mkdtemp(prefix=f"{_DIR_PREFIX}{os.getpid()}-")
@@ -281,7 +297,8 @@ def _rlimits(sandbox: Sandbox, limits: SandboxLimits) -> dict[str, int]:
         "RLIMIT_CPU": math.ceil(limits.timeout_s) + 1,
         "RLIMIT_CORE": 0,
     }
-    if os.geteuid() != 0:  # root is exempt from RLIMIT_NPROC, also through bwrap's mapping
+    host_uid = os.geteuid() if sandbox.user is None else sandbox.user
+    if host_uid != 0:  # root is exempt from RLIMIT_NPROC, also through bwrap's mapping
         # bwrap: this sandbox's processes only (its user namespace): its init, the harness and
         # the threads. Process sandbox: the user's every process; none more, no thread.
         bwrap = sandbox.kind == "bwrap"
