@@ -12,6 +12,9 @@ the harness's audit hook off from pure Python, so what is tested is the kernel's
 For every escape: its run fails; the secret is in neither the report nor the terminal; nothing
 outside the sandbox changed; no process it started survives; the engine finished and reported
 every run. The honest answers of each gate type, run beside them, pass.
+
+Beside that suite: answers that broke the engine's judging (deep results, lone surrogates), a
+bwrap that fails after the start-up probe, and a thread bomb, each in a small suite of its own.
 """
 
 from __future__ import annotations

@@ -7,13 +7,14 @@ holding only read-only binds of what the interpreter needs (`/usr`, the `/lib*` 
 links, the interpreter's own prefix, the loader cache and the local time zone), a minimal
 `/dev`, no `/proc` and no `/sys`, and a size-limited tmpfs at `/tmp`: the only writable place,
 also HOME and the working directory (bwrap's own root and `/dev` are remounted read-only).
-Under an engine running as root the sandbox's uid 65534 is the host's uid 0 (bwrap maps its own
-uid): no `/proc` keeps host sysctls and bwrap's init out of reach, and the seccomp filter
-refuses chmod/chown/xattr changes, which would otherwise reach the host's device nodes. The
-environment is PATH, HOME, TMPDIR and LANG only; the seccomp filter of `_seccomp` is loaded.
-`--die-with-parent` ties the sandbox to the thread that started it, which lives until the gate
-is over, so the sandbox dies with the engine; the PID namespace takes every process in it down
-with its first one. Nothing here blocks or raises.
+Under an engine running as root, bwrap is started as `nobody` where that works (see `_process`);
+otherwise the sandbox's uid 65534 is the host's uid 0 (bwrap maps its own uid): no `/proc` keeps
+host sysctls and bwrap's init out of reach, and the seccomp filter refuses chmod/chown/xattr
+changes, which would otherwise reach the host's device nodes. The environment is PATH, HOME,
+TMPDIR and LANG only; the seccomp filter of `_seccomp` is loaded. `--die-with-parent` ties the
+sandbox to the thread that started it, which lives until the gate is over, so the sandbox dies
+with the engine; the PID namespace takes every process in it down with its first one. Nothing
+here blocks or raises.
 """
 
 from __future__ import annotations
