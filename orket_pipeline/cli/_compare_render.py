@@ -178,7 +178,8 @@ def _cell(text: str) -> Text:
 def _table(header: Sequence[str], *, title: str, text_columns: int) -> Table:
     table = Table(title=_cell(title))
     for index, name in enumerate(header):
-        table.add_column(name, justify="left" if index < text_columns else "right")
+        left = index < text_columns
+        table.add_column(name, justify="left" if left else "right", no_wrap=index == 0)
     return table
 
 
