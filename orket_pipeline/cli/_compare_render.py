@@ -56,8 +56,9 @@ def render_compare_html(
         ("test id", "baseline", "candidate"),
         [((f.test_id, f.baseline, f.candidate), "") for f in comparison.flips],
     )
+    base_values, cand_values = finished_values(baseline), finished_values(candidate)
     charts = "".join(
-        _chart(metric, finished_values(baseline, metric), finished_values(candidate, metric))
+        _chart(metric, base_values[metric], cand_values[metric])
         for metric in dict.fromkeys(c.metric for c in comparison.changes)
         if metric != "pass_rate"
     )

@@ -3,11 +3,9 @@
 Per metric, the change of two percentiles (nearest rank, as in the summary: the median and the
 worse tail — p90 where lower is better, p10 where higher is better) with a percentile-bootstrap
 confidence interval. Latencies are skewed and noisy, so nothing here assumes a shape or compares
-means. The bootstrap needs no resampling of the runs: the k-th smallest of n values drawn with
-replacement from sorted `x` is `x[ceil(n * U) - 1]` with `U ~ Beta(k, n - k + 1)` (the k-th
-order statistic of n uniforms, mapped through the empirical quantile function), so each
-bootstrap replicate of a percentile costs one beta draw, whatever n is. The same replicates
-give one-sided p-values (the share of replicates on the other side of zero).
+means. Each bootstrap replicate of a percentile costs one beta draw, whatever the number of runs
+(see `_stats.bootstrap_percentile`). The same replicates give one-sided p-values (the share of
+replicates on the other side of zero).
 
 Per task, outcomes are paired by test id: flips (pass → fail or error, and back) and an exact
 McNemar test of the pass rate (the regressed flips are Binomial(flips, 1/2) when nothing changed).
@@ -22,13 +20,14 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final, Literal
 
 import msgspec
 
 from .._exceptions import InputError
 from ._model import Report, TestRun
+from ._stats import binomial_tail, bootstrap_percentile, holm, nearest_rank
 
 __all__ = [
     "METRICS",
@@ -169,14 +168,28 @@ def compare_reports(
         raise InputError(f"resamples must be at least 100, not {resamples}")
     limits = dict(limits or {})
     changes: list[MetricChange] = []
+    base_values, cand_values = finished_values(baseline), finished_values(candidate)
     for metric, better in METRICS.items():
-        base, cand = finished_values(baseline, metric), finished_values(candidate, metric)
+        base, cand = base_values[metric], cand_values[metric]
         if not base and not cand:
             continue  # neither report has this field
         for statistic in _statistics(better):
-            stat_seed = f"{seed}:{metric}:{statistic}"
-            change = _percentile_change(metric, better, statistic, base, cand, alpha, resamples)
-            changes.append(change(random.Random(stat_seed)))
+            b, c = nearest_rank(base, int(statistic[1:])), nearest_rank(cand, int(statistic[1:]))
+            change = MetricChange(
+                metric=metric,
+                statistic=statistic,
+                better=better,
+                baseline_count=len(base),
+                candidate_count=len(cand),
+                baseline=b,
+                candidate=c,
+                change=None if b is None or c is None else _r(c - b),
+                relative_change=None if b is None or c is None or b == 0 else _r((c - b) / b),
+            )
+            if min(len(base), len(cand)) >= MIN_VALUES:
+                rng = random.Random(f"{seed}:{metric}:{statistic}")  # str seeds are stable
+                _bootstrap(change, base, cand, alpha, resamples, rng)
+            changes.append(change)
     pass_rate, flips, only_base, only_cand = _pair_outcomes(baseline, candidate, sources)
     changes.append(_pass_rate_change(pass_rate))
     _judge(changes, alpha, limits)
@@ -197,19 +210,22 @@ def compare_reports(
     )
 
 
-def finished_values(report: Report, metric: str) -> list[float]:
-    """Ascending values of `metric` over the runs whose generation finished (not errored).
+def finished_values(report: Report) -> dict[str, list[float]]:
+    """Per compared metric, its ascending values over the runs whose generation finished.
 
-    A field the report's model does not have (an older version) reads as absent. Never raises.
+    A field the report's model does not have (an older version) reads as absent: its list is
+    empty. One pass over the runs. Never raises.
     """
-    values = []
+    values: dict[str, list[float]] = {metric: [] for metric in METRICS}
     for run in report.test_runs:
         if run.telemetry is None or _errored(run):
             continue
-        value = getattr(run.telemetry, metric, None)
-        if value is not None:
-            values.append(float(value))
-    values.sort()
+        for metric, found in values.items():
+            value = getattr(run.telemetry, metric, None)
+            if value is not None:
+                found.append(float(value))
+    for found in values.values():
+        found.sort()
     return values
 
 
@@ -221,53 +237,20 @@ def _statistics(better: Better | None) -> tuple[str, str]:
     return ("p50", "p10") if better == "higher" else ("p50", "p90")
 
 
-def _percentile_change(
-    metric: str,
-    better: Better | None,
-    statistic: str,
+def _bootstrap(
+    change: MetricChange,
     base: list[float],
     cand: list[float],
     alpha: float,
     resamples: int,
-) -> Callable[[random.Random], MetricChange]:
-    p = int(statistic[1:])
-
-    def change(rng: random.Random) -> MetricChange:
-        b, c = _percentile(base, p), _percentile(cand, p)
-        result = MetricChange(
-            metric=metric,
-            statistic=statistic,
-            better=better,
-            baseline_count=len(base),
-            candidate_count=len(cand),
-            baseline=b,
-            candidate=c,
-            change=None if b is None or c is None else _r(c - b),
-            relative_change=None if b is None or c is None or b == 0 else _r((c - b) / b),
-        )
-        if min(len(base), len(cand)) >= MIN_VALUES:
-            deltas = sorted(
-                _replicate(cand, p, rng) - _replicate(base, p, rng) for _ in range(resamples)
-            )
-            _fill_bootstrap(result, deltas, alpha)
-        return result
-
-    return change
-
-
-def _percentile(sorted_values: list[float], p: int) -> float | None:
-    """Nearest rank, as `_summary.percentile`: the value at 1-based rank ceil(p * n / 100)."""
-    if not sorted_values:
-        return None
-    return sorted_values[max(1, -(-p * len(sorted_values) // 100)) - 1]
-
-
-def _replicate(sorted_values: list[float], p: int, rng: random.Random) -> float:
-    """One bootstrap replicate of the nearest-rank p-th percentile (see the module docstring)."""
-    n = len(sorted_values)
-    k = max(1, -(-p * n // 100))
-    u = rng.betavariate(k, n - k + 1)
-    return sorted_values[min(n, max(1, math.ceil(n * u))) - 1]
+    rng: random.Random,
+) -> None:
+    p = int(change.statistic[1:])
+    deltas = sorted(
+        bootstrap_percentile(cand, p, rng) - bootstrap_percentile(base, p, rng)
+        for _ in range(resamples)
+    )
+    _fill_bootstrap(change, deltas, alpha)
 
 
 def _fill_bootstrap(result: MetricChange, deltas: list[float], alpha: float) -> None:
@@ -339,22 +322,9 @@ def _pass_rate_change(rate: PassRate) -> MetricChange:
         candidate=None if c is None else _r(c),
         change=None if b is None or c is None else _r(c - b),
         relative_change=None if not b or c is None else _r((c - b) / b),
-        p_worse=_p(_binomial_tail(rate.pass_to_fail, flips)) if flips else None,
-        p_better=_p(_binomial_tail(rate.fail_to_pass, flips)) if flips else None,
+        p_worse=_p(binomial_tail(rate.pass_to_fail, flips)) if flips else None,
+        p_better=_p(binomial_tail(rate.fail_to_pass, flips)) if flips else None,
     )
-
-
-def _binomial_tail(k: int, n: int) -> float:
-    """P(X >= k) for X ~ Binomial(n, 1/2): the one-sided exact McNemar p-value."""
-    log_half_n = n * math.log(0.5)
-    log_n_fact = math.lgamma(n + 1)
-    total = 0.0
-    for i in range(k, n + 1):
-        term = math.exp(log_n_fact - math.lgamma(i + 1) - math.lgamma(n - i + 1) + log_half_n)
-        total += term
-        if i > n / 2 and term < total * 1e-17:
-            break  # past the mode the terms only shrink
-    return min(1.0, total)
 
 
 def _judge(changes: Sequence[MetricChange], alpha: float, limits: Mapping[str, float]) -> None:
@@ -363,25 +333,12 @@ def _judge(changes: Sequence[MetricChange], alpha: float, limits: Mapping[str, f
     for c in tested:
         c.verdict = "unchanged"
         c.limit = limits.get(c.metric)
-    worse = _holm(tested, [c.p_worse or 0.0 for c in tested], alpha)
-    better = _holm(tested, [c.p_better or 0.0 for c in tested], alpha)
-    for c in worse:
-        if c.limit is None or _worsening(c) > c.limit:
-            c.verdict = "regression"
-    for c in better:
-        c.verdict = "improvement"
-
-
-def _holm(
-    items: Sequence[MetricChange], pvalues: Sequence[float], alpha: float
-) -> list[MetricChange]:
-    order = sorted(range(len(items)), key=lambda i: pvalues[i])
-    rejected = []
-    for rank, index in enumerate(order):
-        if pvalues[index] > alpha / (len(items) - rank):
-            break
-        rejected.append(items[index])
-    return rejected
+    for index in holm([c.p_worse or 0.0 for c in tested], alpha):
+        change = tested[index]
+        if change.limit is None or _worsening(change) > change.limit:
+            change.verdict = "regression"
+    for index in holm([c.p_better or 0.0 for c in tested], alpha):
+        tested[index].verdict = "improvement"
 
 
 def _worsening(change: MetricChange) -> float:

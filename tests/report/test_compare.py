@@ -17,7 +17,8 @@ import pytest
 
 from orket_pipeline import InputError
 from orket_pipeline.report import Report, RunError, Telemetry, TestRun, compare_reports
-from orket_pipeline.report._compare import _binomial_tail, _replicate, finished_values
+from orket_pipeline.report._compare import finished_values
+from orket_pipeline.report._stats import binomial_tail, bootstrap_percentile, holm
 
 
 def noisy_report(
@@ -143,7 +144,7 @@ class TestInputs:
             )
         )
         report = Report(test_runs=runs)
-        assert finished_values(report, "total_latency") == [1.0] * 20
+        assert finished_values(report)["total_latency"] == [1.0] * 20
         comparison = compare_reports(report, report)
         assert comparison.baseline.errored == 1
         total = [c for c in comparison.changes if c.metric == "total_latency"]
@@ -197,7 +198,7 @@ class TestStatistics:
         k = math.ceil(p * n / 100)
         rng = random.Random(0)
         draws = 40_000
-        counts = Counter(_replicate(values, p, rng) for _ in range(draws))
+        counts = Counter(bootstrap_percentile(values, p, rng) for _ in range(draws))
         cumulative = 0
         for j, value in enumerate(values, start=1):
             cumulative += counts[value]
@@ -210,6 +211,12 @@ class TestStatistics:
         for n in (1, 5, 20):
             for k in range(n + 1):
                 exact = sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n
-                assert _binomial_tail(k, n) == pytest.approx(exact, rel=1e-9)
-        assert _binomial_tail(60_000, 100_000) < 1e-200
-        assert _binomial_tail(50_000, 100_000) == pytest.approx(0.5, abs=0.01)
+                assert binomial_tail(k, n) == pytest.approx(exact, rel=1e-9)
+        assert binomial_tail(60_000, 100_000) < 1e-200
+        assert binomial_tail(50_000, 100_000) == pytest.approx(0.5, abs=0.01)
+
+    def test_holm_rejects_step_down_and_stops_at_the_first_p_above_its_threshold(self) -> None:
+        # thresholds for m = 4 at alpha 0.04: 0.01, 0.0133, 0.02, 0.04
+        assert sorted(holm([0.03, 0.001, 0.012, 0.5], 0.04)) == [1, 2]  # 0.03 > 0.02 stops
+        assert sorted(holm([0.015, 0.001, 0.012, 0.5], 0.04)) == [0, 1, 2]
+        assert holm([0.011, 0.012, 0.5, 0.5], 0.04) == []
