@@ -65,7 +65,11 @@ def register(sub: Any) -> None:
         help="a peak memory regression must also grow more than this (default: any)",
     )
     cmd.add_argument(
-        "--resamples", type=_count, default=10_000, metavar="N", help="bootstrap replicates"
+        "--resamples",
+        type=_count,
+        default=10_000,
+        metavar="N",
+        help="bootstrap replicates per percentile; at least 2 x tests / alpha",
     )
     cmd.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     cmd.add_argument(

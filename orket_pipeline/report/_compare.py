@@ -149,7 +149,9 @@ def compare_reports(
         alpha: the chance, at most, of calling anything a regression when nothing changed.
         limits: per metric, the relative worsening (0.10 for 10 %) a significant change must
             also exceed to count as a regression.
-        resamples: bootstrap replicates per statistic.
+        resamples: bootstrap replicates per statistic. A bootstrap p-value is at least
+            1 / (resamples + 1), so it must be at least 2 * (number of tests) / alpha for a
+            percentile change to be found significant at all (the default suits alpha 0.01).
         seed: seeds the bootstrap; the same inputs and seed give the same result.
         sources: names of the two reports (their files) for error messages.
 
@@ -157,8 +159,8 @@ def compare_reports(
         The `Comparison`.
 
     Raises:
-        InputError: `alpha` not in (0, 1), `resamples` below 100, or a test id found twice in one
-            report (tasks are paired by id).
+        InputError: `alpha` not in (0, 1), `resamples` below 100 or too few for `alpha`, or a
+            test id found twice in one report (tasks are paired by id).
 
     Never blocks on I/O; CPU-bound (about a second for two 100,000-run reports).
     """
@@ -192,6 +194,7 @@ def compare_reports(
             changes.append(change)
     pass_rate, flips, only_base, only_cand = _pair_outcomes(baseline, candidate, sources)
     changes.append(_pass_rate_change(pass_rate))
+    _check_resamples(changes, alpha, resamples)
     _judge(changes, alpha, limits)
     return Comparison(
         regressed=any(c.verdict == "regression" for c in changes),
@@ -325,6 +328,16 @@ def _pass_rate_change(rate: PassRate) -> MetricChange:
         p_worse=_p(binomial_tail(rate.pass_to_fail, flips)) if flips else None,
         p_better=_p(binomial_tail(rate.fail_to_pass, flips)) if flips else None,
     )
+
+
+def _check_resamples(changes: Sequence[MetricChange], alpha: float, resamples: int) -> None:
+    tests = sum(1 for c in changes if c.p_worse is not None)
+    needed = math.ceil(2 * tests / alpha)
+    if any(c.ci_low is not None for c in changes) and resamples < needed:
+        raise InputError(
+            f"resamples: {resamples} are too few for alpha {alpha} over {tests} tests"
+            f" (no p-value could reach alpha / {tests}); use at least {needed}"
+        )
 
 
 def _judge(changes: Sequence[MetricChange], alpha: float, limits: Mapping[str, float]) -> None:

@@ -39,7 +39,7 @@ class TestExitCodes:
     def test_the_same_model_twice_exits_0(
         self, reports: dict[str, str], capsys: pytest.CaptureFixture[str]
     ) -> None:
-        assert main(["compare", reports["base"], reports["same"], "--resamples", "1000"]) == 0
+        assert main(["compare", reports["base"], reports["same"], "--resamples", "2000"]) == 0
         out = capsys.readouterr().out
         assert "no significant regression" in out
         assert "total_latency p50" in out
@@ -48,14 +48,14 @@ class TestExitCodes:
         self, reports: dict[str, str], capsys: pytest.CaptureFixture[str]
     ) -> None:
         argv = ["compare", reports["base"], reports["slow"], "--format", "json"]
-        assert main([*argv, "--resamples", "1000"]) == 1
+        assert main([*argv, "--resamples", "2000"]) == 1
         document = msgspec.json.decode(capsys.readouterr().out)
         assert "total_latency" in {r["metric"] for r in document["regressions"]}
         for key in ("improvements", "flips", "only_in_baseline", "only_in_candidate", "changes"):
             assert isinstance(document[key], list)
 
     def test_a_slowdown_within_max_slowdown_exits_0(self, reports: dict[str, str]) -> None:
-        argv = ["compare", reports["base"], reports["slow"], "--resamples", "1000"]
+        argv = ["compare", reports["base"], reports["slow"], "--resamples", "2000"]
         assert main([*argv, "--max-slowdown", "60%", "--format", "json", "-o", "/dev/null"]) == 0
 
     @pytest.mark.parametrize(
@@ -112,7 +112,7 @@ class TestRendering:
     ) -> None:
         out = tmp_path / "compare.html"
         argv = ["compare", reports["base"], reports["slow"], "--format", "html", "-o", str(out)]
-        assert main([*argv, "--resamples", "1000"]) == 1
+        assert main([*argv, "--resamples", "2000"]) == 1
         page = out.read_text()
         assert "<script" not in page and not re.search(r"(src|href)=", page)
         assert page.count("<svg") == 3  # init, total, peak memory
@@ -128,7 +128,7 @@ class TestRendering:
     def test_a_table_to_a_file_is_written(self, tmp_path: Path, reports: dict[str, str]) -> None:
         out = tmp_path / "compare.txt"
         argv = ["compare", reports["base"], reports["same"], "--format", "table", "-o", str(out)]
-        assert main([*argv, "--resamples", "1000"]) == 0
+        assert main([*argv, "--resamples", "2000"]) == 0
         assert "no significant regression" in out.read_text()
 
     def test_reports_without_telemetry_compare_by_outcome(
@@ -141,3 +141,12 @@ class TestRendering:
         assert main(["compare", path, path, "--format", "json"]) == 0
         document = msgspec.json.decode(capsys.readouterr().out)
         assert [c["metric"] for c in document["changes"]] == ["pass_rate"]
+
+
+def test_too_few_resamples_for_alpha_exit_2_saying_how_many(
+    reports: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["compare", reports["base"], reports["same"], "--alpha", "0.001"]
+    assert main([*argv, "--resamples", "1000"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "use at least 14000" in err

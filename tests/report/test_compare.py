@@ -55,17 +55,21 @@ def binomial_upper_bound(trials: int, p: float, tail: float = 0.001) -> int:
 
 
 class TestNoFalseAlarms:
-    @pytest.mark.parametrize(("alpha", "runs"), [(0.05, 30), (0.05, 200)])
+    @pytest.mark.parametrize(
+        ("alpha", "runs", "resamples"), [(0.05, 30, 400), (0.05, 200, 400), (0.01, 100, 1500)]
+    )
     def test_two_runs_of_the_same_model_are_rarely_called_a_regression(
-        self, alpha: float, runs: int
+        self, alpha: float, runs: int, resamples: int
     ) -> None:
+        # Enough replicates that a p-value can fall below Holm's smallest threshold (alpha / 7).
+        assert 1 / (resamples + 1) < alpha / 7 / 2
         trials = 150
         alarms = sum(
             compare_reports(
                 noisy_report(2 * t, runs),
                 noisy_report(2 * t + 1, runs),
                 alpha=alpha,
-                resamples=400,
+                resamples=resamples,
                 seed=t,
             ).regressed
             for t in range(trials)
