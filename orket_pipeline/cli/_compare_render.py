@@ -24,6 +24,7 @@ from rich.text import Text
 from .._text import printable
 from ..report._compare import Comparison, MetricChange, finished_values
 from ..report._model import Report
+from ..report._stats import nearest_rank
 
 __all__ = ["render_compare_html", "render_compare_table"]
 
@@ -198,15 +199,19 @@ def _html_table(header: Sequence[str], rows: Sequence[tuple[Sequence[str], str]]
 
 
 def _chart(metric: str, base: list[float], cand: list[float]) -> str:
-    """An SVG figure with both empirical CDFs of `metric` on shared axes."""
-    values = base[:1] + cand[:1] + base[-1:] + cand[-1:]
-    if not values:
+    """An SVG figure with both empirical CDFs of `metric` on shared axes.
+
+    The x axis ends at the larger of the two p99s, so one extreme run cannot squash the rest
+    into a corner; the curves run on to the right edge and the label says where it is.
+    """
+    tops = [v for v in (nearest_rank(base, 99), nearest_rank(cand, 99)) if v is not None]
+    if not tops:
         return ""
-    low, high = min(values), max(values)
+    low, high = min(base[:1] + cand[:1]), max(tops)
     span = (high - low) or 1.0
 
     def x(value: float) -> float:
-        return _PAD + (value - low) / span * (_W - 2 * _PAD)
+        return _PAD + min(1.0, (value - low) / span) * (_W - 2 * _PAD)
 
     def y(fraction: float) -> float:
         return _H - _PAD + fraction * (2 * _PAD - _H)
@@ -222,7 +227,7 @@ def _chart(metric: str, base: list[float], cand: list[float]) -> str:
         f"<line x1='{_PAD}' y1='{y(0)}' x2='{_W - _PAD}' y2='{y(0)}' stroke='#000'/>"
         f"<line x1='{_PAD}' y1='{y(0)}' x2='{_PAD}' y2='{y(1)}' stroke='#000'/>"
         f"<text x='{_PAD}' y='{_H - 8}'>{low:.4g}</text>"
-        f"<text x='{_W - _PAD}' y='{_H - 8}' text-anchor='end'>{high:.4g}</text>"
+        f"<text x='{_W - _PAD}' y='{_H - 8}' text-anchor='end'>{high:.4g} (p99)</text>"
         f"<text x='4' y='{y(1) + 4}'>1</text><text x='4' y='{y(0) + 4}'>0</text>"
     )
     return (
