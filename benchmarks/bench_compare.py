@@ -41,10 +41,10 @@ def synthetic(seed: int, runs: int, slowdown: float) -> Report:
         total = init + rng.lognormvariate(-1.0, 0.5) * slowdown
         errored = rng.random() < 0.05
         telemetry = Telemetry(
-            init_latency=round(init, 3),  # type: ignore[arg-type]
-            total_latency=round(total, 3),  # type: ignore[arg-type]
-            peak_memory_rss=round(50 + rng.lognormvariate(1.0, 1.0), 3),  # type: ignore[arg-type]
-            adherence_score=None if errored else rng.choice((1.0, 1.0, 0.667)),  # type: ignore[arg-type]
+            init_latency=round(init, 3),
+            total_latency=round(total, 3),
+            peak_memory_rss=round(50 + rng.lognormvariate(1.0, 1.0), 3),
+            adherence_score=None if errored else rng.choice((1.0, 1.0, 0.667)),
         )
         outcome = "error" if errored else ("pass" if rng.random() < 0.8 else "fail")
         test_runs.append(

@@ -33,9 +33,9 @@ def noisy_report(
         errored = rng.random() < 0.05
         outcome = "error" if errored else ("pass" if rng.random() < pass_p else "fail")
         telemetry = Telemetry(
-            init_latency=round(init, 3),  # type: ignore[arg-type]  # floats, as the new model
-            total_latency=round(total, 3),  # type: ignore[arg-type]
-            peak_memory_rss=round(50 + rng.lognormvariate(1.0, 1.0), 3),  # type: ignore[arg-type]
+            init_latency=round(init, 3),
+            total_latency=round(total, 3),
+            peak_memory_rss=round(50 + rng.lognormvariate(1.0, 1.0), 3),
         )
         error = RunError(type="ProviderTimeoutError") if errored else None
         test_runs.append(
@@ -136,14 +136,14 @@ class TestRealChangesAreFound:
 class TestInputs:
     def test_errored_runs_are_counted_beside_the_percentiles_not_in_them(self) -> None:
         runs = [
-            TestRun(test_id=f"t{i}", outcome="pass", telemetry=Telemetry(total_latency=Decimal(1)))
+            TestRun(test_id=f"t{i}", outcome="pass", telemetry=Telemetry(total_latency=1.0))
             for i in range(20)
         ]
         runs.append(
             TestRun(
                 test_id="slow",
                 outcome="error",
-                telemetry=Telemetry(total_latency=Decimal(99)),
+                telemetry=Telemetry(total_latency=99.0),
                 error=RunError(type="ProviderTimeoutError"),
             )
         )
@@ -156,7 +156,22 @@ class TestInputs:
 
     def test_decimal_and_float_numbers_give_the_same_comparison(self) -> None:
         floats = noisy_report(1, 50)
-        decimals = msgspec.convert(msgspec.to_builtins(floats), Report)  # Decimal fields
+        decimals = Report(
+            test_runs=[
+                msgspec.structs.replace(
+                    run,
+                    telemetry=Telemetry(
+                        **{  # type: ignore[arg-type]  # Decimals, as reports held before floats
+                            name: None if value is None else Decimal(repr(value))
+                            for name, value in msgspec.structs.asdict(run.telemetry).items()
+                            if isinstance(value, float) or value is None
+                        }
+                    ),
+                )
+                for run in floats.test_runs
+                if run.telemetry is not None
+            ]
+        )
         assert isinstance(decimals.test_runs[0].telemetry.total_latency, Decimal)  # type: ignore[union-attr]
         other = noisy_report(2, 50)
         assert compare_reports(floats, other) == compare_reports(decimals, other)
