@@ -7,8 +7,9 @@ does not install from this project's registry (its dependency set is unresolvabl
 `opentelemetry-instrumentation-logging` exists only at 0.59b0, which pins
 `opentelemetry-instrumentation==0.59b0` against the newer instrumentations it also requires),
 so this benchmark installs that instrumentation directly, as `Traceloop.init()` would, with a
-TracerProvider + BatchSpanProcessor (default settings) and a no-op exporter that only counts
-spans; no metrics (a MeterProvider would add more).
+TracerProvider + BatchSpanProcessor (default settings but a queue that holds a whole loop, so
+no span is dropped) and a no-op exporter that only counts spans; no metrics (a MeterProvider
+would add more).
 
 In one process, against the loopback SSE server of `bench_overhead` (a subprocess, so its CPU
 is not ours; CHUNKS content deltas per reply, usage chunk asked for), the same number of
@@ -118,7 +119,7 @@ async def _measure(base_url: str, n: int, rounds: int, warmup: bool) -> Figures:
 
     exporter = CountingExporter()
     tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+    tracer_provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=2 * n + 2048))
     plain_create = AsyncCompletions.create
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if not _available():
         print(f"## OpenLLMetry comparison: skipped, needs the bench extra: {INSTALL}")
         return 0
-    n = pick(args.mode, 500, 150, 20)
+    n = pick(args.mode, 300, 100, 20)
     rounds = pick(args.mode, 9, 3, 1)
     started = perf_counter()
     with serve(CHUNKS) as base_url, warnings.catch_warnings():
