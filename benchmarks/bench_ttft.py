@@ -7,7 +7,8 @@ A streaming provider sleeps DELAY before its first chunk (8 chunks). At concurre
   chunk in its own `async for` loop;
 * pipeline: `pipeline.generate`; the figure is the run's unrounded init_latency (the
   LatencyTracker's value before the report rounds it to 1 ms; read by wrapping the
-  aggregator's `latency_measured`, the one place it passes).
+  aggregator's `latency_measured`, the one place it passes, where this version of the
+  pipeline has that private hook; else the report's value, rounded to 1 ms, as printed).
 
 Error vs injected = measured - DELAY. It includes the event loop's wake-up delay (which grows with
 concurrency, and with the other timers the loop serves), in both methods; the difference
