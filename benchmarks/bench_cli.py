@@ -92,7 +92,7 @@ def measure(tasks: int, rounds: int) -> dict[str, list[tuple[float, float]]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_mode(argv, __doc__.splitlines()[0])
-    tasks = pick(args.mode, 10_000, 10_000, 1_000)
+    tasks = pick(args.mode, 10_000, 5_000, 1_000)
     rounds = pick(args.mode, 5, 2, 1)
     results = measure(tasks, rounds)
     print(header(f"orket-pipeline run ({args.mode} mode: best of {rounds} alternating rounds)"))

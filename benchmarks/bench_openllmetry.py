@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if not _available():
         print(f"## OpenLLMetry comparison: skipped, needs the bench extra: {INSTALL}")
         return 0
-    n = pick(args.mode, 300, 100, 20)
+    n = pick(args.mode, 300, 60, 20)
     rounds = pick(args.mode, 9, 3, 1)
     started = perf_counter()
     with serve(CHUNKS) as base_url, warnings.catch_warnings():

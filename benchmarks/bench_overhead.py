@@ -237,8 +237,8 @@ def report(name: str, figures: Figures) -> dict[str, float]:
 
 
 async def _run(mode: str) -> tuple[dict[str, Figures], int, int, int]:
-    n = pick(mode, 4_000, 2_000, 200)
-    n_http = pick(mode, 100, 50, 30)
+    n = pick(mode, 4_000, 1_000, 200)
+    n_http = pick(mode, 100, 40, 20)
     rounds = pick(mode, 9, 3, 1)
     with serve(CHUNKS) as base_url:
         http = OpenAIProvider("bench", base_url)
