@@ -177,7 +177,7 @@ async def measure(
     exporter = CountingExporter()
     tracer_provider = TracerProvider()
     most = max(n for _, n in providers.values())
-    tracer_provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=2 * most))
+    tracer_provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=2 * most + 2048))
     plans = {name: (*loops(p, tracer_provider), n) for name, (p, n) in providers.items()}
     figures = {name: Figures() for name in providers}
     spans = 0
