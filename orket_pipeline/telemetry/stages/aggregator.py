@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from ...report._model import RunError, Telemetry, TestRun
@@ -45,7 +44,7 @@ class _Run:
         self.parts = 0  # how many of latency, peak and adherence have arrived
         self.latency: LatencyPart | None = None
         self.peak: int | None = None
-        self.adherence: Decimal | None = None
+        self.adherence: float | None = None
         self.outcome: str | None = None
         self.reason: str | None = None
         self.run_error: RunError | None = None
@@ -116,7 +115,7 @@ class ReportAggregator(Stage):
         run.parts += 1
         self._check(test_id, run)
 
-    def adherence_scored(self, test_id: str, score: Decimal | None) -> None:
+    def adherence_scored(self, test_id: str, score: float | None) -> None:
         """The ConstraintStage's part of a run. Never raises."""
         run = self._run(test_id)
         run.adherence = score
@@ -203,9 +202,7 @@ class ReportAggregator(Stage):
         self._unjournaled.append((run.order, test_run))
 
 
-def _telemetry(
-    latency: LatencyPart | None, peak: int | None, adherence: Decimal | None
-) -> Telemetry:
+def _telemetry(latency: LatencyPart | None, peak: int | None, adherence: float | None) -> Telemetry:
     telemetry = Telemetry(
         peak_memory_rss=None if peak is None else round3(peak / _MIB),
         adherence_score=round3_or_none(adherence),

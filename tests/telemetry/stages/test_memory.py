@@ -7,7 +7,6 @@ import mmap
 import sys
 import threading
 import time
-from decimal import Decimal
 
 import anyio
 import psutil
@@ -70,7 +69,7 @@ def peak_of(pipeline: TelemetryPipeline, test_id: str) -> float:
         if run.test_id == test_id:
             assert run.telemetry is not None
             value = run.telemetry.peak_memory_rss
-            assert isinstance(value, Decimal)
+            assert isinstance(value, float)
             return float(value)
     raise AssertionError(test_id)
 
