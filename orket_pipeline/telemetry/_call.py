@@ -1,0 +1,208 @@
+"""Calling a provider: the one function both the wrapper and `--no-telemetry` go through.
+
+`call_provider` streams when the provider declares `supports_streaming = True` (closing the
+stream at once, with `aclosing`, when the run is cancelled), awaits an async `generate` (or an
+object whose `__call__` is async) and runs a plain-`def` one in a worker thread. It returns the
+output as a plain `str` that can be encoded, or raises; the stamps it takes go into a `Call`.
+
+Nothing a provider does may crash the engine: an output that is not text, or text that cannot
+be encoded (a lone surrogate), is a `ProviderCallError`; a `CancelledError` the provider
+raised of its own, with no cancellation pending, is a `ProviderCallError`. `error_text` gives an
+exception's message even when its `__str__` raises or holds a lone surrogate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+from contextlib import aclosing, nullcontext
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+
+from .._exceptions import ProviderCallError
+
+if TYPE_CHECKING:
+    from ..providers import Provider
+
+__all__ = ["Call", "call_provider", "error_text", "error_type_name"]
+
+# Whether a provider's `generate` is a coroutine function, by its code object: inspecting on
+# every call would cost a microsecond on the engine's path.
+_is_async: dict[Any, bool] = {}
+
+
+class Call:
+    """The stamps of one provider call, all `time.perf_counter()` in seconds.
+
+    `t_started` is set by the caller at dispatch; a plain-`def` provider resets it in its
+    worker thread (waiting for a free thread is not latency). `t_first_chunk`/`t_last_chunk`
+    are None when no non-empty chunk arrived; a non-streaming answer counts as one chunk.
+    """
+
+    __slots__ = ("chunk_count", "streaming", "t_done", "t_first_chunk", "t_last_chunk", "t_started")
+
+    def __init__(self, streaming: bool, t_started: float = 0.0) -> None:
+        self.streaming = streaming
+        self.t_started = t_started
+        self.t_done = 0.0
+        self.chunk_count = 0
+        self.t_first_chunk: float | None = None
+        self.t_last_chunk: float | None = None
+
+
+def streams(provider: Provider) -> bool:
+    """Whether `provider` declares streaming (the flag must be exactly True). Never raises."""
+    return getattr(provider, "supports_streaming", False) is True
+
+
+async def call_provider(provider: Provider, prompt: str, call: Call) -> str:
+    """Generate through `provider`, stamping `call`. Awaits only the provider.
+
+    Returns:
+        The output as a plain `str` (a `str` subclass's text, never the subclass itself).
+
+    Raises:
+        Whatever the provider raised, cancellation included; `ProviderCallError` when the
+        output is not text or cannot be encoded; `ProviderCallError` for a `CancelledError` the
+        provider raised with no cancellation pending.
+    """
+    try:
+        if call.streaming:
+            output = await _stream(provider, prompt, call)
+        else:
+            output = await _generate(provider.generate, prompt, call)
+    except BaseException as exc:
+        if await _spurious_cancellation(exc):
+            raise ProviderCallError(
+                "the provider raised CancelledError of its own (nothing was cancelled)"
+            ) from exc
+        raise
+    return _text(output)
+
+
+async def _generate(generate: Callable[[str], Any], prompt: str, call: Call) -> Any:
+    code = getattr(getattr(generate, "__func__", generate), "__code__", None)
+    is_async = _is_async.get(code)
+    if is_async is None:
+        is_async = _remember_kind(generate, code)
+    if is_async:
+        output = await generate(prompt)
+        call.t_done = perf_counter()
+    else:
+        # abandon_on_cancel: a timeout or Ctrl-C must not wait for a stuck thread.
+        output = await anyio.to_thread.run_sync(
+            _timed, generate, prompt, call, abandon_on_cancel=True
+        )
+    call.chunk_count = 1
+    return output
+
+
+async def _stream(provider: Provider, prompt: str, call: Call) -> str:
+    parts = []
+    t_first = t_last = None
+    stream = provider.stream(prompt)
+    # aclosing: a cancelled or timed-out run closes the provider's stream (and its connection)
+    # at once, not whenever the generator is garbage-collected.
+    closing: Any = aclosing(stream) if hasattr(stream, "aclose") else nullcontext()
+    try:
+        async with closing:
+            async for chunk in stream:
+                if chunk:
+                    # Stamped as the chunk reaches the engine's task, before anything else.
+                    t_last = perf_counter()
+                    if t_first is None:
+                        t_first = t_last
+                    parts.append(chunk)
+            call.t_done = perf_counter()
+    finally:
+        call.chunk_count, call.t_first_chunk, call.t_last_chunk = len(parts), t_first, t_last
+    return "".join(parts)  # a chunk that is not text raises TypeError here: a failure
+
+
+def _remember_kind(generate: Any, code: Any) -> bool:
+    call = type(generate).__call__  # for an object with an async __call__
+    is_async = inspect.iscoroutinefunction(generate) or inspect.iscoroutinefunction(call)
+    if code is not None:
+        # Keyed by code object, not function: it keeps no provider or closure alive.
+        if len(_is_async) > 4096:
+            _is_async.clear()  # code compiled at run time: keep the cache bounded
+        _is_async[code] = is_async
+    return is_async
+
+
+def _timed(generate: Callable[[str], Any], prompt: str, call: Call) -> Any:
+    # Runs in the worker thread: the stamps bracket the call itself.
+    call.t_started = perf_counter()
+    try:
+        return generate(prompt)
+    finally:
+        call.t_done = perf_counter()
+
+
+def _text(output: object) -> str:
+    if type(output) is not str:
+        if not isinstance(output, str):
+            kind = error_type_name(output)
+            raise ProviderCallError(f"the provider returned {kind}, not str")
+        # A str subclass is text too; its plain str is what the engine and the stages get
+        # (its own methods, `__len__` included, may do anything).
+        output = str.__str__(output)
+    if not output.isascii():
+        try:
+            output.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ProviderCallError(
+                f"the provider's output is not valid Unicode (a lone surrogate at {exc.start})"
+            ) from None
+    return output
+
+
+async def _spurious_cancellation(exc: BaseException) -> bool:
+    """Whether `exc` is a CancelledError the provider raised with nothing cancelled."""
+    cancelled = anyio.get_cancelled_exc_class()
+    if not isinstance(exc, asyncio.CancelledError | cancelled):
+        return False
+    if not isinstance(exc, cancelled):
+        return True  # asyncio's CancelledError raised under trio cancels nothing
+    if isinstance(exc, asyncio.CancelledError):
+        task = asyncio.current_task()
+        cancelling = getattr(task, "cancelling", None)
+        # Python 3.10 cannot tell (no `Task.cancelling`): never swallow a real cancellation.
+        return cancelling is not None and cancelling() == 0
+    # trio's cancellation is level-triggered: a real one is still pending at a checkpoint.
+    try:
+        await anyio.lowlevel.checkpoint_if_cancelled()
+    except cancelled:
+        return False
+    return True
+
+
+def error_type_name(value: object) -> str:
+    """The name of `value`'s type, safe to encode. Never raises."""
+    return _encodable(type(value).__name__)
+
+
+def error_text(exc: BaseException, limit: int = 500) -> str:
+    """`exc`'s message, at most `limit` characters, safe to encode. Never raises.
+
+    A cancellation reads ``"cancelled"`` (not the backend's internal text); a message whose
+    `__str__` raises reads ``"<unprintable TYPE>"``; a lone surrogate is backslash-escaped.
+    """
+    if isinstance(exc, anyio.get_cancelled_exc_class()):
+        return "cancelled"
+    try:
+        text = str.__str__(str(exc))[:limit]
+    except Exception:
+        return f"<unprintable {error_type_name(exc)}>"
+    return _encodable(text)
+
+
+def _encodable(text: str) -> str:
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
