@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from time import perf_counter
 from typing import Protocol
 
 import anyio
@@ -76,21 +77,33 @@ class BusStatistics:
 
 
 class EventBus:
-    """Routes each event, by its type, to the inboxes of the stages subscribed to that type.
+    """One queue for the engine's events, routed by type into the stages' inboxes per batch.
+
+    `publish` appends to a single bounded queue, whatever the number of stages (O(1) on the
+    engine's path); `route`, called by the scheduler at each batch and by the pipeline at
+    close, moves the queue into the inboxes of the stages subscribed to each event's type.
 
     Args:
-        fill_mark: queued events at which an inbox rings the scheduler before its delay.
+        capacity: events the queue may hold before new ones are dropped (and counted).
+        fill_mark: queued events at which the queue (or an inbox) rings the scheduler
+            before its delay.
     """
 
-    def __init__(self, fill_mark: int = 1024) -> None:
+    def __init__(self, capacity: int = 1 << 18, fill_mark: int = 1024) -> None:
         self.fill_mark = fill_mark
         self._routes: dict[type[Event], tuple[Inbox, ...]] = {}
         self._inboxes: list[Inbox] = []
-        self._published = 0
+        self._queue: list[Event] = []
+        self._room = capacity  # 0 once closed: every later event is refused (and counted)
+        self._wake_at = max(fill_mark, 1) - 1
+        self._routed = 0
+        self._dropped = 0
         self._late = 0
         self._closed = False
         #: True from the first event after a pause until the scheduler finds nothing pending.
         self.busy = False
+        #: `perf_counter()` of the last `route()`: every event still queued was published later.
+        self.routed_at = float("-inf")
         self._ring: Callable[[], None] = _nothing
 
     def subscribe(self, name: str, event_types: Iterable[type[Event]], capacity: int) -> Inbox:
@@ -102,63 +115,86 @@ class EventBus:
         return inbox
 
     def on_ring(self, ring: Callable[[], None]) -> None:
-        """Call `ring` when the bus turns busy or an inbox reaches its fill mark.
+        """Call `ring` when the bus turns busy or a queue reaches its fill mark.
 
         `ring` runs inside `publish`: it must be quick and must not raise.
         """
         self._ring = ring
 
     def publish(self, event: Event) -> None:
-        """Put one of the engine's events into every subscribed inbox. Never awaits, blocks,
-        wakes a stage or raises.
+        """Queue one of the engine's events. Never awaits, blocks, wakes a stage or raises.
 
-        A full inbox drops the event and counts it; after `close()` the event is counted as
-        late and delivered nowhere.
+        A full queue drops the event and counts it; after `close()` the event is counted as
+        late. The first event after a pause rings the scheduler, once.
         """
-        if self._closed:
-            self._late += 1
-            return
-        self._published += 1
-        for inbox in self._routes.get(type(event), ()):
-            items = inbox.items
-            size = len(items)
-            if size >= inbox.capacity:
-                inbox.dropped += 1
-                continue
-            items.append(event)
-            if size == inbox.wake_at:
+        queue = self._queue
+        size = len(queue)
+        if size < self._room:
+            queue.append(event)
+            if not self.busy:
+                self.busy = True
                 self._ring()
-        if not self.busy:
-            self.busy = True
-            self._ring()
+            elif size == self._wake_at:
+                self._ring()
+        elif self._closed:
+            self._late += 1
+        else:
+            self._dropped += 1
+
+    def route(self) -> None:
+        """Move every queued event into the inboxes subscribed to its type. Never raises.
+
+        A full inbox drops the event and counts it. Runs on the loop, off the engine's path:
+        at each of the scheduler's batches, and at close.
+        """
+        queue = self._queue
+        self.routed_at = perf_counter()
+        if not queue:
+            return
+        self._queue = []
+        self._routed += len(queue)
+        routes = self._routes
+        for event in queue:
+            for inbox in routes.get(type(event), ()):
+                items = inbox.items
+                if len(items) >= inbox.capacity:
+                    inbox.dropped += 1
+                else:
+                    items.append(event)
+
+    def queued(self) -> int:
+        """Events published and not yet routed."""
+        return len(self._queue)
 
     def forward(self, event: Event) -> None:
         """Put a stage's part into the inboxes of the stages that consume it. Never awaits,
         blocks or raises.
 
         Unlike `publish` this goes on after `close()`: the pipeline closes each stage's inbox
-        only after the stages feeding it have finished. A full inbox drops and counts it.
+        only after the stages feeding it have finished. A part is never dropped for a full
+        inbox: each answers one event its producer accepted from its own bounded inbox, so
+        the parts queued are bounded by the producers' capacities, and dropping one would
+        lose a measurement the run already paid for.
         """
         for inbox in self._routes.get(type(event), ()):
             items = inbox.items
-            size = len(items)
-            if size >= inbox.capacity:
-                inbox.dropped += 1
-                continue
-            items.append(event)
-            if size == inbox.wake_at:
+            if len(items) == inbox.wake_at:
                 self._ring()
+            items.append(event)
         if not self.busy:
             self.busy = True
             self._ring()
 
     def close(self) -> None:
-        """Refuse further events from the engine (they are counted as late). Idempotent.
+        """Refuse further events from the engine (they are counted as late) and route what is
+        queued. Idempotent.
 
         The inboxes stay open: the pipeline closes them stage by stage, so that a stage whose
         input comes from other stages drains after them.
         """
         self._closed = True
+        self._room = 0
+        self.route()
 
     @property
     def closed(self) -> bool:
@@ -167,8 +203,9 @@ class EventBus:
 
     def statistics(self) -> BusStatistics:
         """Counts so far. Never blocks or raises."""
-        dropped = sum(inbox.dropped for inbox in self._inboxes)
-        return BusStatistics(self._published, dropped, self._late)
+        dropped = self._dropped + sum(inbox.dropped for inbox in self._inboxes)
+        published = self._routed + len(self._queue) + self._dropped
+        return BusStatistics(published, dropped, self._late)
 
 
 class Scheduler:
@@ -200,7 +237,7 @@ class Scheduler:
             alarm.set()
 
     def _pending(self) -> bool:
-        return any(stage.has_work() for stage in self._stages)
+        return self._bus.queued() > 0 or any(stage.has_work() for stage in self._stages)
 
     async def run(self) -> None:
         """Wake the stages until cancelled. Blocks (awaits) forever; never raises but
@@ -216,6 +253,7 @@ class Scheduler:
                 await alarm.wait()
             self._alarm = None
             self.ticks += 1
+            bus.route()
             for stage in self._stages:
                 if stage.has_work():
                     stage.wake()

@@ -5,20 +5,22 @@ stream at once, with `aclosing`, when the run is cancelled), awaits an async `ge
 object whose `__call__` is async) and runs a plain-`def` one in a worker thread. It returns the
 output as a plain `str` that can be encoded, or raises; the stamps it takes go into a `Call`.
 
-Nothing a provider does may crash the engine: an output that is not text, or text that cannot
-be encoded (a lone surrogate), is a `ProviderCallError`; a `CancelledError` the provider
-raised of its own, with no cancellation pending, is a `ProviderCallError`. `error_text` gives an
-exception's message even when its `__str__` raises or holds a lone surrogate.
+Nothing a provider does may crash the engine: an output that is not text, text that cannot be
+encoded (a lone surrogate), and a `CancelledError` the provider raised of its own with no
+cancellation pending are each a `ProviderCallError`, recorded as the run's error. `error_text`
+gives an exception's message even when its `__str__` raises or holds a lone surrogate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import weakref
 from collections.abc import Callable
 from contextlib import aclosing, nullcontext
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from types import FunctionType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 import anyio.lowlevel
@@ -31,9 +33,17 @@ if TYPE_CHECKING:
 
 __all__ = ["Call", "call_provider", "error_text", "error_type_name"]
 
-# Whether a provider's `generate` is a coroutine function, by its code object: inspecting on
-# every call would cost a microsecond on the engine's path.
-_is_async: dict[Any, bool] = {}
+
+class _Kind(NamedTuple):
+    function: weakref.ref[FunctionType]
+    is_async: bool
+
+
+# Whether a provider's `generate` (a function or a method's function) is a coroutine function,
+# by the function's id, checked against a weak reference (so a reused id cannot mislead and no
+# provider is kept alive): inspecting on every call would cost a microsecond on the engine's
+# path, and so would hashing its code object.
+_kinds: dict[int, _Kind] = {}
 
 
 class Call:
@@ -68,38 +78,38 @@ async def call_provider(provider: Provider, prompt: str, call: Call) -> str:
 
     Raises:
         Whatever the provider raised, cancellation included; `ProviderCallError` when the
-        output is not text or cannot be encoded; `ProviderCallError` for a `CancelledError` the
-        provider raised with no cancellation pending.
+        output is not text or cannot be encoded, or for a `CancelledError` the provider raised
+        with no cancellation pending.
     """
     try:
         if call.streaming:
-            output = await _stream(provider, prompt, call)
+            output: object = await _stream(provider, prompt, call)
         else:
-            output = await _generate(provider.generate, prompt, call)
+            generate = provider.generate
+            function = getattr(generate, "__func__", generate)
+            kind = _kinds.get(id(function))
+            if kind is not None and kind.function() is function:
+                is_async = kind.is_async
+            else:
+                is_async = _remember_kind(generate, function)
+            if is_async:
+                output = await generate(prompt)  # type: ignore[misc]  # checked just above
+                call.t_done = perf_counter()
+            else:
+                # abandon_on_cancel: a timeout or Ctrl-C must not wait for a stuck thread.
+                output = await anyio.to_thread.run_sync(
+                    _timed, generate, prompt, call, abandon_on_cancel=True
+                )
+            call.chunk_count = 1
     except BaseException as exc:
         if await _spurious_cancellation(exc):
             raise ProviderCallError(
                 "the provider raised CancelledError of its own (nothing was cancelled)"
             ) from exc
         raise
+    if type(output) is str and output.isascii():
+        return output  # the common case, checked inline
     return _text(output)
-
-
-async def _generate(generate: Callable[[str], Any], prompt: str, call: Call) -> Any:
-    code = getattr(getattr(generate, "__func__", generate), "__code__", None)
-    is_async = _is_async.get(code)
-    if is_async is None:
-        is_async = _remember_kind(generate, code)
-    if is_async:
-        output = await generate(prompt)
-        call.t_done = perf_counter()
-    else:
-        # abandon_on_cancel: a timeout or Ctrl-C must not wait for a stuck thread.
-        output = await anyio.to_thread.run_sync(
-            _timed, generate, prompt, call, abandon_on_cancel=True
-        )
-    call.chunk_count = 1
-    return output
 
 
 async def _stream(provider: Provider, prompt: str, call: Call) -> str:
@@ -124,14 +134,15 @@ async def _stream(provider: Provider, prompt: str, call: Call) -> str:
     return "".join(parts)  # a chunk that is not text raises TypeError here: a failure
 
 
-def _remember_kind(generate: Any, code: Any) -> bool:
+def _remember_kind(generate: Any, function: Any) -> bool:
     call = type(generate).__call__  # for an object with an async __call__
     is_async = inspect.iscoroutinefunction(generate) or inspect.iscoroutinefunction(call)
-    if code is not None:
-        # Keyed by code object, not function: it keeps no provider or closure alive.
-        if len(_is_async) > 4096:
-            _is_async.clear()  # code compiled at run time: keep the cache bounded
-        _is_async[code] = is_async
+    if type(function) is FunctionType:
+        # Only plain functions are remembered: whether another callable (a partial, an
+        # object) is async can depend on more than its identity's type.
+        if len(_kinds) > 4096:
+            _kinds.clear()  # functions made at run time: keep the cache bounded
+        _kinds[id(function)] = _Kind(weakref.ref(function), is_async)
     return is_async
 
 

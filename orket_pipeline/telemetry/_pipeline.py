@@ -87,7 +87,7 @@ class TelemetryPipeline(GenerationWrapper):
         self._drain_timeout = drain_timeout
         self._state = State.NEW
         self._report: Report | None = None
-        self._bus = EventBus(fill_mark)
+        self._bus = EventBus(inbox_capacity, fill_mark)
         self._publish = self._bus.publish
         self._errors = StageErrors()
         self._probe = MemoryProbe(memory_pid, memory_method, memory_interval)

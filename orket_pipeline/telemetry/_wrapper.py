@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from .._exceptions import PipelineClosedError
 from ..report._model import OUTCOMES, RunError
-from ._call import Call, call_provider, error_text, error_type_name, streams
+from ._call import Call, call_provider, error_text, error_type_name
 from ._events import GenerationFinished, GenerationStarted, OutcomeRecorded
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class GenerationWrapper:
         """
         if self._state is not State.OPEN:
             raise PipelineClosedError("generate() needs an open TelemetryPipeline")
-        streaming = streams(provider)
+        streaming = getattr(provider, "supports_streaming", False) is True  # as `streams`
         publish = self._publish
         if self._probe.idle:
             self._probe.wake()  # see MemoryProbe.wake: only after a pause, never back to back

@@ -47,6 +47,8 @@ class TestPublish:
         outcomes = bus.subscribe("outcomes", [OutcomeRecorded], 10)
         bus.publish(started())
         bus.publish(OutcomeRecorded(test_id="t", outcome="pass"))
+        assert not timing.items  # publishing only queues; the scheduler routes per batch
+        bus.route()
         assert [type(e).__name__ for e in timing.items] == ["GenerationStarted"]
         assert [type(e).__name__ for e in outcomes.items] == ["OutcomeRecorded"]
         assert bus.statistics().published == 2
@@ -57,6 +59,7 @@ class TestPublish:
         large = bus.subscribe("large", [GenerationStarted], 10)
         for index in range(5):
             bus.publish(started(str(index)))
+        bus.route()
         assert len(small.items) == 2 and small.dropped == 3
         assert len(large.items) == 5
         assert bus.statistics().dropped == 3
@@ -66,17 +69,31 @@ class TestPublish:
         inbox = bus.subscribe("s", [GenerationStarted], 10)
         bus.close()
         bus.publish(started())
+        bus.route()
         assert not inbox.items
         statistics = bus.statistics()
         assert statistics.late == 1 and statistics.published == 0
         assert not inbox.closed  # stages are closed one by one, by the pipeline
 
-    def test_parts_are_forwarded_after_close_so_stages_can_drain(self) -> None:
+    def test_parts_are_forwarded_after_close_and_never_dropped(self) -> None:
         bus = EventBus()
-        inbox = bus.subscribe("aggregator", [MemoryMeasured], 10)
+        inbox = bus.subscribe("aggregator", [MemoryMeasured], 1)
         bus.close()
-        bus.forward(MemoryMeasured(test_id="t", peak_rss_bytes=1))
-        assert len(inbox.items) == 1 and bus.statistics().late == 0
+        for index in range(3):
+            bus.forward(MemoryMeasured(test_id=str(index), peak_rss_bytes=1))
+        assert len(inbox.items) == 3
+        statistics = bus.statistics()
+        assert (statistics.late, statistics.dropped) == (0, 0)
+
+    def test_a_full_queue_drops_and_counts_before_routing(self) -> None:
+        bus = EventBus(capacity=3)
+        inbox = bus.subscribe("s", [GenerationStarted], 10)
+        for index in range(5):
+            bus.publish(started(str(index)))
+        bus.route()
+        assert [e.test_id for e in inbox.items] == ["0", "1", "2"]
+        statistics = bus.statistics()
+        assert (statistics.published, statistics.dropped) == (5, 2)
 
     def test_the_bus_rings_once_when_it_turns_busy_and_once_at_each_fill_mark(self) -> None:
         bus = EventBus(fill_mark=4)
@@ -85,7 +102,7 @@ class TestPublish:
         bus.on_ring(lambda: rings.append(bus.statistics().published))
         for index in range(10):
             bus.publish(started(str(index)))
-        # Busy at the first event; the inbox reached 4 at the fourth. Nothing else rings.
+        # Busy at the first event; the queue reached 4 at the fourth. Nothing else rings.
         assert rings == [1, 4]
 
 

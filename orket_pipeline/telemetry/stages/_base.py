@@ -98,6 +98,11 @@ class Stage:
 
     # -- what the stage offers the others ------------------------------------------------------
 
+    @property
+    def bus(self) -> EventBus | None:
+        """The bus this stage is attached to (None before `attach`)."""
+        return self._bus
+
     def emit(self, part: Event) -> None:
         """Hand a part on, through the bus, to the stages consuming it. Never blocks or raises
         (a full inbox counts it as dropped)."""

@@ -102,12 +102,17 @@ class MemorySampler(Stage):
         if probe.segment_count < 512:
             return  # pruning is amortised: a few hundred segments cost nothing to keep
         # Keep every segment a window may still need: windows pending or open here, and the
-        # ones whose events are still queued (a slice boundary can leave a start unhandled).
+        # ones whose events are still queued (a slice boundary can leave a start unhandled, and
+        # the bus routes only at each batch).
         oldest = min((window.t_start for window in pending), default=last_sample)
         if self._open:
             # Windows open in publish order and `t_perf` grows with it, so the first open
             # window (dicts keep insertion order) is the oldest open one.
             oldest = min(oldest, next(iter(self._open.values())))
+        if self.bus is not None:
+            # Events the bus has not routed yet were published after its last routing, so
+            # their windows start later than that.
+            oldest = min(oldest, self.bus.routed_at)
         if self.inbox is not None:
             for event in self.inbox.items:
                 if isinstance(event, GenerationStarted):
