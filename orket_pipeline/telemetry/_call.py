@@ -204,13 +204,22 @@ def error_text(exc: BaseException, limit: int = 500) -> str:
     A cancellation reads ``"cancelled"`` (not the backend's internal text); a message whose
     `__str__` raises reads ``"<unprintable TYPE>"``; a lone surrogate is backslash-escaped.
     """
-    if isinstance(exc, anyio.get_cancelled_exc_class()):
+    if _is_cancellation(exc):
         return "cancelled"
     try:
         text = str.__str__(str(exc))[:limit]
     except Exception:
         return f"<unprintable {error_type_name(exc)}>"
     return _encodable(text)
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    if isinstance(exc, asyncio.CancelledError):
+        return True
+    try:
+        return isinstance(exc, anyio.get_cancelled_exc_class())
+    except Exception:  # no event loop running: nothing to be cancelled by
+        return False
 
 
 def _encodable(text: str) -> str:
