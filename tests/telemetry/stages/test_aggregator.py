@@ -138,3 +138,12 @@ async def test_a_journal_that_fails_is_counted_and_the_runs_go_on() -> None:
     await feed(stage, outcome("b"))
     assert stage.journal_errors == 2
     assert [run.test_id for run in stage.test_runs()] == ["a", "b"]
+
+
+async def test_an_aggregator_that_failed_reports_registered_runs_as_errors_not_passes() -> None:
+    stage = aggregator(0)
+    stage.register(["a"])
+    stage.errors.record(stage.name, RuntimeError("lost an event"))
+    await stage.finish()
+    (run,) = stage.test_runs()
+    assert run.outcome == "error" and run.reason is not None and "aggregator failed" in run.reason
