@@ -31,6 +31,7 @@ from typing import Protocol
 import anyio
 
 from ._events import Event
+from ._lag import LagMonitor
 
 __all__ = ["BusStatistics", "EventBus", "Inbox", "Scheduler", "Wakeable"]
 
@@ -223,10 +224,18 @@ class Scheduler:
         bus: the bus whose ring wakes it.
         stages: the stages to wake.
         delay: seconds between a batch's first event and the stages' wake-up.
+        lag: where to record how late each timed wake-up came (the loop's lag).
     """
 
-    def __init__(self, bus: EventBus, stages: Sequence[Wakeable], delay: float = 0.005) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        stages: Sequence[Wakeable],
+        delay: float = 0.005,
+        lag: LagMonitor | None = None,
+    ) -> None:
         self.delay = delay
+        self._lag = lag
         self._bus = bus
         self._stages = tuple(stages)
         self._alarm: anyio.Event | None = None
@@ -253,9 +262,13 @@ class Scheduler:
                 alarm = self._alarm = anyio.Event()
                 await alarm.wait()
             alarm = self._alarm = anyio.Event()
-            with anyio.move_on_after(self.delay):
+            t_asleep = perf_counter()
+            with anyio.move_on_after(self.delay) as timer:
                 await alarm.wait()
             self._alarm = None
+            if timer.cancelled_caught and self._lag is not None:
+                # Woken by the timer, not a ring: how late the loop ran it is its lag.
+                self._lag.record(perf_counter() - t_asleep - self.delay)
             self.ticks += 1
             bus.route()
             for stage in self._stages:

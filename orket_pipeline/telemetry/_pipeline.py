@@ -111,7 +111,7 @@ class TelemetryPipeline(GenerationWrapper):
             )
         )
         self._drain_order = drain_order(self._stages)
-        self._scheduler = Scheduler(self._bus, self._stages, schedule_delay)
+        self._scheduler = Scheduler(self._bus, self._stages, schedule_delay, self._lag)
         self._task_group: Any = None
         self._stage_scopes: dict[Stage, anyio.CancelScope] = {}
         self._scheduler_scope: anyio.CancelScope | None = None
@@ -153,7 +153,6 @@ class TelemetryPipeline(GenerationWrapper):
         task_group.start_soon(
             _shielded, self._scheduler.run, scope, name="orket-pipeline scheduler"
         )
-        task_group.start_soon(self._lag.run, name="orket-pipeline lag monitor")
 
     async def _undo_open(self) -> None:
         with anyio.CancelScope(shield=True):
@@ -185,7 +184,6 @@ class TelemetryPipeline(GenerationWrapper):
             self._state = State.CLOSED
             return
         self._state = State.CLOSED
-        self._lag.stop()
         try:
             # Shielded: an engine being cancelled still gets every finished run reported.
             with anyio.CancelScope(shield=True):
@@ -194,8 +192,7 @@ class TelemetryPipeline(GenerationWrapper):
                 await self._write()
         finally:
             # The task group was entered before the shield, so it is exited outside it, and
-            # even when the write failed; every stage has ended, only the scheduler and the lag
-            # monitor are left.
+            # even when the write failed; every stage has ended, only the scheduler is left.
             if self._scheduler_scope is not None:
                 self._scheduler_scope.cancel()
             self._task_group.cancel_scope.cancel()
