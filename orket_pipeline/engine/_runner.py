@@ -156,7 +156,7 @@ async def _generate(loop: _Loop, task: Task) -> Any:
 
 async def generate_directly(provider: Provider, prompt: str) -> str:
     """Call `provider` through the very function the pipeline's wrapper uses, with no telemetry
-    (`telemetry._call.call_provider`: `aclosing` for streams, async `__call__`, a worker thread
+    (`telemetry._call.call_provider`: streams closed as `aclosing` does, async `__call__`, a thread
     for a plain `def`, abandoned when the run is cancelled or times out). Raises what it
     raises."""
     return await call_provider(provider, prompt, Call(streams(provider)))

@@ -1,9 +1,10 @@
 """Calling a provider: the one function both the wrapper and `--no-telemetry` go through.
 
 `call_provider` streams when the provider declares `supports_streaming = True` (closing the
-stream at once, with `aclosing`, when the run is cancelled), awaits an async `generate` (or an
-object whose `__call__` is async) and runs a plain-`def` one in a worker thread. It returns the
-output as a plain `str` that can be encoded, or raises; the stamps it takes go into a `Call`.
+stream at once, as `aclosing` does, when the run fails or is cancelled), awaits an async
+`generate` (or an object whose `__call__` is async) and runs a plain-`def` one in a worker
+thread. It returns the output as a plain `str` that can be encoded, or raises; the stamps it
+takes go into a `Call`.
 
 Nothing a provider does may crash the engine: an output that is not text, text that cannot be
 encoded (a lone surrogate), and a `CancelledError` the provider raised of its own with no
@@ -17,9 +18,8 @@ import asyncio
 import inspect
 import weakref
 from collections.abc import Callable
-from contextlib import aclosing, nullcontext
 from time import perf_counter
-from types import FunctionType
+from types import AsyncGeneratorType, FunctionType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
@@ -116,22 +116,31 @@ async def _stream(provider: Provider, prompt: str, call: Call) -> str:
     parts = []
     t_first = t_last = None
     stream = provider.stream(prompt)
-    # aclosing: a cancelled or timed-out run closes the provider's stream (and its connection)
-    # at once, not whenever the generator is garbage-collected.
-    closing: Any = aclosing(stream) if hasattr(stream, "aclose") else nullcontext()
     try:
-        async with closing:
-            async for chunk in stream:
-                if chunk:
-                    # Stamped as the chunk reaches the engine's task, before anything else.
-                    t_last = perf_counter()
-                    if t_first is None:
-                        t_first = t_last
-                    parts.append(chunk)
-            call.t_done = perf_counter()
+        async for chunk in stream:
+            if chunk:
+                # Stamped as the chunk reaches the engine's task, before anything else.
+                t_last = perf_counter()
+                if t_first is None:
+                    t_first = t_last
+                parts.append(chunk)
+        call.t_done = perf_counter()
+    except BaseException:
+        # As `contextlib.aclosing` does: a failed, cancelled or timed-out run closes the
+        # provider's stream (and its connection) at once, not whenever it is garbage-collected.
+        await _aclose(stream)
+        raise
     finally:
         call.chunk_count, call.t_first_chunk, call.t_last_chunk = len(parts), t_first, t_last
+    if type(stream) is not AsyncGeneratorType:
+        await _aclose(stream)  # an exhausted generator is closed already: skip the await
     return "".join(parts)  # a chunk that is not text raises TypeError here: a failure
+
+
+async def _aclose(stream: object) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 def _remember_kind(generate: Any, function: Any) -> bool:

@@ -118,6 +118,33 @@ class TestCalling:
         # aclosing: closed when the run was cancelled, not whenever it is garbage-collected.
         assert provider.closed.is_set()
 
+    async def test_a_stream_that_is_not_a_generator_is_closed_after_its_last_chunk(self) -> None:
+        class Iterator:
+            def __init__(self) -> None:
+                self.chunks, self.closed = ["a", "b"], False
+
+            def __aiter__(self) -> Iterator:
+                return self
+
+            async def __anext__(self) -> str:
+                if not self.chunks:
+                    raise StopAsyncIteration
+                return self.chunks.pop(0)
+
+            async def aclose(self) -> None:
+                self.closed = True
+
+        stream = Iterator()
+
+        class Provider:
+            supports_streaming = True
+
+            def stream(self, prompt: str) -> Iterator:
+                return stream
+
+        assert await call_provider(Provider(), "p", Call(True)) == "ab"  # type: ignore[arg-type]
+        assert stream.closed
+
 
 class TestHostileProviders:
     async def test_a_str_subclass_whose_len_raises_comes_back_as_its_plain_text(self) -> None:

@@ -190,11 +190,11 @@ class Stage:
 
     def _handle_slice(self, count: int) -> None:
         assert self.inbox is not None, "attach() the stage before running it"
-        items = self.inbox.items
+        popleft, handle = self.inbox.items.popleft, self.handle
         for _ in range(count):
-            event = items.popleft()
+            event = popleft()
             try:
-                self.handle(event)
+                handle(event)
             except Exception as exc:
                 self.errors.record(self.name, exc)
 
