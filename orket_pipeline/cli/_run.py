@@ -10,6 +10,7 @@ Exit codes: 0 every run passed, 1 some run failed or errored, 2 bad input, 130 i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -20,15 +21,21 @@ from typing import Any
 
 import anyio
 import psutil
+from anyio.abc import TaskStatus
 from rich.console import Console
 
 from .._exceptions import InputError
+from .._text import printable
 from ..engine import load_suite
-from ..engine._runner import execute
-from ..providers import load_provider
+from ..engine._runner import RunResult, execute
+from ..engine._suite import Suite
+from ..providers import Provider, load_provider
+from ..report._journal import read_journal
 from ..report._model import Report
-from ..report._summary import render_table
+from ._output import OutputLock, check_outputs, default_journal, same_file
 from ._progress import ProgressReporter
+from ._render import render_table
+from ._watchdog import LoopWatchdog
 
 __all__ = ["demo_paths", "register"]
 
@@ -50,21 +57,37 @@ def register(sub: Any) -> None:
         "telemetry is recorded beside it. `run --demo` runs the bundled demo offline.",
     )
     parser.add_argument("suite", nargs="?", metavar="SUITE", help="suite file (JSON or TOML)")
-    parser.add_argument("--provider", metavar="SPEC", help="e.g. ollama:MODEL, replay:FILE")
+    parser.add_argument(
+        "--provider",
+        metavar="SPEC",
+        help="e.g. ollama:MODEL, replay:FILE (default: none; required unless --demo)",
+    )
     parser.add_argument(
         "--demo", action="store_true", help="default SUITE and --provider to the bundled demo"
     )
     parser.add_argument("--out", default="orket_report.json", metavar="PATH", help="report file")
-    parser.add_argument("--concurrency", type=_positive_int, default=4, metavar="N")
+    parser.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=4,
+        metavar="N",
+        help="runs in flight at once",
+    )
     parser.add_argument(
         "--timeout", type=_positive_float, default=120.0, metavar="S", help="per generation"
     )
-    parser.add_argument("--journal", metavar="PATH", help="keep the run journal at PATH")
+    parser.add_argument(
+        "--journal",
+        metavar="PATH",
+        help="keep the run journal at PATH (default: OUT.journal.jsonl, removed once the "
+        "report is written)",
+    )
     parser.add_argument(
         "--memory-pid",
         type=_existing_pid,
         metavar="PID",
-        help="measure this process's peak memory (a local model server) instead of our own",
+        help="measure this process's peak memory (a local model server) instead of our own "
+        "(default: this process)",
     )
     parser.add_argument(
         "--no-telemetry", action="store_true", help="same engine loop, outcomes only"
@@ -76,77 +99,112 @@ def register(sub: Any) -> None:
 def run_command(args: argparse.Namespace) -> int:
     """Handle `orket-pipeline run`; returns the exit code.
 
-    Blocks until the suite has run. Raises `InputError` (exit 2) for bad input or when the
-    journal or the report cannot be written (disk full, say), and `KeyboardInterrupt`
-    (exit 130) on Ctrl-C, after writing the finished runs.
+    Blocks until the suite has run. Raises `InputError` (exit 2) for bad input, for outputs
+    that cannot or must not be written (checked before the first run: see `_output`), for a
+    report or journal another run is writing, and when the report cannot be written at the
+    end; `KeyboardInterrupt` (exit 130) on Ctrl-C, after writing the finished runs (SIGTERM:
+    exit 143 likewise).
     """
     suite_path, spec = _suite_and_spec(args)
     out = _writable(args.out, "--out")
-    journal = None if args.journal is None else _writable(args.journal, "--journal")
-    if journal is not None and args.no_telemetry:
+    explicit = None if args.journal is None else _writable(args.journal, "--journal")
+    if explicit is not None and args.no_telemetry:
         raise InputError("run: --journal needs telemetry; drop --no-telemetry")
-    if journal is None and not args.no_telemetry:
-        _refuse_to_overwrite_a_crashed_runs_journal(out)
-    suite = load_suite(suite_path)
-    provider = load_provider(spec)
+    journal = None if args.no_telemetry else (explicit or default_journal(out))
+    with contextlib.ExitStack() as held:
+        held.enter_context(OutputLock(out, "--out"))
+        if explicit is not None and _lockable(explicit, out):
+            held.enter_context(OutputLock(explicit, "--journal"))
+        check_outputs(out, journal, _inputs(suite_path, spec))
+        suite = load_suite(suite_path)
+        provider = load_provider(spec)
+        try:
+            report = _run(args, suite, provider, spec, out, journal)
+        except Terminated:
+            print("orket-pipeline: terminated", file=sys.stderr)
+            return 128 + signal.SIGTERM
+    # A suite of hundreds of tasks: show what needs a look, not every run (the report has all).
+    render_table(report, Console(highlight=False), max_rows=_TABLE_ROWS)
+    print(f"report written to {printable(str(out))}")
+    failed = sum(run.outcome != "pass" for run in report.test_runs)
+    return 1 if failed or len(report.test_runs) < len(suite.tasks) else 0
+
+
+def _run(
+    args: argparse.Namespace,
+    suite: Suite,
+    provider: Provider,
+    spec: str,
+    out: Path,
+    journal: Path | None,
+) -> Report:
     reporter = ProgressReporter(len(suite.tasks), quiet=args.quiet)
+    watchdog = LoopWatchdog(suite, out, journal, spec)
+
+    def on_result(result: RunResult) -> None:
+        watchdog.record(result)
+        reporter.advance(result)
+
     try:
         with reporter:
-            report = anyio.run(
+            watchdog.start()
+            return anyio.run(
                 _until_interrupted,
                 partial(
                     execute,
                     suite,
                     provider,
                     report_path=out,
-                    journal_path=journal,
+                    journal_path=journal if args.journal is not None else None,
                     telemetry=not args.no_telemetry,
                     provider_name=spec,
                     memory_pid=args.memory_pid,
                     concurrency=args.concurrency,
                     timeout_s=args.timeout,
-                    on_result=reporter.advance,
+                    on_result=on_result,
                 ),
+                watchdog,
             )
-    except Terminated:
-        print("orket-pipeline: terminated", file=sys.stderr)
-        return 128 + signal.SIGTERM
     except OSError as exc:
-        if args.no_telemetry:
-            raise _cannot_write("report", out, exc, None) from None
-        kept = journal or out.with_name(out.name + ".journal.jsonl")
+        if journal is None:
+            raise _cannot_write("report", out, exc, None, reporter.finished) from None
         if reporter.finished == 0:  # the journal is opened before the first run starts
-            raise _cannot_write("journal", kept, exc, None) from None
-        raise _cannot_write("report", out, exc, kept) from None
-    # A suite of hundreds of tasks: show what needs a look, not every run (the report has all).
-    render_table(report, Console(highlight=False), max_rows=_TABLE_ROWS)
-    print(f"report written to {out}")
-    failed = sum(run.outcome != "pass" for run in report.test_runs)
-    return 1 if failed or len(report.test_runs) < len(suite.tasks) else 0
+            raise _cannot_write("journal", journal, exc, None, 0) from None
+        raise _cannot_write("report", out, exc, journal, reporter.finished) from None
+    finally:
+        watchdog.stop()
 
 
 class Terminated(Exception):
     """SIGTERM arrived; the finished runs were written. Exit code 128 + 15."""
 
 
-async def _until_interrupted(run: Callable[[], Awaitable[Report]]) -> Report:
+async def _until_interrupted(
+    run: Callable[[], Awaitable[Report]], watchdog: LoopWatchdog | None = None
+) -> Report:
     # Ctrl-C (and SIGTERM, from a CI runner or a process manager) becomes an anyio
     # cancellation, which the pipeline's shielded close honours, so the finished runs are
-    # written; asyncio's own handling would cancel the task natively.
+    # written; asyncio's own handling would cancel the task natively. The watchdog ends the
+    # process if the loop cannot honour it (a provider blocking the loop or ignoring it).
     received: int | None = None
     report: Report | None = None
     failure: Exception | None = None
     async with anyio.create_task_group() as tg:
 
-        async def watch() -> None:
+        async def watch(*, task_status: TaskStatus[None]) -> None:
             nonlocal received
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                if watchdog is not None:
+                    watchdog.install()
+                task_status.started()
                 async for signum in signals:
                     received = signum
                     tg.cancel_scope.cancel()
                     return
 
-        tg.start_soon(watch)
+        await tg.start(watch)
+        if watchdog is not None:
+            tg.start_soon(watchdog.beat)
         try:
             report = await run()
         except Exception as exc:
@@ -161,24 +219,42 @@ async def _until_interrupted(run: Callable[[], Awaitable[Report]]) -> Report:
     return report
 
 
-def _refuse_to_overwrite_a_crashed_runs_journal(out: Path) -> None:
-    # The default journal is removed once the report is written, so one that exists belongs to
-    # a run that did not finish: starting over would truncate the only record of its runs.
-    left = out.with_name(out.name + ".journal.jsonl")
-    if left.exists():
-        raise InputError(
-            f"run: {left} is left from a run that did not finish; recover its runs with "
-            f"`orket-pipeline rebuild {left} -o REPORT`, then delete it (or pass --journal PATH)"
-        )
+def _lockable(journal: Path, out: Path) -> bool:
+    # The same file as --out is refused just below; a device (`/dev/full`) is opened, never
+    # replaced, and has no directory to put a lock file in.
+    return not same_file(journal, out) and (journal.is_file() or not journal.exists())
 
 
-def _cannot_write(what: str, path: Path, exc: OSError, journal: Path | None) -> InputError:
+def _inputs(suite_path: str, spec: str) -> dict[str, Path]:
+    inputs = {"the suite": Path(suite_path)}
+    scheme, _, rest = spec.partition(":")
+    if scheme == "replay" and rest:
+        inputs["the replay cassette"] = Path(rest)
+    return inputs
+
+
+def _cannot_write(
+    what: str, path: Path, exc: OSError, journal: Path | None, finished: int
+) -> InputError:
     message = f"run: cannot write the {what} {path}: {exc.strerror or exc}"
-    if journal is not None and journal.is_file():
-        message += (
-            f"; the finished runs are in {journal} (orket-pipeline rebuild {journal} -o {path})"
-        )
+    if journal is not None:
+        kept = _runs_in(journal)
+        if kept:
+            message += (
+                f"; the journal {journal} holds {kept} of the {finished} finished runs "
+                f"(orket-pipeline rebuild {journal} -o {path})"
+            )
+        else:
+            message += f"; none of the {finished} finished runs reached the journal {journal}"
     return InputError(message)
+
+
+def _runs_in(journal: Path) -> int:
+    """How many runs the journal really holds (never claim more than is on disk)."""
+    try:
+        return len(read_journal(journal).runs)
+    except (OSError, InputError):
+        return 0
 
 
 def _suite_and_spec(args: argparse.Namespace) -> tuple[str, str]:

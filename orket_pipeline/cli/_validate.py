@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from .._exceptions import InputError
+from .._text import printable
 from ..constraints import (
     ConstraintValidator,
     ValidationResult,
@@ -77,7 +78,7 @@ def _print_table(result: ValidationResult) -> None:
     for check in result.checks:
         status = "PASS" if check.passed else "FAIL"
         reason = f"  ({check.reason})" if check.reason else ""
-        print(f"{status}  {check.rule}{reason}")
+        print(printable(f"{status}  {check.rule}{reason}"))  # a rule is the user's own text
     if result.adherence_score is None:
         print("adherence: none (no code payload)")
     else:

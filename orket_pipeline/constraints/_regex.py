@@ -7,11 +7,17 @@ the machine is. Everything else (backreferences, lookaround, `$`, `\\s`, inline 
 non-ASCII patterns) is searched by `regex` with a timeout, and reports a timeout instead of
 an answer. `\\w \\W \\d \\D \\b \\B` mean the same in both engines only on ASCII text, so a
 pattern using them goes to RE2 only when the text is ASCII.
+
+Compiling is bounded too: `regex` expands counted repeats (`(a{100}){100}` compiles 10,000
+copies of `a`), so nested counts can ask for gigabytes (`((((a{100}){100}){100}){100})`). Before
+compiling, the expanded size is estimated from the pattern's text, and a pattern over
+`MAX_EXPANDED_SIZE` is refused as too large; RE2 compiles within its own `max_mem`.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from typing import Any
 
 import re2
@@ -21,6 +27,14 @@ __all__ = ["PatternError", "SearchPattern", "compile_pattern"]
 
 BUDGET_S = 1.0
 """The time budget of one regex check on the `regex` engine."""
+
+MAX_EXPANDED_SIZE = 50_000
+"""The most pattern items, counted repeats expanded, that a pattern may compile to (about
+35 MB and 0.05 s for `regex` at the limit)."""
+
+_RE2_MAX_MEM = 8 << 20
+_BRACED_ESCAPES = frozenset("pPNxuUg")  # \\p{L}, \\N{name}, \\x{41}: braces not a count
+_QUANTIFIER = re.compile(r"\{(\d*)(?:,(\d*))?\}")
 
 _ASCII_CLASS_ESCAPES = frozenset("bBdDwW")
 # Escapes with one meaning in both engines, whatever the text.
@@ -72,9 +86,17 @@ class SearchPattern:
 def compile_pattern(pattern: str) -> SearchPattern:
     """Compile `pattern` for `SearchPattern.search`.
 
-    Never blocks for long. Raises:
-        PatternError: `regex` rejects the pattern.
+    Never blocks for long: a pattern whose counted repeats expand past `MAX_EXPANDED_SIZE`
+    items is refused before it is compiled.
+
+    Raises:
+        PatternError: `regex` rejects the pattern, or it is too large to compile.
     """
+    size = expanded_size(pattern)
+    if size > MAX_EXPANDED_SIZE:
+        raise PatternError(
+            f"too large: its counted repeats expand to more than {MAX_EXPANDED_SIZE:,} items"
+        )
     try:
         fallback = regex.compile(pattern, regex.VERSION0)
     except regex.error as exc:
@@ -86,11 +108,66 @@ def compile_pattern(pattern: str) -> SearchPattern:
 
 def _re2_compile(pattern: str) -> Any:
     options = re2.Options()
+    options.max_mem = _RE2_MAX_MEM
     options.log_errors = False  # RE2 would print every rejected pattern on stderr
     try:
         return re2.compile(pattern, options)
     except re2.error:
         return None
+
+
+def expanded_size(pattern: str) -> int:
+    """An upper estimate of how many items `pattern` compiles to with its counted repeats
+    expanded: every atom counts 1, a group the sum of its contents plus 1, and `X{m}`,
+    `X{m,}` or `X{m,n}` the size of `X` times `m + 1` (`regex` expands the minimum count; the
+    rest is a loop). Stops counting once past `MAX_EXPANDED_SIZE`. Never raises.
+    """
+    over = MAX_EXPANDED_SIZE + 1
+    groups = [0]  # the size so far of each open group, outermost first
+    last = 0  # the size of the last atom, which a quantifier repeats
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        quantifier = _QUANTIFIER.match(pattern, i) if char == "{" else None
+        if char == "(":
+            groups.append(1)
+            i += 1
+        elif char == ")" and len(groups) > 1:
+            last = groups.pop()
+            groups[-1] += last
+            i += 1
+        elif quantifier is not None and (quantifier[1] or quantifier[2]):
+            count = min(int(quantifier[1] or 0), over)
+            groups[-1] += last * count
+            last = min(last * (count + 1), over)
+            i = quantifier.end()
+        elif char in "*+?|":
+            i += 1
+        else:
+            i = _atom_end(pattern, i)
+            last = 1
+            groups[-1] += 1
+        if groups[-1] > MAX_EXPANDED_SIZE:
+            return over
+    return sum(groups)
+
+
+def _atom_end(pattern: str, i: int) -> int:
+    """Where the atom starting at `i` (a character, an escape or a class) ends."""
+    if pattern[i] == "\\":
+        end = i + 2
+        if pattern[i + 1 : i + 2] in _BRACED_ESCAPES and pattern[end : end + 1] == "{":
+            close = pattern.find("}", end)
+            return len(pattern) if close == -1 else close + 1
+        return end
+    if pattern[i] == "[":
+        j = i + 1
+        j += pattern[j : j + 1] == "^"
+        j += pattern[j : j + 1] == "]"  # a `]` first in a class is itself
+        while j < len(pattern) and pattern[j] != "]":
+            j += 2 if pattern[j] == "\\" else 1
+        return j + 1
+    return i + 1
 
 
 def _re2_use(pattern: str) -> _Re2Use:

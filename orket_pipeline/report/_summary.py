@@ -1,4 +1,4 @@
-"""A report's summary, computed from its runs' raw values, and the renderers of `report`.
+"""A report's summary, computed from its runs' raw values (rendered by `cli/_render.py`).
 
 Percentiles use the nearest-rank method: the p-th percentile of n sorted values is the value at
 1-based rank ceil(p * n / 100), so every percentile is one of the measured values (no
@@ -8,17 +8,13 @@ percentiles. Nothing pre-aggregated in a report is read: the summary is always r
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Final
 
 import msgspec
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from ._model import OUTCOMES, Metadata, Report, TestRun, encode_json
+from ._model import OUTCOMES, Metadata, Report, TestRun
 from ._rounding import round3
 
 __all__ = [
@@ -26,16 +22,12 @@ __all__ = [
     "ReportSummary",
     "Summary",
     "percentile",
-    "render_html",
-    "render_json",
-    "render_table",
     "summarize",
     "summarize_report",
 ]
 
 _METRICS: Final = ("init_latency", "total_latency", "peak_memory_rss")
 _PERCENTILES: Final = (50, 90, 99)
-_COLUMNS: Final = ("test id", "outcome", "init s", "total s", "peak MiB", "adherence")
 
 
 class MetricSummary(msgspec.Struct, kw_only=True):
@@ -98,60 +90,13 @@ def summarize(runs: Sequence[TestRun]) -> Summary:
 
 
 def summarize_report(report: Report) -> ReportSummary:
-    """The report's runs with their summary, ready for `render_json`. Never raises."""
+    """The report's runs with their summary (`report --format json`). Never raises."""
     return ReportSummary(
         report_generated_at=report.report_generated_at,
         metadata=report.metadata,
         summary=summarize(report.test_runs),
         test_runs=report.test_runs,
     )
-
-
-def render_table(report: Report, console: Console, *, max_rows: int | None = None) -> None:
-    """Print one row per run, then the summary, to `console`. Blocks on the console's output.
-
-    With `max_rows`, a report with more runs than that shows only the runs that did not pass
-    (at most `max_rows` of them) and says so; the summary always covers every run.
-    """
-    runs: Sequence[TestRun] = report.test_runs
-    title = "test runs"
-    if max_rows is not None and len(runs) > max_rows:
-        not_passed = [run for run in runs if run.outcome != "pass"]
-        runs = not_passed[:max_rows]
-        shown = f"first {len(runs)} of " if len(not_passed) > len(runs) else ""
-        title = f"{shown}{len(not_passed)} runs that did not pass (of {len(report.test_runs)})"
-    table = _table(_COLUMNS, title=title, text_columns=2)
-    for row in _run_rows(runs):
-        # Text, not str: a test id like "[bold]" must print as itself, not as rich markup.
-        table.add_row(*(Text(cell) for cell in row))
-    console.print(table)
-    console.print(_summary_table(summarize(report.test_runs)))
-
-
-def render_json(report: Report) -> bytes:
-    """`ReportSummary` as JSON (three-decimal numbers), newline-terminated. Never raises."""
-    return encode_json(summarize_report(report)) + b"\n"
-
-
-def render_html(report: Report) -> str:
-    """A self-contained HTML page: the runs table and the summary. Never raises."""
-    summary = summarize(report.test_runs)
-    runs = _html_table(_COLUMNS, _run_rows(report.test_runs))
-    stats = _html_table(("metric", "count", "p50", "p90", "p99", "max"), _metric_rows(summary))
-    title = html.escape(f"orket-pipeline report {report.report_generated_at or ''}".strip())
-    return (
-        "<!doctype html>\n<html><head><meta charset='utf-8'>"
-        f"<title>{title}</title><style>{_CSS}</style></head><body>\n"
-        f"<h1>{title}</h1>\n<p>{html.escape(_outcome_line(summary))}</p>\n"
-        f"{stats}\n<h2>test runs</h2>\n{runs}\n</body></html>\n"
-    )
-
-
-_CSS: Final = (
-    "body{font-family:sans-serif}table{border-collapse:collapse;margin:1em 0}"
-    "td,th{border:1px solid #ccc;padding:2px 8px}td{text-align:right}"
-    "td:first-child,td:nth-child(2){text-align:left}"
-)
 
 
 def _values(runs: Sequence[TestRun], name: str) -> list[Decimal]:
@@ -170,64 +115,3 @@ def _round_or_keep(value: Decimal) -> Decimal:
         return round3(value)
     except ArithmeticError:  # more digits than the decimal context holds: keep it as is
         return value
-
-
-def _fmt(value: Decimal | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
-def _run_rows(runs: Sequence[TestRun]) -> list[tuple[str, ...]]:
-    rows = []
-    for run in runs:
-        tel = run.telemetry
-        numbers = (
-            (tel.init_latency, tel.total_latency, tel.peak_memory_rss, tel.adherence_score)
-            if tel is not None
-            else (None, None, None, None)
-        )
-        rows.append((run.test_id, run.outcome, *(_fmt(n) for n in numbers)))
-    return rows
-
-
-def _metric_rows(summary: Summary) -> list[tuple[str, ...]]:
-    rows = []
-    for name in _METRICS:
-        metric: MetricSummary = getattr(summary, name)
-        rows.append((name, str(metric.count), *map(_fmt, _quartet(metric))))
-    mean = _fmt(summary.adherence_mean)
-    rows.append(("adherence (mean)", str(summary.adherence_count), mean, "", "", ""))
-    return rows
-
-
-def _quartet(metric: MetricSummary) -> tuple[Decimal | None, ...]:
-    return (metric.p50, metric.p90, metric.p99, metric.max)
-
-
-def _outcome_line(summary: Summary) -> str:
-    counts = ", ".join(f"{count} {outcome}" for outcome, count in summary.outcomes.items())
-    return f"{summary.runs} runs: {counts}"
-
-
-def _summary_table(summary: Summary) -> Table:
-    header = ("metric", "count", "p50", "p90", "p99", "max")
-    table = _table(header, title="summary (s, MiB; nearest-rank percentiles)", text_columns=1)
-    table.caption = _outcome_line(summary)
-    for row in _metric_rows(summary):
-        table.add_row(*row)
-    return table
-
-
-def _table(header: Sequence[str], *, title: str, text_columns: int) -> Table:
-    table = Table(title=title)
-    for index, name in enumerate(header):
-        table.add_column(name, justify="left" if index < text_columns else "right")
-    return table
-
-
-def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>\n"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>"

@@ -1,3 +1,5 @@
+import contextlib
+
 import pytest
 import regex
 from hypothesis import given
@@ -81,3 +83,29 @@ def test_re2_and_python_semantics_agree_wherever_re2_is_used(pattern, text):
     if compiled.linear_time:
         expected = regex.compile(pattern, regex.VERSION0).search(text) is not None
         assert compiled.search(text, text_is_ascii=True) is expected
+
+
+BOMB = "((((a{100}){100}){100}){100})"  # 10^8 copies of `a` once expanded: 24 GB in `regex`
+
+
+@pytest.mark.parametrize("pattern", [BOMB, "a{1000000}", "(?:x{1000}){60}", "[ab]{99999999999}"])
+def test_a_pattern_whose_counted_repeats_expand_too_far_is_refused_before_compiling(pattern):
+    with pytest.raises(PatternError, match="too large"):
+        compile_pattern(pattern)
+
+
+@pytest.mark.parametrize(
+    "pattern", ["(?:x{1000}){40}", "a{40000}", "(?:a{100}){1,100000}", "\\d{3}-\\d{4}", "x{,9}"]
+)
+def test_patterns_under_the_size_limit_compile(pattern):
+    assert compile_pattern(pattern).search("x" * 40_000, text_is_ascii=True) is not None
+
+
+@given(st.text(alphabet="ab(){}[]\\,0123456789|*?+^", max_size=30))
+def test_the_size_estimate_and_compiling_never_raise_anything_but_pattern_error(pattern):
+    from orket_pipeline.constraints._regex import MAX_EXPANDED_SIZE, expanded_size
+
+    size = expanded_size(pattern)
+    assert 0 <= size <= MAX_EXPANDED_SIZE + 1
+    with contextlib.suppress(PatternError):  # refused or invalid, never anything else
+        compile_pattern(pattern)

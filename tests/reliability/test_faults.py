@@ -512,7 +512,7 @@ def test_a_report_that_cannot_be_written_is_one_line_naming_it_and_the_journal(
     message += "No space left on device"
     journal = "orket_report.json.journal.jsonl"
     if telemetry:  # the journal holds every run: say how to get the report back
-        message += f"; the finished runs are in {journal} "
+        message += f"; the journal {journal} holds 5 of the 5 finished runs "
         message += f"(orket-pipeline rebuild {journal} -o orket_report.json)"
         assert [r.test_id for _, r in read_journal(tmp_path / journal).runs] == ids
     assert result.stderr == message + "\n"

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orket_pipeline._exceptions import InputError, ReportFormatError
+from orket_pipeline.cli._render import render_html, render_json
 from orket_pipeline.report._io import (
     outcomes_only_report,
     read_report,
@@ -21,7 +22,6 @@ from orket_pipeline.report._io import (
     write_report,
 )
 from orket_pipeline.report._model import Report, Telemetry, TestRun, encode_json
-from orket_pipeline.report._summary import render_html, render_json
 
 GOLDEN = Path(__file__).parent / "golden"
 STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")

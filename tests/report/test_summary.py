@@ -1,23 +1,19 @@
-"""The summary of `report`: computed from raw values, nearest-rank percentiles, renderers."""
+"""The summary of `report`: computed from raw values, nearest-rank percentiles (the renderers
+are tested in tests/cli/test_render.py)."""
 
 from __future__ import annotations
 
-import io
 from decimal import Decimal
 
 import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from rich.console import Console
 
 from orket_pipeline.report._model import Report, Telemetry, TestRun
 from orket_pipeline.report._summary import (
     MetricSummary,
     percentile,
-    render_html,
-    render_json,
-    render_table,
     summarize,
 )
 
@@ -115,39 +111,3 @@ class TestPercentile:
         assert result in values
         at_or_below = sum(1 for v in values if v <= result)
         assert at_or_below * 100 >= p * len(values)
-
-
-class TestRenderers:
-    def test_table_has_a_row_per_run_and_the_summary(self, report: Report) -> None:
-        buffer = io.StringIO()
-        render_table(report, Console(file=buffer, width=120, color_system=None))
-        text = buffer.getvalue()
-        assert "[bold]d" in text  # test ids are not rich markup
-        for cell in ("0.100", "2.000", "30.000", "0.500", "total_latency", "p99", "2 pass"):
-            assert cell in text
-
-    def test_a_long_table_shows_only_runs_that_did_not_pass_but_sums_up_all(self) -> None:
-        runs = [run(f"ok{i}") for i in range(60)] + [run("bad", "fail"), run("boom", "error")]
-        out = io.StringIO()
-        render_table(Report(test_runs=runs), Console(file=out, width=200), max_rows=50)
-        text = out.getvalue()
-        assert "2 runs that did not pass (of 62)" in text
-        assert "bad" in text and "boom" in text and "ok1 " not in text
-        assert "62 runs: 60 pass, 1 fail, 1 error" in text
-
-    def test_json_holds_summary_and_runs_with_three_decimals(self, report: Report) -> None:
-        data = render_json(report)
-        document = msgspec.json.decode(data)
-        assert document["summary"]["outcomes"] == {"pass": 2, "fail": 1, "error": 1}
-        assert [r["test_id"] for r in document["test_runs"]] == ["a", "b", "c", "[bold]d"]
-        assert b'"adherence_mean":0.750' in data
-        assert data.endswith(b"\n")
-
-    def test_html_is_escaped_and_self_contained(self, report: Report) -> None:
-        page = render_html(
-            Report(test_runs=[*report.test_runs, TestRun(test_id="<script>", outcome="pass")])
-        )
-        assert page.startswith("<!doctype html>")
-        assert "<script>" not in page
-        assert "&lt;script&gt;" in page
-        assert "http" not in page  # nothing fetched from elsewhere

@@ -1,0 +1,143 @@
+"""The renderers of `run` and `report`: a terminal table, JSON, a self-contained HTML page.
+
+Everything a report holds is someone else's text: a test id, an outcome, a provider's name can
+carry rich markup (`[/bold]`), ANSI escape sequences (clear the screen, print a fake "ALL TESTS
+PASSED") or HTML (`<script>`). The terminal table shows every cell as plain text with control
+characters escaped (`\\x1b`), and the HTML page escapes every cell.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Final
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .._text import printable
+from ..report._model import Report, TestRun, encode_json
+from ..report._summary import MetricSummary, Summary, summarize, summarize_report
+
+__all__ = ["render_html", "render_json", "render_table"]
+
+_METRICS: Final = ("init_latency", "total_latency", "peak_memory_rss")
+_COLUMNS: Final = ("test id", "outcome", "init s", "total s", "peak MiB", "adherence")
+_STATS_COLUMNS: Final = ("metric", "count", "p50", "p90", "p99", "max")
+
+
+def render_table(report: Report, console: Console, *, max_rows: int | None = None) -> None:
+    """Print one row per run, then the summary, to `console`. Blocks on the console's output.
+
+    With `max_rows`, a report with more runs than that shows only the runs that did not pass
+    (at most `max_rows` of them) and says so; the summary always covers every run. Every cell
+    is plain text with control characters escaped: nothing in a report acts on the terminal.
+    """
+    runs: Sequence[TestRun] = report.test_runs
+    title = "test runs"
+    if max_rows is not None and len(runs) > max_rows:
+        not_passed = [run for run in runs if run.outcome != "pass"]
+        runs = not_passed[:max_rows]
+        shown = f"first {len(runs)} of " if len(not_passed) > len(runs) else ""
+        title = f"{shown}{len(not_passed)} runs that did not pass (of {len(report.test_runs)})"
+    table = _table(_COLUMNS, title=title, text_columns=2)
+    for row in _run_rows(runs):
+        table.add_row(*map(_cell, row))
+    console.print(table)
+    console.print(_summary_table(summarize(report.test_runs)))
+
+
+def render_json(report: Report) -> bytes:
+    """`ReportSummary` as JSON (three-decimal numbers), newline-terminated. Never raises."""
+    return encode_json(summarize_report(report)) + b"\n"
+
+
+def render_html(report: Report) -> str:
+    """A self-contained HTML page: the runs table and the summary, every cell escaped.
+    Never raises."""
+    summary = summarize(report.test_runs)
+    runs = _html_table(_COLUMNS, _run_rows(report.test_runs))
+    stats = _html_table(_STATS_COLUMNS, _metric_rows(summary))
+    title = html.escape(f"orket-pipeline report {report.report_generated_at or ''}".strip())
+    return (
+        "<!doctype html>\n<html><head><meta charset='utf-8'>"
+        f"<title>{title}</title><style>{_CSS}</style></head><body>\n"
+        f"<h1>{title}</h1>\n<p>{html.escape(_outcome_line(summary))}</p>\n"
+        f"{stats}\n<h2>test runs</h2>\n{runs}\n</body></html>\n"
+    )
+
+
+_CSS: Final = (
+    "body{font-family:sans-serif}table{border-collapse:collapse;margin:1em 0}"
+    "td,th{border:1px solid #ccc;padding:2px 8px}td{text-align:right}"
+    "td:first-child,td:nth-child(2){text-align:left}"
+)
+
+
+def _cell(text: str) -> Text:
+    # Text, not str: "[bold]" prints as itself, not as rich markup; printable: "\x1b[2J" too.
+    return Text(printable(text))
+
+
+def _fmt(value: Decimal | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _run_rows(runs: Sequence[TestRun]) -> list[tuple[str, ...]]:
+    rows = []
+    for run in runs:
+        tel = run.telemetry
+        numbers = (
+            (tel.init_latency, tel.total_latency, tel.peak_memory_rss, tel.adherence_score)
+            if tel is not None
+            else (None, None, None, None)
+        )
+        rows.append((run.test_id, run.outcome, *(_fmt(n) for n in numbers)))
+    return rows
+
+
+def _metric_rows(summary: Summary) -> list[tuple[str, ...]]:
+    rows = []
+    for name in _METRICS:
+        metric: MetricSummary = getattr(summary, name)
+        rows.append((name, str(metric.count), *map(_fmt, _quartet(metric))))
+    mean = _fmt(summary.adherence_mean)
+    rows.append(("adherence (mean)", str(summary.adherence_count), mean, "", "", ""))
+    return rows
+
+
+def _quartet(metric: MetricSummary) -> tuple[Decimal | None, ...]:
+    return (metric.p50, metric.p90, metric.p99, metric.max)
+
+
+def _outcome_line(summary: Summary) -> str:
+    counts = ", ".join(f"{count} {outcome}" for outcome, count in summary.outcomes.items())
+    return f"{summary.runs} runs: {counts}"
+
+
+def _summary_table(summary: Summary) -> Table:
+    table = _table(
+        _STATS_COLUMNS, title="summary (s, MiB; nearest-rank percentiles)", text_columns=1
+    )
+    table.caption = _cell(_outcome_line(summary))  # outcomes are the report's own text
+    for row in _metric_rows(summary):
+        table.add_row(*map(_cell, row))
+    return table
+
+
+def _table(header: Sequence[str], *, title: str, text_columns: int) -> Table:
+    table = Table(title=Text(title))
+    for index, name in enumerate(header):
+        table.add_column(name, justify="left" if index < text_columns else "right")
+    return table
+
+
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>\n"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>"
