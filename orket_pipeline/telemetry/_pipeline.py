@@ -57,7 +57,8 @@ class TelemetryPipeline(GenerationWrapper):
         memory_interval: seconds between memory samples while a generation runs.
         drain_timeout: the shared deadline, in seconds, for draining every stage on exit.
         inbox_capacity: events each stage may have queued before new ones are dropped
-            (and counted).
+            (and counted); the bus's queue, shared until each batch routes it, holds as many
+            as all the stages' inboxes.
         schedule_delay: seconds from the first event of a batch to the stages' wake-up; an
             inbox reaching `fill_mark` events wakes them sooner.
         fill_mark: queued events at which an inbox wakes the stages before the delay.
@@ -87,8 +88,6 @@ class TelemetryPipeline(GenerationWrapper):
         self._drain_timeout = drain_timeout
         self._state = State.NEW
         self._report: Report | None = None
-        self._bus = EventBus(inbox_capacity, fill_mark)
-        self._publish = self._bus.publish
         self._errors = StageErrors()
         self._probe = MemoryProbe(memory_pid, memory_method, memory_interval)
         self._lag = LagMonitor()
@@ -100,17 +99,16 @@ class TelemetryPipeline(GenerationWrapper):
             ConstraintStage(self._errors),
             self._aggregator,
         )
-        for stage in self._stages:
-            stage.attach(self._bus, inbox_capacity)
-        # The wiring decides both how many parts a run waits for and the drain order.
-        self._aggregator.expect(
-            sum(
-                1
-                for stage in self._stages
-                if set(stage.produces) & set(self._aggregator.event_types)
-            )
-        )
+        # The wiring decides how many parts a run waits for, the drain order, and the room
+        # each inbox needs: a stage fed parts by k others may hold k parts per engine event.
         self._drain_order = drain_order(self._stages)
+        self._aggregator.expect(len(dict(self._drain_order)[self._aggregator]))
+        # The queue every event waits in until the next batch holds as much as all the
+        # stages' inboxes together: the same bound as one queue per stage.
+        self._bus = EventBus(inbox_capacity * len(self._stages), fill_mark)
+        self._publish = self._bus.publish
+        for stage, feeders in self._drain_order:
+            stage.attach(self._bus, inbox_capacity * (1 + len(feeders)))
         self._scheduler = Scheduler(self._bus, self._stages, schedule_delay, self._lag)
         self._task_group: Any = None
         self._stage_scopes: dict[Stage, anyio.CancelScope] = {}
