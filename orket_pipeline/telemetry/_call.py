@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
+import msgspec
 
 from .._exceptions import ProviderCallError
 
@@ -46,7 +47,7 @@ class _Kind(NamedTuple):
 _kinds: dict[int, _Kind] = {}
 
 
-class Call:
+class Call(msgspec.Struct, gc=False):
     """The stamps of one provider call, all `time.perf_counter()` in seconds.
 
     `t_started` is set by the caller at dispatch; a plain-`def` provider resets it in its
@@ -54,15 +55,12 @@ class Call:
     are None when no non-empty chunk arrived; a non-streaming answer counts as one chunk.
     """
 
-    __slots__ = ("chunk_count", "streaming", "t_done", "t_first_chunk", "t_last_chunk", "t_started")
-
-    def __init__(self, streaming: bool, t_started: float = 0.0) -> None:
-        self.streaming = streaming
-        self.t_started = t_started
-        self.t_done = 0.0
-        self.chunk_count = 0
-        self.t_first_chunk: float | None = None
-        self.t_last_chunk: float | None = None
+    streaming: bool
+    t_started: float = 0.0
+    t_done: float = 0.0
+    chunk_count: int = 0
+    t_first_chunk: float | None = None
+    t_last_chunk: float | None = None
 
 
 def streams(provider: Provider) -> bool:

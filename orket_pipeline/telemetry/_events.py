@@ -8,7 +8,9 @@ so the report waits for exactly the parts the wired stages produce.
 Every `t_perf` is `time.perf_counter()` taken in the engine's task at the moment the thing
 happened, never when a stage reads the event, so a slow stage cannot skew a latency. Part values
 are raw (seconds, bytes, the validator's score): rounding happens once, when a run is reported.
-With `tag=True` the class name is the wire tag: renaming an event is a format change.
+With `tag=True` the class name is the wire tag: renaming an event is a format change. With
+`gc=False` the garbage collector does not track them (an event holds no cycle), which keeps the
+allocation on the engine's path cheap.
 
 There is no first-chunk event: `GenerationFinished` carries `t_first_chunk`, and no stage needs
 the moment earlier, so publishing one would cost every streaming generation for nothing.
@@ -37,7 +39,7 @@ __all__ = [
 ]
 
 
-class GenerationStarted(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+class GenerationStarted(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=False):
     """The request was dispatched to the provider."""
 
     test_id: str
@@ -45,7 +47,7 @@ class GenerationStarted(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     streaming: bool
 
 
-class GenerationFinished(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+class GenerationFinished(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=False):
     """The generation completed (`error_type` is None) or failed (`output` is None).
 
     Carries everything the stages need about the run, so that they keep no per-run state from
@@ -67,7 +69,7 @@ class GenerationFinished(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     error_message: str | None = None
 
 
-class OutcomeRecorded(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+class OutcomeRecorded(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=False):
     """The engine decided the run's outcome (`pass`, `fail` or `error`), with its reason and,
     when the engine has one, its own account of the run's error."""
 
@@ -77,7 +79,7 @@ class OutcomeRecorded(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     error: RunError | None = None
 
 
-class LatencyMeasured(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+class LatencyMeasured(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=False):
     """The LatencyTracker's part of a run: raw seconds, chunk accounting, the wrapper's error."""
 
     test_id: str
@@ -90,14 +92,14 @@ class LatencyMeasured(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     error_message: str | None = None
 
 
-class MemoryMeasured(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+class MemoryMeasured(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=False):
     """The MemorySampler's part of a run: peak RSS in bytes (None: the probe had nothing)."""
 
     test_id: str
     peak_rss_bytes: int | None
 
 
-class AdherenceScored(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+class AdherenceScored(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=False):
     """The ConstraintStage's part of a run: the validator's score (None: nothing to score)."""
 
     test_id: str
