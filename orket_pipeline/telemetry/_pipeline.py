@@ -2,7 +2,7 @@
 
 It inherits the generation wrapper (`_wrapper.GenerationWrapper.generate`), the only code on the
 engine's path; all other work happens in the stages, each in its own task of the pipeline's
-task group.
+task group, woken in batches by the scheduler (one more task, with the pipeline's only timer).
 """
 
 from __future__ import annotations

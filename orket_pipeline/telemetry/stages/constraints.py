@@ -68,8 +68,12 @@ class ConstraintStage(Stage):
             return
         if event.constraints is None and len(output) <= self.inline_output_chars:
             # Nothing to validate, only whether there is code: a few microseconds of
-            # linear scanning, cheaper here than the hand-off to a worker thread.
-            has_code = extract_payload(output) is not None
+            # linear scanning, cheaper here than the hand-off to a worker thread. With no
+            # fence the payload is the whole text (dedented), so it is code unless blank.
+            if "```" in output or "~~~" in output:
+                has_code = extract_payload(output) is not None
+            else:
+                has_code = bool(output) and not output.isspace()
             score = _ONE if has_code else None
             self.emit(AdherenceScored(test_id=event.test_id, score=score))
             return
