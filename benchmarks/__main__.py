@@ -26,7 +26,7 @@ from benchmarks._common import machine
 
 # Own benchmarks take --quick/--smoke; the others take --quick only (smoke runs them quick).
 OWN = ("overhead", "throughput", "memory_accuracy", "ttft", "loop_lag")
-OTHERS = ("bus", "validator")
+OTHERS = ("bus", "validator", "gates")
 NAMES = OWN + OTHERS
 
 

@@ -21,7 +21,6 @@ import os
 import sys
 import tempfile
 import threading
-from decimal import Decimal
 from pathlib import Path
 from time import perf_counter
 
@@ -108,13 +107,13 @@ async def _end_to_end(directory: Path, n: int) -> tuple[float, int, int]:
 def _report(n: int) -> Report:
     def run(i: int) -> TestRun:
         telemetry = Telemetry(
-            init_latency=Decimal("0.052"),
-            total_latency=Decimal("0.093"),
-            peak_memory_rss=Decimal("48.512"),
-            adherence_score=Decimal("1.000"),
+            init_latency=0.052,
+            total_latency=0.093,
+            peak_memory_rss=48.512,
+            adherence_score=1.000,
             chunk_count=8,
             output_chars=640,
-            stream_duration=Decimal("0.041"),
+            stream_duration=0.041,
         )
         return TestRun(test_id=f"t{i:07d}", outcome="pass", telemetry=telemetry)
 

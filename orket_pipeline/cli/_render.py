@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Final
 
 from rich.console import Console
@@ -81,7 +80,7 @@ def _cell(text: str) -> Text:
     return Text(printable(text))
 
 
-def _fmt(value: Decimal | None) -> str:
+def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
@@ -108,7 +107,7 @@ def _metric_rows(summary: Summary) -> list[tuple[str, ...]]:
     return rows
 
 
-def _quartet(metric: MetricSummary) -> tuple[Decimal | None, ...]:
+def _quartet(metric: MetricSummary) -> tuple[float | None, ...]:
     return (metric.p50, metric.p90, metric.p99, metric.max)
 
 

@@ -32,6 +32,7 @@ from ..engine._suite import Suite
 from ..providers import Provider, load_provider
 from ..report._journal import read_journal
 from ..report._model import Report
+from ._gate_options import add_gate_options, gate_options
 from ._output import OutputLock, check_outputs, default_journal, same_file
 from ._progress import ProgressReporter
 from ._render import render_table
@@ -93,6 +94,7 @@ def register(sub: Any) -> None:
         "--no-telemetry", action="store_true", help="same engine loop, outcomes only"
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    add_gate_options(parser)
     parser.set_defaults(handler=run_command)
 
 
@@ -138,6 +140,7 @@ def _run(
     out: Path,
     journal: Path | None,
 ) -> Report:
+    gates = gate_options(args, suite)  # may refuse (exit 2) before anything starts
     reporter = ProgressReporter(len(suite.tasks), quiet=args.quiet)
     watchdog = LoopWatchdog(suite, out, journal, spec)
 
@@ -162,6 +165,7 @@ def _run(
                     concurrency=args.concurrency,
                     timeout_s=args.timeout,
                     on_result=on_result,
+                    **gates,
                 ),
                 watchdog,
             )

@@ -17,10 +17,9 @@ from ..constraints import (
     extract_payload,
     load_constraints,
 )
+from ..report._model import encode_json
 
 __all__ = ["register"]
-
-_ENCODER = msgspec.json.Encoder(decimal_format="number")
 
 
 def register(sub: Any) -> None:
@@ -58,7 +57,7 @@ def _validate(args: argparse.Namespace) -> int:
     code = _read(args.code_file)
     result = validator.validate(extract_payload(code) if args.extract else code)
     if args.json:
-        sys.stdout.write(_ENCODER.encode(result).decode() + "\n")
+        sys.stdout.write(encode_json(result).decode() + "\n")  # the score with three decimals
     else:
         _print_table(result)
     every_check_passed = result.adherence_score is not None
@@ -83,6 +82,6 @@ def _print_table(result: ValidationResult) -> None:
         print("adherence: none (no code payload)")
     else:
         print(
-            f"adherence: {result.adherence_score} "
+            f"adherence: {result.adherence_score:.3f} "
             f"({result.passed_checks}/{result.total_checks} checks passed)"
         )

@@ -7,7 +7,8 @@ result.adherence_score, result.passed_checks, result.total_checks, result.checks
 ```
 
 Every regex and every primitive that is set is one check; the score is passed / total rounded
-half up to three places (`round3`), `1.000` with no checks, `None` with no payload.
+half up to three places (`round3`, a plain float: `0.167`), `1.0` with no checks, `None`
+with no payload.
 
 Primitives, with an example each (JSON):
 

@@ -9,7 +9,6 @@ scored differently. Reports, by contrast, are read leniently (see `_report.py`).
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Annotated
 
 import msgspec
@@ -88,14 +87,15 @@ class ValidationResult(msgspec.Struct, frozen=True, kw_only=True):
     """The adherence of one payload to its constraints.
 
     Attributes:
-        adherence_score: `passed_checks / total_checks` rounded by `round3` (`1.000` when no
-            checks are configured), or `None` when there was no code payload.
+        adherence_score: `passed_checks / total_checks` rounded by `round3` to a plain float
+            with three places (`0.167`; `1.0` when no checks are configured), or `None` when
+            there was no code payload.
         passed_checks: how many checks passed.
         total_checks: how many checks ran (0 when there was no payload).
         checks: every check, in the order the constraints list them.
     """
 
-    adherence_score: Decimal | None
+    adherence_score: float | None
     passed_checks: int = 0
     total_checks: int = 0
     checks: tuple[CheckResult, ...] = ()

@@ -146,7 +146,7 @@ def _scored(checks: list[CheckResult]) -> ValidationResult:
     total = len(checks)
     return ValidationResult(
         # int / int is one correctly rounded IEEE division, identical on every platform;
-        # round3 then rounds its shortest repr half up.
+        # round3 then rounds its shortest repr half up to the float nearest three places.
         adherence_score=round3(passed / total if total else 1),
         passed_checks=passed,
         total_checks=total,

@@ -1,9 +1,12 @@
-"""Gates: decide a run's pass/fail by running its generated code in a sandboxed process.
+"""Gates: decide a run's pass/fail by running its generated code in a sandbox.
 
 Gate logic knows nothing of telemetry: it gets the code payload and returns a `GateResult`.
-Every gate runs the payload in a separate `python -I` process (see `_sandbox`), so an infinite
-loop, a memory bomb, `sys.exit`, a fork or a flood of output fails that one test, with a short
-reason, and nothing else.
+Every gate runs the payload in a sandbox (see `sandbox/`): under bubblewrap it is isolated by
+the kernel; an infinite loop, a memory bomb, `sys.exit`, a fork or a flood of output fails that
+one test, with a short reason, and nothing else. Expected values never enter the sandbox: the
+sandbox returns what the code did (return values as JSON, stdout, stderr, exit code) and the
+comparison happens here. A `python_tests` gate passes only on the harness's record, holding a
+per-run nonce, that the tests returned.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ import signal
 from dataclasses import replace
 from typing import Any, Final
 
+import anyio.to_thread
 import msgspec
 
+from .._exceptions import InputError
 from ._suite import CliExample, CliExamplesGate, FunctionExamplesGate, Gate, PythonTestsGate
-from .sandbox._process import SandboxLimits, SandboxResult, run_sandboxed, sandbox_dir
+from .sandbox import Sandbox, SandboxLimits, SandboxResult, resolve_sandbox, run_sandboxed
 
 __all__ = ["GateResult", "json_equal", "run_gate"]
 
@@ -24,26 +29,37 @@ _SHORT: Final = 80
 
 
 class GateResult(msgspec.Struct, frozen=True):
-    """A gate's verdict: `passed`, and when it did not pass, a short `reason`."""
+    """A gate's verdict: `passed`, and when it did not pass, a short `reason`.
+
+    `error` is True when the gate could not judge the code at all (no sandbox, too many open
+    files): the run's outcome is then `error`, not the model's `fail`.
+    """
 
     passed: bool
     reason: str | None = None
+    error: bool = False
 
 
 PASSED: Final = GateResult(True)
+INTERRUPTED: Final = GateResult(False, "interrupted before its gate finished", error=True)
 
 
 async def run_gate(
-    gate: Gate | None, payload: str, *, limits: SandboxLimits | None = None
+    gate: Gate | None,
+    payload: str,
+    *,
+    limits: SandboxLimits | None = None,
+    sandbox: Sandbox | None = None,
 ) -> GateResult:
     """Run `gate` on the code `payload`; no gate passes.
 
-    Awaits the sandboxed process without blocking the event loop. The gate's own `timeout_s`
-    overrides `limits.timeout_s`.
+    Awaits the sandbox without blocking the event loop. The gate's own `timeout_s` overrides
+    `limits.timeout_s`. `sandbox` defaults to `resolve_sandbox("auto")` (bubblewrap).
 
     Returns:
-        The verdict. Never raises for anything the payload does; a sandbox that cannot be
-        started at all (OSError) is a failed gate with that reason. Cancellation propagates.
+        The verdict. Never raises for anything the payload does; a sandbox that cannot be had
+        or started (OSError) is a `GateResult` with `error` set. Cancellation propagates, after
+        the sandbox is gone.
     """
     if gate is None:
         return PASSED
@@ -51,66 +67,94 @@ async def run_gate(
     if gate.timeout_s is not None:
         limits = replace(limits, timeout_s=gate.timeout_s)
     try:
+        if sandbox is None:
+            sandbox = await anyio.to_thread.run_sync(resolve_sandbox, "auto")
         if isinstance(gate, PythonTestsGate):
-            return await _python_tests(gate, payload, limits)
-        if isinstance(gate, FunctionExamplesGate):
-            return await _function_examples(gate, payload, limits)
-        return await _cli_examples(gate, payload, limits)
+            verdict = await _python_tests(gate, payload, sandbox, limits)
+        elif isinstance(gate, FunctionExamplesGate):
+            verdict = await _function_examples(gate, payload, sandbox, limits)
+        else:
+            verdict = await _cli_examples(gate, payload, sandbox, limits)
+    except InputError as exc:
+        return GateResult(False, str(exc), error=True)
     except OSError as exc:
-        return GateResult(False, f"gate could not run: {exc}")
+        return GateResult(False, f"the gate could not run: {exc}", error=True)
+    except RecursionError:  # a result nested past what this interpreter can compare
+        return GateResult(False, "the code's result is nested too deeply to compare")
+    if verdict.reason is None:
+        return verdict
+    # The reason holds what the code printed or raised: printable text only, valid UTF-8.
+    return _with_reason(verdict, _printable(verdict.reason))
 
 
-async def _python_tests(gate: PythonTestsGate, payload: str, limits: SandboxLimits) -> GateResult:
+async def _python_tests(
+    gate: PythonTestsGate, payload: str, sandbox: Sandbox, limits: SandboxLimits
+) -> GateResult:
     source = f"{payload}\n\n{gate.code}\n"
-    async with sandbox_dir({"solution.py": source}) as root:
-        result = await run_sandboxed("tests", root, [str(root / "solution.py")], limits=limits)
-    verdict = result.verdict()
-    if verdict is None or result.timed_out or result.output_exceeded:
+    result = await run_sandboxed(sandbox, "tests", {"solution.py": source}, limits=limits)
+    record = result.record
+    if result.cancelled:
+        return INTERRUPTED
+    if record is None:
         return GateResult(False, _process_reason(result, limits))
-    if verdict.get("status") == "ok":
-        return (
-            PASSED if result.exit_code == 0 else GateResult(False, _process_reason(result, limits))
-        )
-    return GateResult(False, _verdict_reason(verdict))
+    if record.get("status") == "ok":
+        return PASSED
+    return GateResult(False, _record_reason(record))
 
 
 async def _function_examples(
-    gate: FunctionExamplesGate, payload: str, limits: SandboxLimits
+    gate: FunctionExamplesGate, payload: str, sandbox: Sandbox, limits: SandboxLimits
 ) -> GateResult:
+    # The calls go in; the expected values stay here.
     calls = [{"args": list(e.args), "kwargs": dict(e.kwargs)} for e in gate.examples]
-    async with sandbox_dir({"solution.py": payload}) as root:
-        argv = [str(root / "solution.py"), gate.function_name]
-        stdin = json.dumps(calls).encode()
-        result = await run_sandboxed("functions", root, argv, stdin=stdin, limits=limits)
-    verdict = result.verdict()
-    if verdict is None or result.timed_out or result.output_exceeded:
+    result = await run_sandboxed(
+        sandbox,
+        "functions",
+        {"solution.py": payload},
+        function=gate.function_name,
+        calls=calls,
+        limits=limits,
+    )
+    record = result.record
+    if result.cancelled:
+        return INTERRUPTED
+    if record is None:
         return GateResult(False, _process_reason(result, limits))
-    if verdict.get("status") != "ok":
-        return GateResult(False, _verdict_reason(verdict))
-    results = verdict.get("results")
+    if record.get("status") != "ok":
+        return GateResult(False, _record_reason(record))
+    results = record.get("results")
     if not isinstance(results, list) or len(results) != len(gate.examples):
         return GateResult(False, "the gate harness returned no usable results")
     for example, outcome in zip(gate.examples, results, strict=True):
         call = _call_text(gate.function_name, example.args, example.kwargs)
         if not isinstance(outcome, dict) or not outcome.get("ok"):
             error = outcome.get("error") if isinstance(outcome, dict) else None
-            return GateResult(False, f"{call}: {error or 'failed'}")
+            return GateResult(False, f"{call}: {_short(str(error or 'failed'), 240)}")
         if not json_equal(outcome.get("value"), example.expected):
             expected, got = _json_text(example.expected), _json_text(outcome.get("value"))
             return GateResult(False, f"{call}: expected {expected}, got {got}")
     return PASSED
 
 
-async def _cli_examples(gate: CliExamplesGate, payload: str, limits: SandboxLimits) -> GateResult:
-    async with sandbox_dir({"main.py": payload}) as root:
-        for number, example in enumerate(gate.examples, 1):
-            argv = [str(root / "main.py"), *example.args]
-            stdin = (example.stdin or "").encode()
-            result = await run_sandboxed("cli", root, argv, stdin=stdin, limits=limits)
-            problem = _cli_problem(example, result, limits)
-            if problem is not None:
-                args = _short(" ".join(example.args)) if example.args else "no arguments"
-                return GateResult(False, f"example {number} ({args}): {problem}")
+async def _cli_examples(
+    gate: CliExamplesGate, payload: str, sandbox: Sandbox, limits: SandboxLimits
+) -> GateResult:
+    # Each example in a fresh sandbox; its expected output and exit code stay here.
+    for number, example in enumerate(gate.examples, 1):
+        result = await run_sandboxed(
+            sandbox,
+            "cli",
+            {"main.py": payload},
+            argv=list(example.args),
+            stdin=(example.stdin or "").encode("utf-8", "surrogatepass"),
+            limits=limits,
+        )
+        if result.cancelled:
+            return INTERRUPTED
+        problem = _cli_problem(example, result, limits)
+        if problem is not None:
+            args = _short(" ".join(example.args)) if example.args else "no arguments"
+            return GateResult(False, f"example {number} ({args}): {problem}")
     return PASSED
 
 
@@ -119,9 +163,9 @@ def _cli_problem(example: CliExample, result: SandboxResult, limits: SandboxLimi
         return _process_reason(result, limits)
     if result.exit_code != example.expected_exit_code:
         code = result.exit_code
-        got = _process_reason(result, limits) if code < 0 else str(code)
+        got = str(code) + (f" ({_signal_name(code)})" if _signal_name(code) else "")
         last = _last_line(result.stderr)
-        detail = f" ({last})" if last and result.exit_code != 0 else ""
+        detail = f" ({last})" if last and code != 0 else ""
         return f"expected exit code {example.expected_exit_code}, got {got}{detail}"
     for name, expected, actual in (
         ("stdout", example.expected_stdout, result.stdout),
@@ -139,25 +183,47 @@ def _process_reason(result: SandboxResult, limits: SandboxLimits) -> str:
     if result.output_exceeded:
         return f"output over the {_size(limits.output_bytes)} limit"
     code = result.exit_code
-    if code is not None and code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
+    name = _signal_name(code)
+    if name == "SIGXCPU":
+        return "CPU time limit exceeded (SIGXCPU)"
+    if name:
+        return f"killed by {name}"
     last = _last_line(result.stderr)
     if code == 0:
         return "exited before the tests finished (exit code 0)"
     return f"exit code {code}" + (f": {last}" if last else "")
 
 
-def _verdict_reason(verdict: dict[str, Any]) -> str:
-    if verdict.get("status") == "exit":
-        code = verdict.get("code", 1)
-        message = verdict.get("message")
+def _signal_name(code: int | None) -> str | None:
+    # Exit codes as a shell shows them: 128 + N is "killed by signal N".
+    if code is None or not 128 < code < 128 + 65:
+        return None
+    try:
+        return signal.Signals(code - 128).name
+    except ValueError:
+        return None
+
+
+def _record_reason(record: dict[str, Any]) -> str:
+    if record.get("status") == "exit":
+        code = record.get("code", 1)
+        message = record.get("message")
         if code == 0:
             return "sys.exit(0) before the tests finished"
         return f"exit code {code}" + (f": {_short(str(message))}" if message else "")
-    return _short(str(verdict.get("reason") or "failed"), 240)
+    return _short(str(record.get("reason") or "failed"), 240)
+
+
+def _with_reason(verdict: GateResult, reason: str) -> GateResult:
+    """`verdict` with another reason. Never blocks or raises."""
+    return GateResult(verdict.passed, reason, verdict.error)
+
+
+def _printable(text: str) -> str:
+    # Control characters and lone surrogates become their escapes (`\x1b`, `\ud800`).
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def json_equal(left: Any, right: Any) -> bool:
@@ -190,7 +256,7 @@ def _short(text: str, limit: int = _SHORT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _last_line(data: bytearray) -> str:
+def _last_line(data: bytes) -> str:
     lines = [line for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
     return _short(lines[-1].strip()) if lines else ""
 

@@ -7,6 +7,9 @@ change an outcome. Gates know nothing of telemetry.
 
 Runs start in suite order (each run is started, and has dispatched its generation, before the
 next one starts), at most `concurrency` at a time; `pipeline.register` gets the suite's ids first.
+Gates run in the sandbox resolved once for the suite, at most `gate_concurrency` at a time. A
+gate that cannot judge (no sandbox, too many open files) makes the run an `error`, and a run
+interrupted while its gate runs is recorded as an `error`: an unfinished gate is never a pass.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ from ..report._io import write_report
 from ..report._model import Report, RunError, TestRun, current_metadata
 from ..telemetry._call import Call, call_provider, error_text, error_type_name, streams
 from ..telemetry._pipeline import TelemetryPipeline
-from ._gates import run_gate
+from ._gates import GateResult, run_gate
 from ._suite import Suite, Task
-from .sandbox._process import SandboxLimits
+from .sandbox import Sandbox, SandboxLimits, resolve_sandbox
 
 if TYPE_CHECKING:
     from ..providers import Provider
@@ -60,6 +63,8 @@ class _Loop:
     gate_limits: SandboxLimits | None
     on_result: ResultHook | None
     semaphore: anyio.Semaphore
+    sandbox: Sandbox | None = None
+    gate_slots: anyio.Semaphore | None = None
     results: dict[str, RunResult] = field(default_factory=dict)
 
 
@@ -72,6 +77,8 @@ async def run_suite(
     timeout_s: float | None = 120.0,
     gate_limits: SandboxLimits | None = None,
     on_result: ResultHook | None = None,
+    sandbox: Sandbox | None = None,
+    gate_concurrency: int | None = None,
 ) -> list[RunResult]:
     """Run every task of `suite` through `provider`, at most `concurrency` at a time.
 
@@ -83,16 +90,20 @@ async def run_suite(
         timeout_s: limit per generation in seconds (None: none); past it the run is an error.
         gate_limits: sandbox limits for the gates (a gate's `timeout_s` still wins).
         on_result: called in the engine's task as each run finishes; must not block or raise.
+        sandbox: where gates run (default: `resolve_sandbox("auto")` at the first gate).
+        gate_concurrency: gates running at once (None: as many as runs in flight).
 
     Returns:
         The runs in suite order. Awaits generations and gates; never blocks the event loop.
 
     Raises:
-        ValueError: `concurrency` < 1 or `timeout_s` <= 0. Cancellation propagates; runs already
-            finished have been recorded (and passed to `on_result`).
+        ValueError: `concurrency` or `gate_concurrency` < 1, or `timeout_s` <= 0. Cancellation
+            propagates; runs already finished have been recorded (and passed to `on_result`).
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+    if gate_concurrency is not None and gate_concurrency < 1:
+        raise ValueError(f"gate concurrency must be at least 1, not {gate_concurrency}")
     if timeout_s is not None and timeout_s <= 0:
         raise ValueError(f"timeout must be positive, not {timeout_s}")
     if pipeline is not None:
@@ -100,6 +111,9 @@ async def run_suite(
     loop = _Loop(
         provider, pipeline, timeout_s, gate_limits, on_result, anyio.Semaphore(concurrency)
     )
+    loop.sandbox = sandbox
+    if gate_concurrency is not None:
+        loop.gate_slots = anyio.Semaphore(gate_concurrency)
     async with anyio.create_task_group() as tg:
         for task in suite.tasks:
             await loop.semaphore.acquire()
@@ -138,10 +152,28 @@ async def _attempt(loop: _Loop, task: Task) -> RunResult:
         reason = f"the provider returned {type(text).__name__}, not str"
         return _error(task, reason, RunError(type="TypeError", message=reason))
     payload = extract_payload(text) or ""
-    verdict = await run_gate(task.gate, payload, limits=loop.gate_limits)
+    try:
+        verdict = await _judge(loop, task, payload)
+    except anyio.get_cancelled_exc_class():
+        if loop.pipeline is not None and task.gate is not None:
+            # Otherwise a finished generation with no outcome would be reported as a pass.
+            loop.pipeline.record_outcome(task.id, "error", "interrupted before its gate finished")
+        raise
     if verdict.passed:
         return RunResult(test_id=task.id, outcome="pass")
+    if verdict.error:
+        message = verdict.reason or "the gate could not run"
+        return _error(task, message, RunError(type="GateError", message=message))
     return RunResult(test_id=task.id, outcome="fail", reason=verdict.reason)
+
+
+async def _judge(loop: _Loop, task: Task, payload: str) -> GateResult:
+    if task.gate is None:
+        return await run_gate(None, payload)
+    if loop.gate_slots is None:
+        return await run_gate(task.gate, payload, limits=loop.gate_limits, sandbox=loop.sandbox)
+    async with loop.gate_slots:
+        return await run_gate(task.gate, payload, limits=loop.gate_limits, sandbox=loop.sandbox)
 
 
 def _error(task: Task, reason: str, error: RunError) -> RunResult:
@@ -171,6 +203,7 @@ async def execute(
     telemetry: bool = True,
     provider_name: str | None = None,
     memory_pid: int | None = None,
+    sandbox: Sandbox | str | None = "auto",
     **options: Any,
 ) -> Report:
     """Run `suite` and write the report; what `orket-pipeline run` does.
@@ -180,13 +213,19 @@ async def execute(
     `test_id`, `outcome`, `reason`; telemetry null). Either way the runs that finished are
     written even when the engine is cancelled (Ctrl-C). The provider's `aclose()`, if any,
     is awaited at the end. `memory_pid` measures another process's peak RSS (a local model
-    server) instead of this one. `options` go to `run_suite`.
+    server) instead of this one. `sandbox` (a `Sandbox`, or a kind for `resolve_sandbox`) runs
+    the gates; it is resolved before any run starts, only when the suite has gates, and named
+    in the report's metadata. `options` go to `run_suite`.
 
     Raises:
         ValueError: bad options (see `run_suite`). OSError: the journal could not be opened
-            (before any run started) or the report could not be written.
+            (before any run started) or the report could not be written. InputError: the suite
+            has gates and the sandbox asked for is not available (nothing has run).
     """
     try:
+        chosen = await _sandbox_for(suite, sandbox)
+        options["sandbox"] = chosen
+        kind = None if chosen is None else chosen.kind
         if telemetry:
             pipeline = TelemetryPipeline(
                 report_path,
@@ -194,12 +233,13 @@ async def execute(
                 suite=suite.name,
                 provider=provider_name,
                 memory_pid=memory_pid,
+                sandbox=kind,
             )
             async with pipeline:
                 await run_suite(suite, provider, pipeline=pipeline, **options)
             return pipeline.report
         return await _execute_without_telemetry(
-            suite, provider, report_path, provider_name, options
+            suite, provider, report_path, provider_name, kind, options
         )
     finally:
         with anyio.CancelScope(shield=True):
@@ -211,6 +251,7 @@ async def _execute_without_telemetry(
     provider: Provider,
     report_path: str | os.PathLike[str] | None,
     provider_name: str | None,
+    sandbox: str | None,
     options: dict[str, Any],
 ) -> Report:
     finished: dict[str, RunResult] = {}
@@ -222,7 +263,8 @@ async def _execute_without_telemetry(
             user_hook(result)
 
     report = Report(
-        metadata=current_metadata(suite=suite.name, provider=provider_name), test_runs=[]
+        metadata=current_metadata(suite=suite.name, provider=provider_name, sandbox=sandbox),
+        test_runs=[],
     )
     try:
         await run_suite(suite, provider, on_result=collect, **options)
@@ -232,6 +274,14 @@ async def _execute_without_telemetry(
             with anyio.CancelScope(shield=True):
                 report = await anyio.to_thread.run_sync(write_report, report_path, report)
     return report
+
+
+async def _sandbox_for(suite: Suite, sandbox: Sandbox | str | None) -> Sandbox | None:
+    if not isinstance(sandbox, str):
+        return sandbox
+    if not any(task.gate is not None for task in suite.tasks):
+        return None
+    return await anyio.to_thread.run_sync(resolve_sandbox, sandbox)
 
 
 def _test_run(result: RunResult) -> TestRun:

@@ -154,9 +154,41 @@ def convert_gate(gate: Any, where: str, field: str = "gate") -> Gate | None:
         raise SuiteError(f"{where}: field `{field}.type`: {shown} (expected one of {known})")
     try:
         converted: Gate = msgspec.convert(gate, Gate)
-        return converted
     except msgspec.ValidationError as exc:
         raise SuiteError(f"{where}: {_field_message(str(exc), field)}") from None
+    problem = _text_problem(converted)
+    if problem is not None:
+        path, message = problem
+        raise SuiteError(f"{where}: field `{field}{path}`: {message}")
+    return converted
+
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _text_problem(gate: Gate) -> tuple[str, str] | None:
+    # Text that no process could be given: a NUL in an argument or in source code, or a lone
+    # surrogate (not encodable as UTF-8) anywhere.
+    texts: list[tuple[str, str | None, bool]] = []
+    if isinstance(gate, PythonTestsGate):
+        texts.append((".code", gate.code, True))
+    elif isinstance(gate, CliExamplesGate):
+        for i, example in enumerate(gate.examples):
+            at = f".examples[{i}]"
+            texts += [(f"{at}.args[{j}]", arg, True) for j, arg in enumerate(example.args)]
+            texts += [
+                (f"{at}.stdin", example.stdin, False),
+                (f"{at}.expected_stdout", example.expected_stdout, False),
+                (f"{at}.expected_stderr", example.expected_stderr, False),
+            ]
+    for path, text, no_nul in texts:
+        if text is None:
+            continue
+        if no_nul and "\0" in text:
+            return path, "contains a NUL byte, which no program can be given"
+        if _SURROGATE.search(text):
+            return path, "contains a lone surrogate, which is not valid UTF-8"
+    return None
 
 
 _AT: Final = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)

@@ -16,6 +16,7 @@ from ._http import TokenUsage as TokenUsage
 from ._ollama import DEFAULT_OLLAMA_URL as DEFAULT_OLLAMA_URL
 from ._ollama import OllamaProvider as OllamaProvider
 from ._openai import OpenAIProvider as OpenAIProvider
+from ._reading import ResponseLimits as ResponseLimits
 from ._replay import ReplayChunk as ReplayChunk
 from ._replay import ReplayFault as ReplayFault
 from ._replay import ReplayProvider as ReplayProvider
@@ -37,6 +38,7 @@ __all__ = [
     "ReplayFault",
     "ReplayProvider",
     "ReplayRecord",
+    "ResponseLimits",
     "TokenUsage",
     "load_provider",
 ]

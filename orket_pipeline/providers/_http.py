@@ -1,23 +1,29 @@
-"""What the HTTP providers share: one lazy httpx client, error mapping, token usage."""
+"""What the HTTP providers share: one lazy httpx client, bounded bodies and lines, error mapping.
+
+Every byte of a reply goes through `HTTPProvider._body`, which undoes the Content-Encoding
+itself (gzip and deflate, in bounded steps, never more than 64 KiB of output per step) and
+counts what it reads against `ResponseLimits`, so a hostile or broken server can make the
+process hold at most a line's worth of text (streams) or one capped body (whole replies). Lines
+are split on `\\n` only, with a trailing `\\r` dropped, never on the other separators
+`str.splitlines` knows (U+2028, U+0085...), which JSON allows raw inside strings.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, Final, NoReturn, TypeVar
 
-import anyio
 import httpx
 import msgspec
 
 from .._exceptions import ProviderConnectionError, ProviderResponseError, ProviderTimeoutError
+from ._reading import ResponseLimits, abandon, over_cap, read_body, read_lines
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "HTTPProvider",
     "TokenUsage",
-    "aiter_lines",
-    "drain",
     "excerpt",
     "message_of",
 ]
@@ -26,10 +32,9 @@ __all__ = [
 #: for the next bytes) is generous; a server that is not there should fail fast.
 DEFAULT_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
 
-_ERROR_BODY_LIMIT = 4096
-_ERROR_BODY_DRAIN = 65536
-_DRAIN_S = 1.0
-_EXCERPT_CHARS = 200
+_ERROR_BODY_LIMIT: Final = 4096
+_ERROR_BODY_READ: Final = 65536
+_EXCERPT_CHARS: Final = 200
 
 T = TypeVar("T")
 
@@ -55,20 +60,6 @@ def excerpt(text: str, limit: int = _EXCERPT_CHARS) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def aiter_lines(response: httpx.Response) -> AsyncGenerator[str, None]:
-    """`response.aiter_lines()`, typed as the async generator it is, so it can be `aclosing`-ed."""
-    return cast("AsyncGenerator[str, None]", response.aiter_lines())
-
-
-async def drain(rest: AsyncIterator[object]) -> None:
-    """Read what is left of a finished reply (normally just the end of the body), for at most
-    a second. Exhausting httpx's own iterators lets the connection be reused and keeps trio from
-    warning about unfinished async generators (encode/httpx#3686). Never raises on timeout."""
-    with anyio.move_on_after(_DRAIN_S):
-        async for _ in rest:
-            pass
-
-
 def message_of(obj: Any) -> str:
     """The human message inside an error object (`{"error": {"message": ...}}`, `{"error":
     "..."}`, `{"detail": ...}`, `{"message": ...}`), else the object as JSON."""
@@ -82,7 +73,7 @@ def message_of(obj: Any) -> str:
     if isinstance(obj, str):
         try:
             inner = msgspec.json.decode(obj)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return obj
         return message_of(inner) if isinstance(inner, dict) else obj
     return msgspec.json.encode(obj).decode()
@@ -94,6 +85,7 @@ class HTTPProvider:
     Attributes:
         name: the provider as a spec (shown in report metadata).
         supports_streaming: whether the wrapper should call `stream` (True) or `generate`.
+        limits: the caps on each reply.
         last_usage: token usage of the most recent generation that reported it. With concurrent
             generations it belongs to whichever finished last.
         total_usage: token usage summed over every generation that reported it.
@@ -106,13 +98,16 @@ class HTTPProvider:
         supports_streaming: bool,
         timeout: httpx.Timeout | float,
         headers: Mapping[str, str] | None = None,
+        limits: ResponseLimits | None = None,
     ) -> None:
         self.name = name
         self.supports_streaming = supports_streaming
+        self.limits = limits or ResponseLimits()
         self.last_usage: TokenUsage | None = None
         self.total_usage = TokenUsage()
         self._timeout = timeout
-        self._headers = dict(headers or {})
+        # Only the encodings `_body` can undo in bounded steps.
+        self._headers = {"Accept-Encoding": "gzip, deflate", **(headers or {})}
         self._client: httpx.AsyncClient | None = None
 
     def __repr__(self) -> str:
@@ -163,34 +158,51 @@ class HTTPProvider:
             raise ProviderTimeoutError(f"{self.name}: {_describe(exc)} ({url})") from exc
         except httpx.TransportError as exc:
             raise ProviderConnectionError(f"{self.name}: {_describe(exc)} ({url})") from exc
-        except httpx.DecodingError as exc:
-            raise ProviderResponseError(
-                f"{self.name}: undecodable body ({exc})", status_code=200
-            ) from exc
 
     async def _post_json(
         self, url: str, payload: Mapping[str, Any], decoder: msgspec.json.Decoder[T]
     ) -> T:
-        """POST `payload` and decode the whole JSON reply with `decoder`.
+        """POST `payload` and decode the whole JSON reply (at most the limits) with `decoder`.
 
         Raises:
-            ProviderResponseError: an error status, or a body `decoder` rejects.
+            ProviderResponseError: an error status, a body `decoder` rejects, or one over a cap.
             ProviderConnectionError: the connection failed (`ProviderTimeoutError`: timed out).
         """
         async with self._post(url, payload) as response:
-            body = await response.aread()
-            return self._decode(decoder, body, response.status_code)
+            body = bytearray()
+            parts = self._body(response)
+            try:
+                async for part in parts:
+                    body += part
+            finally:
+                await abandon(parts)
+            return self._decode(decoder, bytes(body), response.status_code)
+
+    def _body(
+        self, response: httpx.Response, *, limited: bool = True
+    ) -> AsyncGenerator[bytes, None]:
+        """`read_body` of `response` under this provider's limits (none when not `limited`)."""
+        return read_body(response, self.limits if limited else None, self.name)
+
+    def _lines(self, response: httpx.Response) -> AsyncGenerator[str, None]:
+        """`read_lines` of `response` under this provider's limits."""
+        return read_lines(response, self.limits, self.name)
 
     def _decode(self, decoder: msgspec.json.Decoder[T], data: bytes | str, status: int) -> T:
         try:
             return decoder.decode(data)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:
             text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+            problem = "nested too deeply" if isinstance(exc, RecursionError) else exc
             raise ProviderResponseError(
-                f"{self.name}: malformed reply ({exc}): {excerpt(text)}",
+                f"{self.name}: malformed reply ({problem}): {excerpt(text)}",
                 status_code=status,
                 body_excerpt=excerpt(text),
-            ) from exc
+            ) from None
+
+    def _over(self, cap: str, status: int) -> NoReturn:
+        """Raise the error of a reply that passed the cap `limits.<cap>`."""
+        over_cap(self.name, self.limits, cap, status)
 
     def _raise_error_object(self, error: Any, status: int) -> NoReturn:
         """Raise for an error object that arrived inside a 2xx reply."""
@@ -200,16 +212,22 @@ class HTTPProvider:
         )
 
     async def _raise_status(self, response: httpx.Response) -> NoReturn:
-        body, size = bytearray(), 0
-        async for part in response.aiter_bytes():
-            body += part[: _ERROR_BODY_LIMIT - len(body)]
-            size += len(part)
-            if size >= _ERROR_BODY_DRAIN:  # read to the end if small, to reuse the connection
-                break
+        body, seen = bytearray(), 0
+        parts = self._body(response, limited=False)
+        try:
+            async for part in parts:
+                body += part[: _ERROR_BODY_LIMIT - len(body)]
+                seen += len(part)
+                if max(seen, response.num_bytes_downloaded) >= _ERROR_BODY_READ:
+                    break  # read to the end if small, to reuse the connection
+        except ProviderResponseError:
+            pass  # an undecodable error body: report the status alone
+        finally:
+            await abandon(parts)
         raw = bytes(body)
         try:
             text = message_of(msgspec.json.decode(raw))
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             text = raw.decode("utf-8", "replace")
         text = excerpt(text) or response.reason_phrase
         raise ProviderResponseError(

@@ -2,21 +2,22 @@
 
 Each line is one JSON object: `{"response": "text", "done": false}` (or, from `/api/chat`,
 `{"message": {"content": "text"}, "done": false}`), and a last one with `"done": true` and the
-token counts `prompt_eval_count` / `eval_count`. An `{"error": "..."}` line, mid-stream or as
-an error status's body, raises.
+token counts `prompt_eval_count` / `eval_count`. The `"done": true` line completes the
+generation at once, without waiting for the server to close the reply. An `{"error": "..."}`
+line, mid-stream or as an error status's body, raises. Lines are split on `\n` only.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from contextlib import aclosing
 from typing import Any, Literal
 
 import httpx
 import msgspec
 
 from .._exceptions import ProviderResponseError
-from ._http import DEFAULT_TIMEOUT, HTTPProvider, TokenUsage, aiter_lines, drain
+from ._http import DEFAULT_TIMEOUT, HTTPProvider, TokenUsage
+from ._reading import ResponseLimits, abandon
 
 __all__ = ["DEFAULT_OLLAMA_URL", "OllamaProvider"]
 
@@ -59,6 +60,9 @@ class OllamaProvider(HTTPProvider):
         supports_streaming: False makes the wrapper call `generate` (init_latency null).
         timeout: seconds, or an `httpx.Timeout` (default: connect 10 s, other phases 300 s).
         options: Ollama `options` (`temperature`, `num_predict`, `seed`, ...).
+        limits: caps on each reply (line length, bytes received, bytes after decompression);
+            default `ResponseLimits()`: 1 MiB, 128 MiB, 128 MiB. A reply over one is an error
+            naming the cap.
 
     The HTTP client is created on first use; call `aclose()` when done. Safe for concurrent
     generations on one event loop.
@@ -73,10 +77,14 @@ class OllamaProvider(HTTPProvider):
         supports_streaming: bool = True,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         options: Mapping[str, Any] | None = None,
+        limits: ResponseLimits | None = None,
     ) -> None:
         base_url = base_url.rstrip("/")
         super().__init__(
-            f"ollama:{model}@{base_url}", supports_streaming=supports_streaming, timeout=timeout
+            f"ollama:{model}@{base_url}",
+            supports_streaming=supports_streaming,
+            timeout=timeout,
+            limits=limits,
         )
         self.model = model
         self.endpoint = endpoint
@@ -100,30 +108,31 @@ class OllamaProvider(HTTPProvider):
         """Yield the reply to `prompt` line by line as the server sends it (never buffered).
 
         Raises:
-            ProviderResponseError: an error status, an error line, a malformed line, or a
-                stream that ends before its `"done": true` line.
+            ProviderResponseError: an error status, an error line, a malformed line, a
+                stream that ends before its `"done": true` line, or a reply over one of
+                `limits` (the message names the cap).
             ProviderConnectionError: the connection failed or was reset
                 (`ProviderTimeoutError`: timed out).
         """
         payload = self._payload(prompt, stream=True)
-        async with (
-            self._post(self.url, payload) as response,
-            aclosing(aiter_lines(response)) as lines,
-        ):
+        async with self._post(self.url, payload) as response:
             status = response.status_code
-            async for raw in lines:
-                if not raw.strip():
-                    continue
-                line = self._decode(_DECODER, raw, status)
-                if line.error is not None:
-                    self._raise_error_object(line.error, status)
-                text = line.text()
-                if text:
-                    yield text
-                if line.done:
-                    self._record_usage(line.usage())
-                    await drain(lines)
-                    return
+            lines = self._lines(response)
+            try:
+                async for raw in lines:
+                    if not raw.strip():
+                        continue
+                    line = self._decode(_DECODER, raw, status)
+                    if line.error is not None:
+                        self._raise_error_object(line.error, status)
+                    text = line.text()
+                    if text:
+                        yield text
+                    if line.done:
+                        self._record_usage(line.usage())
+                        return  # complete now; `finally` drops the rest without waiting
+            finally:
+                await abandon(lines)
         raise ProviderResponseError(
             f"{self.name}: stream ended before its done line", status_code=status
         )

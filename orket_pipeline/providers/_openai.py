@@ -2,22 +2,24 @@
 
 `stream()` POSTs `{BASE_URL}/chat/completions` with `"stream": true` and reads the server-sent
 events as they arrive: keep-alive comments are skipped, the role-only first delta yields nothing,
-each `choices[0].delta.content` is yielded at once, an error object raises, `data: [DONE]` ends
-the reply, and the usage chunk (asked for with `stream_options.include_usage`) is recorded.
+each `choices[0].delta.content` is yielded at once, an error object raises, and the usage chunk
+(asked for with `stream_options.include_usage`) is recorded. `data: [DONE]` completes the
+generation at once: the stream ends there, without waiting for the server to close the reply,
+so nothing after it is counted in `total_latency`.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from contextlib import aclosing
 from typing import Any
 
 import httpx
 import msgspec
 
 from .._exceptions import ProviderResponseError
-from ._http import DEFAULT_TIMEOUT, HTTPProvider, TokenUsage, aiter_lines, drain
-from ._sse import aiter_sse
+from ._http import DEFAULT_TIMEOUT, HTTPProvider, TokenUsage
+from ._reading import ResponseLimits, abandon
+from ._sse import EventTooLarge, aiter_sse
 
 __all__ = ["OpenAIProvider"]
 
@@ -65,6 +67,9 @@ class OpenAIProvider(HTTPProvider):
         timeout: seconds, or an `httpx.Timeout` (default: connect 10 s, other phases 300 s).
         include_usage: ask for a final usage chunk (`stream_options`); some old servers reject it.
         extra_body: more request fields (`max_tokens`, `temperature`, ...), sent verbatim.
+        limits: caps on each reply (line length, bytes received, bytes after decompression);
+            default `ResponseLimits()`: 1 MiB, 128 MiB, 128 MiB. A reply over one is an error
+            naming the cap.
 
     The HTTP client is created on first use; call `aclose()` when done. Safe for concurrent
     generations on one event loop.
@@ -80,6 +85,7 @@ class OpenAIProvider(HTTPProvider):
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         include_usage: bool = True,
         extra_body: Mapping[str, Any] | None = None,
+        limits: ResponseLimits | None = None,
     ) -> None:
         base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -88,6 +94,7 @@ class OpenAIProvider(HTTPProvider):
             supports_streaming=supports_streaming,
             timeout=timeout,
             headers=headers,
+            limits=limits,
         )
         self.model = model
         self.url = f"{base_url}/chat/completions"
@@ -98,7 +105,8 @@ class OpenAIProvider(HTTPProvider):
         """Return the whole reply to `prompt` (a non-streaming request). Awaits the network.
 
         Raises:
-            ProviderResponseError: an error status or error object, or a malformed reply.
+            ProviderResponseError: an error status or error object, a malformed reply, or one
+                over `limits.response_bytes` or `limits.decompressed_bytes`.
             ProviderConnectionError: the connection failed (`ProviderTimeoutError`: timed out).
         """
         reply = await self._post_json(self.url, self._payload(prompt, stream=False), _DECODER)
@@ -114,33 +122,35 @@ class OpenAIProvider(HTTPProvider):
 
         Raises:
             ProviderResponseError: an error status, an error object mid-stream, a malformed
-                event, or a stream that ends before `data: [DONE]` or a finish reason.
+                event, a stream that ends before `data: [DONE]` or a finish reason, or a reply
+                over one of `limits` (the message names the cap).
             ProviderConnectionError: the connection failed or was reset
                 (`ProviderTimeoutError`: timed out).
         """
         finished = False
         payload = self._payload(prompt, stream=True)
-        async with (
-            self._post(self.url, payload) as response,
-            aclosing(aiter_lines(response)) as lines,
-            aclosing(aiter_sse(lines)) as events,
-        ):
+        async with self._post(self.url, payload) as response:
             status = response.status_code
-            async for event in events:
-                if event.data.strip() == "[DONE]":
-                    await drain(events)
-                    return
-                if event.event == "error":
-                    self._raise_error_object(event.data, status)
-                chunk = self._decode(_DECODER, event.data, status)
-                self._check(chunk, status)
-                self._record_usage(chunk.usage)
-                choice = chunk.first_choice()
-                if choice is None:
-                    continue
-                finished = finished or choice.finish_reason is not None
-                if choice.delta is not None and choice.delta.content:
-                    yield choice.delta.content
+            events = aiter_sse(self._lines(response), max_data=self.limits.line_bytes)
+            try:
+                async for event in events:
+                    if event.data.strip() == "[DONE]":
+                        return  # complete now; `finally` drops the rest without waiting
+                    if event.event == "error":
+                        self._raise_error_object(event.data, status)
+                    chunk = self._decode(_DECODER, event.data, status)
+                    self._check(chunk, status)
+                    self._record_usage(chunk.usage)
+                    choice = chunk.first_choice()
+                    if choice is None:
+                        continue
+                    finished = finished or choice.finish_reason is not None
+                    if choice.delta is not None and choice.delta.content:
+                        yield choice.delta.content
+            except EventTooLarge:
+                self._over("line_bytes", status)
+            finally:
+                await abandon(events)
         if not finished:
             raise ProviderResponseError(
                 f"{self.name}: stream ended before data: [DONE]", status_code=status

@@ -134,6 +134,10 @@ class ReplayProvider:
                 item = _decode_line(line, first=lineno == header_line)
             except (msgspec.DecodeError, ValueError) as exc:
                 raise ProviderError(f"cassette {path} line {lineno}: {exc}") from exc
+            except RecursionError:  # msgspec's limit on nesting, even in ignored fields
+                raise ProviderError(
+                    f"cassette {path} line {lineno}: JSON nested too deeply"
+                ) from None
             if isinstance(item, _Header):
                 streaming = item.streaming
             else:

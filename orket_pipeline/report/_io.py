@@ -11,13 +11,14 @@ next write of the same target can tell such an orphan from a live writer's file 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import secrets
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
-from decimal import Decimal
+from operator import attrgetter
 from pathlib import Path
 from typing import Final
 
@@ -27,10 +28,12 @@ from .._exceptions import ReportFormatError
 from ._model import (
     Metadata,
     Report,
+    Telemetry,
     TestRun,
     current_metadata,
     decode_report,
     encode_json,
+    fields_of_type,
 )
 
 __all__ = [
@@ -44,17 +47,12 @@ __all__ = [
     "write_report",
 ]
 
-MAX_TELEMETRY_VALUE: Final = Decimal("1e15")
+MAX_TELEMETRY_VALUE: Final = 1e15
 """Telemetry numbers must be finite and below this in magnitude (seconds, MiB and ratios
-never come near it); larger ones would make summaries overflow decimal arithmetic."""
+never come near it); up to it a three-decimal value survives the trip through a float."""
 
-_TELEMETRY_NUMBERS: Final = (
-    "init_latency",
-    "total_latency",
-    "peak_memory_rss",
-    "adherence_score",
-    "stream_duration",
-)
+_TELEMETRY_NUMBERS: Final = fields_of_type(Telemetry, float, float | None)
+_TELEMETRY: Final = attrgetter("telemetry")
 _AT_PATH: Final = re.compile(r"^(?P<message>.*) - at `(?P<path>\$[^`]*)`$", re.DOTALL)
 _TEMP_SUFFIX: Final = re.compile(r"\.[0-9a-f]{12}\.tmp")
 
@@ -84,7 +82,7 @@ def read_report(path: str | os.PathLike[str]) -> Report:
     data = _read_bytes(name)
     try:
         report = decode_report(data)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ReportFormatError(f"{name}: {describe_decode_error(exc)}") from None
     problem = check_numbers(report.test_runs, prefix="$.test_runs")
     if problem is None:
@@ -167,14 +165,17 @@ def outcomes_only_report(
     return Report(metadata=metadata or current_metadata(), test_runs=runs)
 
 
-def describe_decode_error(exc: msgspec.DecodeError | UnicodeDecodeError) -> str:
+def describe_decode_error(exc: msgspec.DecodeError | UnicodeDecodeError | RecursionError) -> str:
     """`$.path: problem` for a validation error, `not valid JSON (...)` for a syntax error.
 
-    msgspec raises `UnicodeDecodeError` for invalid UTF-8 inside a string; it is reported as
-    not valid JSON too, since JSON text is UTF-8.
+    msgspec raises `UnicodeDecodeError` for invalid UTF-8 inside a string, and
+    `RecursionError` for arrays or objects nested deeper than its limit (about a thousand
+    levels, even inside fields a reader ignores); both are reported as one line too.
     """
     if isinstance(exc, UnicodeDecodeError):
         return f"not valid JSON (invalid UTF-8 at byte {exc.start} of a string)"
+    if isinstance(exc, RecursionError):
+        return "not valid JSON (arrays or objects nested too deeply)"
     message = str(exc)
     if not isinstance(exc, msgspec.ValidationError):
         return f"not valid JSON ({message})"
@@ -194,11 +195,16 @@ def check_numbers(runs: Iterable[TestRun], *, prefix: str) -> str | None:
     Returns:
         A one-line description of the first bad number, or None when every number is usable.
     """
-    for index, run in enumerate(runs):
-        if run.telemetry is None:
+    runs = runs if isinstance(runs, list) else list(runs)
+    telemetry = list(map(_TELEMETRY, runs))
+    for field in _TELEMETRY_NUMBERS:
+        values = [v for v in map(attrgetter(field), filter(None, telemetry)) if v is not None]
+        # min and max run in C; only a report that fails them is searched for the culprit.
+        if not values or (_number_problem(min(values)) or _number_problem(max(values))) is None:
             continue
-        for field in _TELEMETRY_NUMBERS:
-            problem = _number_problem(getattr(run.telemetry, field))
+        for index, run in enumerate(runs):
+            value = None if run.telemetry is None else getattr(run.telemetry, field)
+            problem = _number_problem(value)
             if problem is not None:
                 return f"{prefix}[{index}].telemetry.{field}: {problem}"
     return None
@@ -211,13 +217,11 @@ def _check_metadata(metadata: Metadata, *, prefix: str) -> str | None:
     return None if problem is None else f"{prefix}.pipeline.max_loop_lag: {problem}"
 
 
-def _number_problem(value: Decimal | None) -> str | None:
-    if value is None:
+def _number_problem(value: float | None) -> str | None:
+    if value is None or -MAX_TELEMETRY_VALUE < value < MAX_TELEMETRY_VALUE:
         return None
-    # copy_abs, not abs(): abs() applies the context and overflows on exponents like 1e999999999.
-    if not value.is_finite() or value.copy_abs() >= MAX_TELEMETRY_VALUE:
-        return f"Expected a finite number below {MAX_TELEMETRY_VALUE}, got {value}"
-    return None
+    shown = repr(value) if math.isfinite(value) else str(value)
+    return f"Expected a finite number below {MAX_TELEMETRY_VALUE:.0e}, got {shown}"
 
 
 def _read_bytes(name: str) -> bytes:

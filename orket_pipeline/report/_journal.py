@@ -25,7 +25,7 @@ import msgspec
 
 from .._exceptions import ReportFormatError
 from ._io import check_numbers, describe_decode_error
-from ._model import Metadata, Report, TestRun, encode_json
+from ._model import Metadata, Report, TestRun, encode_json, encode_json_lines
 
 __all__ = [
     "JOURNAL_NAME",
@@ -123,8 +123,7 @@ class JournalWriter:
         """
         if self._file is None:
             raise ValueError(f"journal {self.path} is not open")
-        lines = [encode_json(_Entry(order=order, run=run)) for order, run in entries]
-        data = self._pending + b"".join(line + b"\n" for line in lines)
+        data = self._pending + encode_json_lines(_Entry(order=o, run=r) for o, r in entries)
         if data:
             self._write(self._file, data)
 
@@ -262,7 +261,7 @@ def _read_lines(name: str) -> list[bytes]:
 def _decode_header(name: str, line: bytes, *, is_last: bool) -> _Header | None:
     try:
         header = _HEADER_DECODER.decode(line)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         if is_last and _is_torn_header(line):
             return None
         raise ReportFormatError(
@@ -286,7 +285,7 @@ def _is_torn_header(line: bytes) -> bool:
 def _decode_entry(name: str, line: bytes, number: int, *, is_last: bool) -> _Entry | None:
     try:
         entry = _ENTRY_DECODER.decode(line)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         if is_last:
             return None
         raise ReportFormatError(f"{name}: line {number}: {describe_decode_error(exc)}") from None

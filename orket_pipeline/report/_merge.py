@@ -8,16 +8,24 @@ the merged report, so nothing pre-aggregated is trusted.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Literal, TypeVar
+from typing import Final, Literal, TypeVar
+
+import msgspec
 
 from .._exceptions import InputError
-from ._model import Metadata, PipelineStatistics, Report, TestRun, Units
+from ._model import Metadata, PipelineStatistics, Report, TestRun, Units, fields_of_type
 
 __all__ = ["OnDuplicate", "merge_reports"]
 
 OnDuplicate = Literal["error", "first", "last"]
 
 _T = TypeVar("_T")
+
+#: Every integer counter of the model is summed: a counter added later cannot be forgotten.
+_SUMMED: Final = fields_of_type(PipelineStatistics, int)
+_PER_STAGE: Final = fields_of_type(PipelineStatistics, dict[str, int])
+_MAXIMUM: Final = fields_of_type(PipelineStatistics, float, float | None)
+_JOINED: Final = fields_of_type(PipelineStatistics, str, str | None)
 
 
 def merge_reports(
@@ -36,8 +44,9 @@ def merge_reports(
 
     Returns:
         A report with no `report_generated_at` (`write_report` sets it) and merged metadata:
-        pipeline counters summed, `max_loop_lag` the maximum, other fields kept when every shard
-        agrees and joined with ", " when they differ.
+        every integer counter of `PipelineStatistics` summed (the list comes from the model, so
+        a new counter is never dropped), `stage_errors` summed per stage, `max_loop_lag` the
+        maximum, text fields kept when every shard agrees and joined with ", " when they differ.
 
     Raises:
         InputError: a duplicate test id with `on_duplicate="error"` (naming the id and both
@@ -99,20 +108,21 @@ def _merge_units(shards: Sequence[Metadata], names: Sequence[str]) -> Units:
 
 
 def _merge_pipeline(shards: Sequence[PipelineStatistics]) -> PipelineStatistics:
-    stage_errors: dict[str, int] = {}
-    for shard in shards:
-        for stage, count in shard.stage_errors.items():
-            stage_errors[stage] = stage_errors.get(stage, 0) + count
-    lags = [s.max_loop_lag for s in shards if s.max_loop_lag is not None]
-    return PipelineStatistics(
-        events_published=sum(s.events_published for s in shards),
-        events_dropped=sum(s.events_dropped for s in shards),
-        late_events=sum(s.late_events for s in shards),
-        stage_errors=stage_errors,
-        journal_errors=sum(s.journal_errors for s in shards),
-        max_loop_lag=max(lags, default=None),
-        memory_method=_joined(s.memory_method for s in shards),
-    )
+    merged: dict[str, object] = {}
+    for name in _SUMMED:
+        merged[name] = sum(getattr(shard, name) for shard in shards)
+    for name in _PER_STAGE:
+        counts: dict[str, int] = {}
+        for shard in shards:
+            for stage, count in getattr(shard, name).items():
+                counts[stage] = counts.get(stage, 0) + count
+        merged[name] = counts
+    for name in _MAXIMUM:
+        values = [v for v in (getattr(shard, name) for shard in shards) if v is not None]
+        merged[name] = max(values, default=None)
+    for name in _JOINED:
+        merged[name] = _joined(getattr(shard, name) for shard in shards)
+    return msgspec.structs.replace(PipelineStatistics(), **merged)
 
 
 def _joined(values: Iterable[str | None]) -> str | None:

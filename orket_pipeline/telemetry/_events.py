@@ -18,7 +18,6 @@ the moment earlier, so publishing one would cost every streaming generation for 
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -103,7 +102,7 @@ class AdherenceScored(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=Fa
     """The ConstraintStage's part of a run: the validator's score (None: nothing to score)."""
 
     test_id: str
-    score: float | Decimal | None
+    score: float | None
 
 
 Part = LatencyMeasured | MemoryMeasured | AdherenceScored

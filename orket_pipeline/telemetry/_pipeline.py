@@ -53,6 +53,7 @@ class TelemetryPipeline(GenerationWrapper):
         suite: suite name for the report metadata.
         provider: provider description for the report metadata.
         memory_pid: process whose peak RSS is measured (default: this one).
+        sandbox: the sandbox that runs the gates (`"bwrap"`, `"process"`), for the metadata.
         memory_method: ``"auto"``, ``"hwm"`` or ``"poll"`` (see `MemoryProbe`).
         memory_interval: seconds between memory samples while a generation runs.
         drain_timeout: the shared deadline, in seconds, for draining every stage on exit.
@@ -78,13 +79,14 @@ class TelemetryPipeline(GenerationWrapper):
         inbox_capacity: int = 1 << 18,
         schedule_delay: float = 0.005,
         fill_mark: int = 1024,
+        sandbox: str | None = None,
     ) -> None:
         self.report_path = None if report_path is None else Path(report_path)
         self._keep_journal = journal_path is not None
         if journal_path is None and self.report_path is not None:
             journal_path = self.report_path.with_name(self.report_path.name + ".journal.jsonl")
         self.journal_path = None if journal_path is None else Path(journal_path)
-        self._suite, self._provider = suite, provider
+        self._suite, self._provider, self._sandbox = suite, provider, sandbox
         self._drain_timeout = drain_timeout
         self._state = State.NEW
         self._report: Report | None = None
@@ -131,7 +133,9 @@ class TelemetryPipeline(GenerationWrapper):
 
     async def _open(self) -> None:
         if self.journal_path is not None:
-            metadata = current_metadata(suite=self._suite, provider=self._provider)
+            metadata = current_metadata(
+                suite=self._suite, provider=self._provider, sandbox=self._sandbox
+            )
             self._journal = await anyio.to_thread.run_sync(
                 _open_journal, self.journal_path, metadata
             )
@@ -257,7 +261,10 @@ class TelemetryPipeline(GenerationWrapper):
 
     def _build_report(self) -> Report:
         metadata = current_metadata(
-            suite=self._suite, provider=self._provider, pipeline=self.statistics()
+            suite=self._suite,
+            provider=self._provider,
+            pipeline=self.statistics(),
+            sandbox=self._sandbox,
         )
         return Report(metadata=metadata, test_runs=self._aggregator.test_runs())
 

@@ -1,5 +1,3 @@
-from decimal import Decimal
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,22 +21,32 @@ SEED = Constraints(
 
 def test_seed_example_scores_every_check():
     result = ConstraintValidator(SEED).validate("def add(a, b) -> int:\n    return a + b\n")
-    assert result.adherence_score == Decimal("1.000")
+    assert result.adherence_score == 1.000
     assert (result.passed_checks, result.total_checks) == (5, 5)
 
 
 def test_score_is_rounded_half_up_to_three_places():
     result = ConstraintValidator(SEED).validate("import os\ndef add(a): return a\n")
     assert (result.passed_checks, result.total_checks) == (2, 5)
-    assert result.adherence_score == Decimal("0.400")
-    assert str(result.adherence_score) == "0.400"
+    assert result.adherence_score == 0.4
     thirds = ConstraintValidator(Constraints(regex_required=("a", "b", "c"))).validate("a b")
-    assert str(thirds.adherence_score) == "0.667"
+    assert thirds.adherence_score == 0.667
+    # 1/16 checks failed: 0.9375 is a tie, which half up takes to 0.938 (round() says 0.937).
+    sixteen = Constraints(regex_required=tuple("abcdefghijklmnop"))
+    assert ConstraintValidator(sixteen).validate("abcdefghijklmno").adherence_score == 0.938
+
+
+def test_python_callers_get_a_plain_float():
+    sixth = Constraints(regex_required=tuple("abcdef"))
+    score = ConstraintValidator(sixth).validate("a").adherence_score
+    assert type(score) is float
+    assert score == 0.167
+    assert score * 1.5 == 0.167 * 1.5
 
 
 def test_no_checks_scores_one():
     result = ConstraintValidator(Constraints()).validate("anything")
-    assert result == ValidationResult(adherence_score=Decimal("1.000"))
+    assert result == ValidationResult(adherence_score=1.000)
 
 
 def test_no_payload_scores_none():
@@ -49,8 +57,8 @@ def test_no_payload_scores_none():
 
 def test_validate_output_extracts_then_scores():
     answer = "Here:\n```python\ndef add(a, b) -> int:\n    return a + b\n```\nThat's it."
-    assert validate_output(SEED, answer).adherence_score == Decimal("1.000")
-    assert validate_output(None, answer).adherence_score == Decimal("1.000")
+    assert validate_output(SEED, answer).adherence_score == 1.000
+    assert validate_output(None, answer).adherence_score == 1.000
     assert validate_output(None, "   ").adherence_score is None
     assert validate_output(SEED, None).adherence_score is None
 
@@ -117,8 +125,8 @@ def test_score_is_deterministic_exact_and_bounded(constraints, source):
     assert first.passed_checks == sum(c.passed for c in first.checks)
     assert total == len(first.checks) == _expected_total(constraints)
     assert first.adherence_score == (round3(first.passed_checks / total) if total else round3(1))
-    assert Decimal(0) <= first.adherence_score <= Decimal(1)
-    assert first.adherence_score.as_tuple().exponent == -3
+    assert type(first.adherence_score) is float
+    assert 0 <= first.adherence_score <= 1
     assert all((c.reason is None) == c.passed for c in first.checks)
 
 

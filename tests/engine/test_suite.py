@@ -169,6 +169,31 @@ class TestBadSuites:
         message = bad(tmp_path, suite_with({"id": "t", "prompt": "p", "gate": gate}))
         assert "gate.timeout_s" in message
 
+    def test_nul_in_cli_args_is_refused_naming_task_and_field(self, tmp_path: Path) -> None:
+        gate = {"type": "cli_examples", "examples": [{"args": ["ok", "a\0b"]}]}
+        message = bad(tmp_path, suite_with({"id": "nul", "prompt": "p", "gate": gate}))
+        assert "task 'nul'" in message and "field `gate.examples[0].args[1]`" in message
+        assert "NUL" in message
+
+    def test_nul_in_test_code_is_refused(self, tmp_path: Path) -> None:
+        gate = {"type": "python_tests", "code": "assert True\0"}
+        message = bad(tmp_path, suite_with({"id": "t", "prompt": "p", "gate": gate}))
+        assert "field `gate.code`" in message and "NUL" in message
+
+    @pytest.mark.parametrize("field", ["stdin", "expected_stdout", "expected_stderr"])
+    def test_lone_surrogate_in_cli_text_is_refused(self, tmp_path: Path, field: str) -> None:
+        path = tmp_path / "bad.json"
+        # JSON's escape gives the decoder a lone surrogate; Python cannot write one as UTF-8.
+        example = '{"args": [], "FIELD": "\\ud800"}'.replace("FIELD", field)
+        gate = '{"type": "cli_examples", "examples": [EXAMPLE]}'.replace("EXAMPLE", example)
+        path.write_text(
+            '{"tasks": [{"id": "s", "prompt": "p", "gate": GATE}]}'.replace("GATE", gate)
+        )
+        with pytest.raises(SuiteError) as info:
+            load_suite(path)
+        assert f"field `gate.examples[0].{field}`" in str(info.value)
+        assert "surrogate" in str(info.value)
+
     def test_invalid_regex_names_task(self, tmp_path: Path) -> None:
         task = {"id": "rx", "prompt": "p", "constraints": {"regex_required": ["("]}}
         assert "rx" in bad(tmp_path, suite_with(task))

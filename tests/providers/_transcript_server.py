@@ -3,8 +3,9 @@
 Each reply is a status, headers and a list of steps: `bytes` are written as they are (one
 HTTP chunk each, with chunked transfer encoding), a `float` pauses that many seconds, a
 `threading.Event` holds the stream until the test sets it (or aborts the connection after
-`HOLD_LIMIT_S`, so a provider that buffers fails instead of hanging), and `RESET` aborts the
-connection with a TCP reset. It runs in its own thread, so it works under any event loop.
+`HOLD_LIMIT_S`, so a provider that buffers fails instead of hanging), `RESET` aborts the
+connection with a TCP reset, and an `Endless` source writes its pieces until the client hangs
+up (a hostile server). It runs in its own thread, so it works under any event loop.
 """
 
 from __future__ import annotations
@@ -18,13 +19,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
-
 __all__ = [
     "HOLD_LIMIT_S",
-    "HTTPX_UNCLOSED_GENERATORS",
     "RESET",
     "Recorded",
+    "Endless",
     "Reply",
     "TranscriptServer",
     "ndjson",
@@ -41,16 +40,18 @@ class _Reset:
 
 RESET = _Reset()
 
-#: A provider that raises mid-reply leaves httpx's and httpcore's internal async generators
-#: unfinished, and trio warns when it collects them (encode/httpx#3686, fixed upstream in open
-#: PRs). Only those generators are ignored, only on the error-path tests.
-HTTPX_UNCLOSED_GENERATORS = pytest.mark.filterwarnings(
-    r"ignore:Exception ignored in. <async_generator object "
-    r"(Response|BoundAsyncStream|PoolByteStream|HTTP11ConnectionByteStream"
-    r"|AsyncHTTP11Connection|AsyncResponseStream)\.:pytest.PytestUnraisableExceptionWarning"
-)
 
-Step = bytes | float | threading.Event | _Reset
+@dataclass
+class Endless:
+    """Writes `piece` again and again (one HTTP chunk each) until the client hangs up or
+    `limit_bytes` were sent; `sent` counts what went out."""
+
+    piece: bytes
+    limit_bytes: int = 1 << 31
+    sent: int = 0
+
+
+Step = bytes | float | threading.Event | _Reset | Endless
 
 
 def sse(obj: Any, *, newline: str = "\n") -> bytes:
@@ -72,6 +73,7 @@ class Reply:
     status: int = 200
     content_type: str = "text/event-stream"
     chunked: bool = True
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -157,6 +159,7 @@ def _send(conn: socket.socket, reply: Reply) -> bool:
     """Write the reply; returns False when it ended with a reset (the socket is then closed)."""
     head = [f"HTTP/1.1 {reply.status} Status", f"Content-Type: {reply.content_type}"]
     head.append("Connection: close")
+    head += [f"{name}: {value}" for name, value in reply.headers.items()]
     if reply.chunked:
         head.append("Transfer-Encoding: chunked")
     else:
@@ -172,7 +175,16 @@ def _send(conn: socket.socket, reply: Reply) -> bool:
 
 
 def _step(conn: socket.socket, step: Step, *, chunked: bool) -> bool:
-    if isinstance(step, bytes):
+    if isinstance(step, Endless):
+        data = b"%x\r\n%s\r\n" % (len(step.piece), step.piece) if chunked else step.piece
+        try:
+            while step.sent < step.limit_bytes:
+                conn.sendall(data)
+                step.sent += len(step.piece)
+        except OSError:
+            conn.close()
+            return False
+    elif isinstance(step, bytes):
         conn.sendall(b"%x\r\n%s\r\n" % (len(step), step) if chunked else step)
     elif isinstance(step, float):
         time.sleep(step)

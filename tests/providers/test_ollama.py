@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,12 +15,14 @@ from orket_pipeline.providers import (
     OllamaProvider,
     ProviderConnectionError,
     ProviderResponseError,
+    ResponseLimits,
     TokenUsage,
 )
 
 from ._transcript_server import (
-    HTTPX_UNCLOSED_GENERATORS,
+    HOLD_LIMIT_S,
     RESET,
+    Endless,
     Reply,
     TranscriptServer,
     ndjson,
@@ -108,7 +112,6 @@ class TestStreaming:
         }
 
 
-@HTTPX_UNCLOSED_GENERATORS
 class TestErrors:
     async def test_error_line_mid_stream_raises_after_the_earlier_chunks(
         self, server: TranscriptServer, provider: OllamaProvider
@@ -169,3 +172,42 @@ def test_default_url_and_name() -> None:
     assert provider.url == "http://127.0.0.1:11434/api/generate"
     assert provider.name == "ollama:llama3.2@http://127.0.0.1:11434"
     assert provider.supports_streaming is True
+
+
+class TestHostileReplies:
+    async def test_unicode_line_separators_inside_a_response_stay_in_it(
+        self, server: TranscriptServer, provider: OllamaProvider
+    ) -> None:
+        texts = ["a\u2028b", "c\u0085d", "e\u2029f\x1cg"]
+        raw = [
+            (json.dumps({"response": text, "done": False}, ensure_ascii=False) + "\n").encode()
+            for text in texts
+        ]
+        server.add(Reply([*raw, DONE], content_type=NDJSON))
+        assert await collect(provider) == texts
+
+    async def test_the_done_line_completes_without_waiting_for_the_server_to_close(
+        self, server: TranscriptServer, provider: OllamaProvider
+    ) -> None:
+        # Elapsed time is the thing under test: it is what total_latency measures.
+        server.add(Reply([line("x"), DONE, threading.Event()], content_type=NDJSON))
+        start = time.perf_counter()
+        assert await collect(provider) == ["x"]
+        assert time.perf_counter() - start < HOLD_LIMIT_S / 10
+
+    async def test_an_endless_line_is_an_error_naming_the_line_cap(
+        self, server: TranscriptServer, provider: OllamaProvider
+    ) -> None:
+        server.add(Reply([b'{"response": "', Endless(b"x" * 65536)], content_type=NDJSON))
+        with pytest.raises(ProviderResponseError, match=r"1 MiB cap \(ResponseLimits\.line_bytes"):
+            await collect(provider)
+
+    async def test_an_endless_valid_stream_is_an_error_naming_the_response_cap(
+        self, server: TranscriptServer
+    ) -> None:
+        limits = ResponseLimits(response_bytes=1 << 20)
+        provider = OllamaProvider("m", server.url, timeout=5.0, limits=limits)
+        server.add(Reply([Endless(line("x" * 100))], content_type=NDJSON))
+        with pytest.raises(ProviderResponseError, match=r"ResponseLimits\.response_bytes"):
+            await collect(provider)
+        await provider.aclose()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import socket
 import threading
 import time
@@ -16,10 +18,11 @@ from orket_pipeline.providers import (
     ProviderConnectionError,
     ProviderResponseError,
     ProviderTimeoutError,
+    ResponseLimits,
     TokenUsage,
 )
 
-from ._transcript_server import HTTPX_UNCLOSED_GENERATORS, RESET, Reply, TranscriptServer, sse
+from ._transcript_server import HOLD_LIMIT_S, RESET, Endless, Reply, TranscriptServer, sse
 
 pytestmark = pytest.mark.anyio
 
@@ -129,7 +132,6 @@ class TestStreaming:
         assert received == ["partial"]
 
 
-@HTTPX_UNCLOSED_GENERATORS
 class TestErrors:
     async def test_error_object_mid_stream_raises_after_the_earlier_chunks(
         self, server: TranscriptServer, provider: OpenAIProvider
@@ -218,6 +220,13 @@ class TestErrors:
             await collect(provider)
         await provider.aclose()
 
+    async def test_an_event_nested_too_deeply_is_a_malformed_reply(
+        self, server: TranscriptServer, provider: OpenAIProvider
+    ) -> None:
+        server.add(Reply([sse('{"x": ' + "[" * 100_000)]))
+        with pytest.raises(ProviderResponseError, match=r"malformed reply \(nested too deeply\)"):
+            await collect(provider)
+
     async def test_malformed_event_raises(
         self, server: TranscriptServer, provider: OpenAIProvider
     ) -> None:
@@ -261,3 +270,93 @@ async def test_aclose_is_idempotent_and_the_provider_can_be_used_again(
     await provider.aclose()
     assert await collect(provider) == ["b"]
     await provider.aclose()
+
+
+def raw_sse(obj: Any) -> bytes:
+    """An event with non-ASCII characters written raw, as JSON allows and servers do."""
+    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n".encode()
+
+
+class TestLineSplitting:
+    async def test_unicode_line_separators_inside_a_delta_stay_in_it(
+        self, server: TranscriptServer, provider: OpenAIProvider
+    ) -> None:
+        texts = ["a\u2028b", "c\u0085d", "e\u2029f\x1cg"]
+        steps = [raw_sse(chunk("", role=True)), *(raw_sse(chunk(text)) for text in texts)]
+        server.add(Reply([*steps, sse(chunk(finish="stop")), DONE]))
+        assert await collect(provider) == texts
+
+
+class TestCompletion:
+    async def test_done_completes_the_stream_without_waiting_for_the_server_to_close(
+        self, server: TranscriptServer, provider: OpenAIProvider
+    ) -> None:
+        # The server holds the reply open after [DONE] (until HOLD_LIMIT_S). Elapsed time is
+        # the thing under test: it is what total_latency measures.
+        server.add(Reply([*transcript("x"), threading.Event()]))
+        start = time.perf_counter()
+        assert await collect(provider) == ["x"]
+        assert time.perf_counter() - start < HOLD_LIMIT_S / 10
+
+    async def test_the_provider_works_again_after_dropping_a_held_reply(
+        self, server: TranscriptServer, provider: OpenAIProvider
+    ) -> None:
+        server.add(Reply([*transcript("x"), threading.Event()]), Reply(transcript("y")))
+        assert await collect(provider) == ["x"]
+        assert await collect(provider) == ["y"]
+
+
+class TestCaps:
+    async def test_an_endless_line_is_an_error_naming_the_line_cap(
+        self, server: TranscriptServer, provider: OpenAIProvider
+    ) -> None:
+        endless = Endless(b"x" * 65536)
+        server.add(Reply([b"data: ", endless]))
+        with pytest.raises(ProviderResponseError, match=r"ResponseLimits\.line_bytes"):
+            await collect(provider)
+        assert endless.sent < 64 << 20  # stopped early, not at the server's own limit
+
+    async def test_an_event_that_never_ends_is_an_error_naming_the_line_cap(
+        self, server: TranscriptServer, provider: OpenAIProvider
+    ) -> None:
+        server.add(Reply([Endless(b"data: " + b"x" * 1000 + b"\n")]))
+        with pytest.raises(ProviderResponseError, match=r"1 MiB cap \(ResponseLimits\.line_bytes"):
+            await collect(provider)
+
+    async def test_an_endless_valid_stream_is_an_error_naming_the_response_cap(
+        self, server: TranscriptServer
+    ) -> None:
+        limits = ResponseLimits(response_bytes=1 << 20)
+        provider = OpenAIProvider("m", server.url + "/v1", timeout=5.0, limits=limits)
+        server.add(Reply([sse(chunk("", role=True)), Endless(sse(chunk("x" * 100)))]))
+        received = []
+        with pytest.raises(ProviderResponseError, match=r"ResponseLimits\.response_bytes"):
+            async for text in provider.stream("hi"):
+                received.append(text)
+        assert 1000 < len(received) < 10_000
+        await provider.aclose()
+
+    async def test_a_gzip_bomb_is_an_error_naming_the_decompressed_cap(
+        self, server: TranscriptServer
+    ) -> None:
+        # 256 MiB of blank lines (valid SSE, so only the size can stop it) in 16 gzip members
+        # of 16 KiB each. A small cap keeps the test fast; test_http tries the default one.
+        limits = ResponseLimits(decompressed_bytes=1 << 20)
+        provider = OpenAIProvider("m", server.url + "/v1", timeout=5.0, limits=limits)
+        member = gzip.compress(b"\n" * (16 << 20))
+        first = gzip.compress(sse(chunk("", role=True)))
+        server.add(Reply([first, *[member] * 16], headers={"Content-Encoding": "gzip"}))
+        with pytest.raises(
+            ProviderResponseError, match=r"1 MiB cap \(ResponseLimits\.decompressed_bytes\)"
+        ):
+            await collect(provider)
+        await provider.aclose()
+
+    async def test_a_whole_reply_over_the_cap_is_an_error(self, server: TranscriptServer) -> None:
+        limits = ResponseLimits(response_bytes=1000)
+        provider = OpenAIProvider("m", server.url + "/v1", limits=limits)
+        body = b'{"choices": [{"index": 0, "message": {"content": "' + b"x" * 2000 + b'"}}]}'
+        server.add(Reply([body], content_type="application/json", chunked=False))
+        with pytest.raises(ProviderResponseError, match=r"1000 bytes cap"):
+            await provider.generate("hi")
+        await provider.aclose()

@@ -132,6 +132,8 @@ def test_header_sets_streaming_and_is_optional(tmp_path: Path) -> None:
         ([{"cassette": 1, "streaming": "yes"}], 1, "Expected `bool`"),
         ([record("a"), {"cassette": 1}], 2, "missing required field `prompt`"),
         (["[1, 2]"], 1, "Expected `object`"),
+        (["[" * 100_000], 1, "JSON nested too deeply"),
+        ([record("a"), '{"prompt": "b", "x": ' + "[" * 100_000], 2, "JSON nested too deeply"),
     ],
 )
 def test_bad_cassette_names_file_and_line(

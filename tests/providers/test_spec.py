@@ -204,13 +204,13 @@ class TestHTTPAndReplaySchemes:
         assert isinstance(provider, OpenAIProvider)
         assert provider.model == "org/model@v2:q4"
         assert provider.url == "http://127.0.0.1:8000/v1/chat/completions"
-        assert provider._headers == {"Authorization": "Bearer sk-local"}
+        assert provider._headers["Authorization"] == "Bearer sk-local"
 
     def test_openai_without_a_key(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("OPENAI_API_KEY", raising=False)
         provider = load_provider("openai:m@https://example.invalid/v1")
         assert isinstance(provider, OpenAIProvider)
-        assert provider._headers == {}
+        assert "Authorization" not in provider._headers
 
     @pytest.mark.parametrize(
         ("spec", "url"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 from pathlib import Path
 
 import msgspec
@@ -32,7 +31,7 @@ def sample_report(n: int = 3) -> Report:
         TestRun(
             test_id=f"t{i:03d}",
             outcome="pass",
-            telemetry=Telemetry(total_latency=Decimal("0.100"), peak_memory_rss=Decimal("1.000")),
+            telemetry=Telemetry(total_latency=0.100, peak_memory_rss=1.000),
         )
         for i in range(n)
     ]
@@ -158,6 +157,43 @@ class TestReadErrors:
         data = f'{{"test_runs":[{run}]}}'
         with pytest.raises(ReportFormatError, match=r"\$\.test_runs\[0\]\.telemetry\.init_latency"):
             read_report(self.write(tmp_path, data.encode()))
+
+    def test_the_first_bad_number_among_many_runs_is_named(self, tmp_path: Path) -> None:
+        runs: list[dict[str, object]] = [{"test_id": "none", "outcome": "pass"}]
+        runs += [
+            {"test_id": f"t{i}", "outcome": "pass", "telemetry": {"total_latency": 0.5}}
+            for i in range(5)
+        ]
+        runs[3]["telemetry"] = {"total_latency": -2e15}
+        runs[4]["telemetry"] = {"peak_memory_rss": 3e15}
+        path = self.write(tmp_path, msgspec.json.encode({"test_runs": runs}))
+        with pytest.raises(ReportFormatError) as info:
+            read_report(path)
+        assert str(info.value) == (
+            f"{path}: $.test_runs[3].telemetry.total_latency: "
+            "Expected a finite number below 1e+15, got -2000000000000000.0"
+        )
+
+    @pytest.mark.parametrize(
+        "data",
+        [
+            b'{"x": ' + b"[" * 100_000,
+            b'{"test_runs": [], "extra": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            b'{"test_runs": [{"test_id": "a", "outcome": "pass", "x": '
+            + b'{"a":' * 50_000
+            + b"1"
+            + b"}" * 50_000
+            + b"}]}",
+        ],
+        ids=["unclosed", "in-an-ignored-field", "in-a-run"],
+    )
+    def test_deeply_nested_json_is_one_line_naming_the_file(
+        self, tmp_path: Path, data: bytes
+    ) -> None:
+        path = self.write(tmp_path, data)
+        with pytest.raises(ReportFormatError) as info:
+            read_report(path)
+        assert str(info.value) == f"{path}: not valid JSON (arrays or objects nested too deeply)"
 
     def test_errors_are_input_errors_and_one_line(self, tmp_path: Path) -> None:
         path = self.write(tmp_path, b'{"test_runs": [\n\n{"test_id": 1}]}')

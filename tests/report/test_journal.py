@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from pathlib import Path
 
 import msgspec
@@ -21,9 +20,7 @@ from orket_pipeline.report._model import Metadata, Telemetry, TestRun
 
 
 def run(test_id: str, outcome: str = "pass") -> TestRun:
-    return TestRun(
-        test_id=test_id, outcome=outcome, telemetry=Telemetry(total_latency=Decimal("0.250"))
-    )
+    return TestRun(test_id=test_id, outcome=outcome, telemetry=Telemetry(total_latency=0.250))
 
 
 @pytest.fixture
@@ -97,6 +94,28 @@ class TestRead:
         assert contents.torn_last_line
         assert contents.torn_line == 6
         assert len(contents.runs) == 4
+
+    def test_a_deeply_nested_torn_last_line_is_skipped_too(self, journal: Path) -> None:
+        journal.write_bytes(journal.read_bytes() + b'{"order":4,"run":' + b"[" * 100_000)
+        report, warnings = rebuild_report(journal)
+        assert [run.test_id for run in report.test_runs] == ["t0", "t1", "t2", "t3"]
+        assert warnings == [f"{journal}: line 6: skipped a torn last line"]
+
+    @pytest.mark.parametrize("line", [b'{"x":' + b"[" * 100_000, b'{"journal":' + b"[" * 100_000])
+    def test_deeply_nested_lines_are_one_line_naming_file_and_line(
+        self, journal: Path, line: bytes
+    ) -> None:
+        lines = journal.read_bytes().splitlines()
+        lines.insert(2, line)
+        journal.write_bytes(b"\n".join(lines) + b"\n")
+        with pytest.raises(ReportFormatError) as info:
+            rebuild_report(journal)
+        assert str(info.value) == (
+            f"{journal}: line 3: not valid JSON (arrays or objects nested too deeply)"
+        )
+        journal.write_bytes(line + b"\n" + b"\n".join(lines[1:]))
+        with pytest.raises(ReportFormatError, match=r"line 1: not an orket-pipeline journal"):
+            rebuild_report(journal)
 
     def test_a_complete_last_line_without_newline_is_kept(self, journal: Path) -> None:
         journal.write_bytes(journal.read_bytes().rstrip(b"\n"))

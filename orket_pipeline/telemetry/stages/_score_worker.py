@@ -10,7 +10,6 @@ contains whatever hostile input might do to the parser.
 from __future__ import annotations
 
 import sys
-from decimal import Decimal
 
 import msgspec
 
@@ -29,10 +28,10 @@ class ScoreJob(msgspec.Struct, frozen=True):
 class ScoreResult(msgspec.Struct, frozen=True):
     """Its adherence score (null when there is no code payload)."""
 
-    adherence_score: Decimal | None
+    adherence_score: float | None
 
 
-_ENCODER = msgspec.json.Encoder(decimal_format="number")
+_ENCODER = msgspec.json.Encoder()
 _JOB_DECODER = msgspec.json.Decoder(ScoreJob)
 _RESULT_DECODER = msgspec.json.Decoder(ScoreResult)
 
@@ -42,7 +41,7 @@ def encode_job(constraints: Constraints | None, output: str) -> bytes:
     return _ENCODER.encode(ScoreJob(constraints, output))
 
 
-def decode_result(data: bytes) -> Decimal | None:
+def decode_result(data: bytes) -> float | None:
     """The worker's answer. Raises `msgspec.DecodeError` on anything else."""
     return _RESULT_DECODER.decode(data).adherence_score
 

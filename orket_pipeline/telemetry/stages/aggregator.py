@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from decimal import Decimal
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -54,7 +53,7 @@ class _Run:
         self.parts = 0  # how many of the expected parts have arrived
         self.latency: LatencyMeasured | None = None
         self.peak: int | None = None
-        self.adherence: float | Decimal | None = None
+        self.adherence: float | None = None
         self.outcome: str | None = None
         self.reason: str | None = None
         self.run_error: RunError | None = None
@@ -241,7 +240,7 @@ class ReportAggregator(Stage):
         self,
         latency: LatencyMeasured | None,
         peak: int | None,
-        adherence: float | Decimal | None,
+        adherence: float | None,
     ) -> Telemetry:
         telemetry = Telemetry(
             peak_memory_rss=None if peak is None else _peak_mib(peak),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import TYPE_CHECKING, NamedTuple
 
 import anyio
@@ -21,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ConstraintStage"]
 
-_ONE = Decimal("1.000")
+_ONE = 1.0
 
 
 class _Job(NamedTuple):
@@ -111,14 +110,14 @@ class ConstraintStage(Stage):
         self.abandoned += len(self._small) + len(self._large)
         self._small, self._large = [], []
 
-    def _deliver(self, jobs: Sequence[_Job], scores: Sequence[Decimal | Exception | None]) -> None:
+    def _deliver(self, jobs: Sequence[_Job], scores: Sequence[float | Exception | None]) -> None:
         for job, score in zip(jobs, scores, strict=True):
             if isinstance(score, Exception):
                 self.errors.record(self.name, score)
                 score = None
             self.emit(AdherenceScored(test_id=job.test_id, score=score))
 
-    async def _score_in_process(self, job: _Job) -> Decimal | Exception | None:
+    async def _score_in_process(self, job: _Job) -> float | Exception | None:
         command = [sys.executable, "-m", "orket_pipeline.telemetry.stages._score_worker"]
         try:
             with anyio.fail_after(self.worker_timeout):
@@ -130,13 +129,13 @@ class ConstraintStage(Stage):
             return exc
 
 
-def _score(constraints: Constraints | None, output: str) -> Decimal | None:
+def _score(constraints: Constraints | None, output: str) -> float | None:
     result = validate_output(constraints, output)
     return None if result is None else result.adherence_score
 
 
-def _score_batch(jobs: Sequence[_Job], stop: threading.Event) -> list[Decimal | Exception | None]:
-    scores: list[Decimal | Exception | None] = []
+def _score_batch(jobs: Sequence[_Job], stop: threading.Event) -> list[float | Exception | None]:
+    scores: list[float | Exception | None] = []
     for job in jobs:
         if stop.is_set():
             break  # the awaiting task is gone; nobody will read what comes next

@@ -9,7 +9,6 @@ import sys
 import tempfile
 import threading
 import time
-from decimal import Decimal
 from pathlib import Path
 
 import anyio
@@ -73,7 +72,7 @@ def peak_of(pipeline: TelemetryPipeline, test_id: str) -> float:
         if run.test_id == test_id:
             assert run.telemetry is not None
             value = run.telemetry.peak_memory_rss
-            assert isinstance(value, Decimal)
+            assert isinstance(value, float)
             return float(value)
     raise AssertionError(test_id)
 
