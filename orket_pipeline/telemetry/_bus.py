@@ -11,11 +11,12 @@ pause wakes it (one `anyio.Event.set` per batch, never per event).
 Why: waking a waiting stage on every publish cost ~4.6 us per wake-up (~10 us with a timeout),
 four per generation, whenever the engine yielded between generations, as every real provider
 does (2.5-3.9x one OpenTelemetry span per generation). Batched, the cost no longer depends on
-how often the engine yields. Measured on a 2-core machine under load
+how often the engine yields. Measured side by side in one process on a shared 2-core machine
 (`python -m benchmarks.profile_pipeline`, part 3; `python -m benchmarks.bench_bus`): publish
 ~100 ns per event (four memory object streams: ~650 ns), routing ~300 ns per event per batch;
-added per generation, against one span, 0.8-0.9x never yielding, 0.5-1.0x yielding once,
-1.0-1.3x streaming two chunks (it was 0.8x, 3.4x and 2.8x with a wake-up per event).
+added per generation with constraints=None, against one span: 0.7x never yielding, 0.8x
+yielding once, 1.0x streaming two chunks (with a wake-up per event, in the same session: 0.9x,
+2.7x and 2.8x). What is left is the stages' own work, not waking them.
 
 A full queue or inbox refuses the event and counts it; a closed bus counts the engine's event
 as late: nothing is lost silently.
