@@ -6,7 +6,7 @@ adherence score, and the report aggregator writes `orket_report.json`.
 
 ```
 telemetry/    events, bus, wrapper, pipeline, probes, stages/   (the engine's path and its stages)
-report/       the report model, reader/writer, journal, summary, merge
+report/       the report model, reader/writer, journal, summary, merge, compare
 engine/       suites, the run loop, gates, sandbox/              (the reference engine)
 providers/    python, replay, openai, ollama
 constraints/  the pure validator
@@ -44,6 +44,7 @@ from .report import Report as Report
 from .report import RunError as RunError
 from .report import Telemetry as Telemetry
 from .report import TestRun as TestRun
+from .report import compare_reports as compare_reports
 from .report import merge_reports as merge_reports
 from .report import read_report as read_report
 from .report import write_report as write_report
@@ -78,6 +79,7 @@ __all__ = [
     "TestRun",
     "ValidationResult",
     "__version__",
+    "compare_reports",
     "load_provider",
     "load_suite",
     "merge_reports",

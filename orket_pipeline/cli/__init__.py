@@ -19,7 +19,7 @@ from typing import Any
 from .._exceptions import InputError
 from .._text import printable
 from .._version import __version__
-from . import _report_cmds, _run, _validate
+from . import _compare_cmd, _report_cmds, _run, _validate
 
 __all__ = ["main"]
 
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     _run.register(sub)
     _report_cmds.register(sub)
     _validate.register(sub)
+    _compare_cmd.register(sub)
     return parser
 
 

@@ -25,10 +25,15 @@ __all__ = ["render_html", "render_json", "render_table"]
 _METRICS: Final = ("init_latency", "total_latency", "peak_memory_rss")
 _COLUMNS: Final = ("test id", "outcome", "init s", "total s", "peak MiB", "adherence")
 _STATS_COLUMNS: Final = ("metric", "count", "p50", "p90", "p99", "max")
+_REASON_CHARS: Final = 80  # the reason column shows a short form; the report keeps it whole
+_REASON_WIDTH: Final = 40  # terminal columns it may take before it wraps
 
 
 def render_table(report: Report, console: Console, *, max_rows: int | None = None) -> None:
     """Print one row per run, then the summary, to `console`. Blocks on the console's output.
+
+    Each row ends with why the run did not pass (the gate's reason, else the generation's
+    error), shortened to one line.
 
     With `max_rows`, a report with more runs than that shows only the runs that did not pass
     (at most `max_rows` of them) and says so; the summary always covers every run. Every cell
@@ -42,8 +47,9 @@ def render_table(report: Report, console: Console, *, max_rows: int | None = Non
         shown = f"first {len(runs)} of " if len(not_passed) > len(runs) else ""
         title = f"{shown}{len(not_passed)} runs that did not pass (of {len(report.test_runs)})"
     table = _table(_COLUMNS, title=title, text_columns=2)
-    for row in _run_rows(runs):
-        table.add_row(*map(_cell, row))
+    table.add_column("reason", max_width=_REASON_WIDTH, overflow="fold")
+    for run, row in zip(runs, _run_rows(runs), strict=True):
+        table.add_row(*map(_cell, (*row, _reason(run))))
     console.print(table)
     console.print(_summary_table(summarize(report.test_runs)))
 
@@ -73,6 +79,19 @@ _CSS: Final = (
     "td,th{border:1px solid #ccc;padding:2px 8px}td{text-align:right}"
     "td:first-child,td:nth-child(2){text-align:left}"
 )
+
+
+def _reason(run: TestRun) -> str:
+    """Why a run did not pass, on one line and shortened: the gate's reason, else the
+    generation's error (type: message); empty for a run that passed without either."""
+    if run.reason:
+        text = run.reason
+    elif run.error is not None:
+        text = f"{run.error.type}: {run.error.message}" if run.error.message else run.error.type
+    else:
+        return ""
+    text = " ".join(text.split())
+    return text if len(text) <= _REASON_CHARS else text[: _REASON_CHARS - 1] + "…"
 
 
 def _cell(text: str) -> Text:

@@ -1,9 +1,10 @@
-"""The report format: its model, rounding, reader and writer, journal, summary and merge.
+"""The report format: its model, rounding, reader and writer, journal, summary, merge, compare.
 
 Imports nothing of the telemetry core, the engine or the providers: any tool can read and
 write reports with this package alone.
 """
 
+from ._compare import compare_reports as compare_reports
 from ._io import read_report as read_report
 from ._io import write_report as write_report
 from ._journal import rebuild_report as rebuild_report
@@ -22,6 +23,7 @@ __all__ = [
     "RunError",
     "Telemetry",
     "TestRun",
+    "compare_reports",
     "merge_reports",
     "read_report",
     "rebuild_report",
