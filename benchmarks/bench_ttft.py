@@ -7,8 +7,7 @@ A streaming provider sleeps DELAY before its first chunk (8 chunks). At concurre
   chunk in its own `async for` loop;
 * pipeline: `pipeline.generate`; the figure is the run's unrounded init_latency (the
   LatencyTracker's value before the report rounds it to 1 ms; read by wrapping the
-  aggregator's `latency_measured`, the one place it passes, where this version of the
-  pipeline has that private hook; else the report's value, rounded to 1 ms, as printed).
+  aggregator's `handle`, where the `LatencyMeasured` part arrives).
 
 Error vs injected = measured - DELAY. It includes the event loop's wake-up delay (which grows with
 concurrency, and with the other timers the loop serves), in both methods; the difference
@@ -38,6 +37,7 @@ import anyio
 from benchmarks._common import header
 from benchmarks._fixtures import CODE_OUTPUT, TelemetryPipeline, check_lossless, split_chunks
 from benchmarks._results import parse_mode, pick, verdict
+from orket_pipeline.telemetry._events import LatencyMeasured
 
 BENCH = "ttft"
 DELAY = 0.020
@@ -89,18 +89,16 @@ async def _bare_block(provider: StampingProvider, concurrency: int, rounds: int)
 
 async def _pipeline_block(provider: StampingProvider, concurrency: int, rounds: int) -> Errors:
     errors: Errors = {"injected": [], "stamp": []}
-    async with TelemetryPipeline() as pipeline:
-        # The unrounded init_latency where the aggregator receives it, when this version of the
-        # pipeline has that hook; else (below) the report's, rounded to 1 ms.
-        aggregator: Any = getattr(pipeline, "_aggregator", None)
-        measured = getattr(aggregator, "latency_measured", None)
-        if measured is not None:
+    async with TelemetryPipeline(inbox_capacity=4 * concurrency * rounds + 16) as pipeline:
+        aggregator: Any = pipeline._aggregator
+        handle = aggregator.handle
 
-            def keep(test_id: str, part: Any) -> None:
-                _collect(errors, provider, test_id, part.init_latency)
-                measured(test_id, part)
+        def keep(event: Any) -> None:
+            if isinstance(event, LatencyMeasured):
+                _collect(errors, provider, event.test_id, event.init_latency)
+            handle(event)
 
-            aggregator.latency_measured = keep
+        aggregator.handle = keep
 
         async def engine(test_id: str) -> None:
             await pipeline.generate(test_id, provider, test_id)
@@ -111,11 +109,6 @@ async def _pipeline_block(provider: StampingProvider, concurrency: int, rounds: 
                 for i in range(concurrency):
                     tg.start_soon(engine, f"r{r}t{i}")
     check_lossless(pipeline, concurrency * rounds)
-    if measured is None:
-        print("(init_latency read from the report: rounded to 1 ms)")
-        for run in pipeline.report.test_runs:
-            assert run.telemetry is not None and run.telemetry.init_latency is not None
-            _collect(errors, provider, run.test_id, float(run.telemetry.init_latency))
     assert len(errors["injected"]) == concurrency * rounds
     return errors
 
