@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import stat
 import re
 import secrets
 import sys
@@ -115,7 +116,8 @@ def write_report(path: str | os.PathLike[str], report: Report) -> Report:
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Replace `path` with `data` atomically: temp file beside it, fsync, rename, fsync the dir.
 
-    The temp file is created with mode 0o666 minus the umask, like a plain `open()` would.
+    The temp file is created with mode 0o666 minus the umask, like a plain `open()` would. A
+    `path` that is a device or a pipe (`/dev/stdout`) is written into, never replaced.
     On POSIX, temp files of `path` left by writers that were killed are removed afterwards.
 
     Raises:
@@ -124,6 +126,12 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     Blocks on file I/O and fsync.
     """
     target = Path(path)
+    if _is_special(target):
+        # A device or a pipe (`-o /dev/stdout`, `/dev/null`): renaming over it would replace the
+        # device itself with a file (as root, for every program on the machine); write into it.
+        with open(target, "wb") as special:
+            special.write(data)
+        return
     fd, tmp = _create_temp(target)
     try:
         with os.fdopen(fd, "wb") as file:
@@ -140,6 +148,14 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
         raise
     _fsync_dir(target.parent)
     _remove_orphaned_temps(target)
+
+
+def _is_special(target: Path) -> bool:
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return False  # missing (or unreadable: the temp file's creation will say why)
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 def utc_timestamp(now: datetime | None = None) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import stat
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from orket_pipeline.report._io import (
     outcomes_only_report,
     read_report,
     utc_timestamp,
+    write_bytes_atomic,
     write_report,
 )
 from orket_pipeline.report._model import Report, Telemetry, TestRun, encode_json
@@ -81,6 +84,20 @@ class TestWrite:
 
 
 class TestAtomicity:
+    def test_a_pipe_or_device_is_written_into_never_replaced(self, tmp_path: Path) -> None:
+        # `-o /dev/stdout` works, and `-o /dev/null` as root must not replace the device with a
+        # file. A FIFO stands for the device: the test must not touch the machine's /dev.
+        fifo = tmp_path / "out.fifo"
+        os.mkfifo(fifo)
+        received: list[bytes] = []
+        reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+        reader.start()
+        write_bytes_atomic(fifo, b"report bytes")
+        reader.join(timeout=10)
+        assert received == [b"report bytes"]
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out.fifo"]
+
     @pytest.mark.parametrize("failing", ["fsync", "replace"])
     def test_a_crash_mid_write_leaves_the_old_file_and_no_temp_file(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
