@@ -248,3 +248,33 @@ async def test_execute_resume_from_merges_kept_and_new_runs_in_suite_order(
     assert report.test_runs[1] == kept[1] and report.test_runs[3] == kept[3]
     assert read_report(tmp_path / "r.json").test_runs == report.test_runs
     assert journal.exists()  # not the report's own journal: left as it was
+
+
+@pytest.mark.anyio
+async def test_runs_parked_by_a_resume_that_crashed_early_are_still_kept(tmp_path: Path) -> None:
+    # A resume parks the kept runs in JOURNAL.resumed before its new journal truncates the old
+    # one, and removes the backup once the new journal holds them: a crash in between leaves
+    # a journal with a header (and maybe new runs) beside the backup.
+    ids = write_suite(tmp_path / "suite.json", count=4)
+    suite = load_suite(tmp_path / "suite.json")
+    journal = tmp_path / "r.json.journal.jsonl"
+    write_journal(resume_backup(journal), "suite", ["t0", "t1"])
+    writer = JournalWriter(journal, Metadata(suite="suite"))
+    writer.open()
+    writer.append_many([(2, TestRun(test_id="t2", outcome="fail"))])
+    writer.close()
+    provider = Counting()
+
+    report = await execute(
+        suite, provider, report_path=tmp_path / "r.json", resume_from=journal, concurrency=1
+    )
+
+    assert provider.prompts == ["prompt t3"]
+    assert [(r.test_id, r.outcome) for r in report.test_runs] == [
+        ("t0", "pass"),
+        ("t1", "pass"),
+        ("t2", "fail"),
+        ("t3", "pass"),
+    ]
+    assert ids == [r.test_id for r in read_report(tmp_path / "r.json").test_runs]
+    assert not journal.exists() and not resume_backup(journal).exists()
