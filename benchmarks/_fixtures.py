@@ -11,12 +11,8 @@ from collections.abc import AsyncIterator
 import anyio
 import msgspec
 
+from orket_pipeline import TelemetryPipeline
 from orket_pipeline.constraints import Constraints
-
-try:
-    from orket_pipeline import TelemetryPipeline
-except ImportError:  # the package does not re-export it yet
-    from orket_pipeline.telemetry._pipeline import TelemetryPipeline
 
 __all__ = [
     "CODE_OUTPUT",
@@ -127,7 +123,8 @@ def check_lossless(pipeline: TelemetryPipeline, runs: int) -> None:
     reported with telemetry. Raises `AssertionError` otherwise."""
     stats = pipeline.statistics()
     assert stats.events_dropped == 0, f"{stats.events_dropped} events dropped"
-    assert stats.late_events == 0, f"{stats.late_events} late events"
+    late = getattr(stats, "late_events", 0)
+    assert late == 0, f"{late} late events"
     assert not stats.stage_errors, f"stage errors: {stats.stage_errors}"
     test_runs = pipeline.report.test_runs
     assert len(test_runs) == runs, f"{len(test_runs)} of {runs} runs reported"

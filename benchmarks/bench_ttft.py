@@ -7,7 +7,7 @@ A streaming provider sleeps DELAY before its first chunk (8 chunks). At concurre
   chunk in its own `async for` loop;
 * pipeline: `pipeline.generate`; the figure is the run's unrounded init_latency (the
   LatencyTracker's value before the report rounds it to 1 ms; read by wrapping the
-  aggregator's `latency_measured`, the one place it passes).
+  aggregator's `handle`, where the `LatencyMeasured` part arrives).
 
 Error vs injected = measured - DELAY. It includes the event loop's wake-up delay (which grows with
 concurrency, and with the other timers the loop serves), in both methods; the difference
@@ -37,6 +37,7 @@ import anyio
 from benchmarks._common import header
 from benchmarks._fixtures import CODE_OUTPUT, TelemetryPipeline, check_lossless, split_chunks
 from benchmarks._results import parse_mode, pick, verdict
+from orket_pipeline.telemetry._events import LatencyMeasured
 
 BENCH = "ttft"
 DELAY = 0.020
@@ -90,13 +91,14 @@ async def _pipeline_block(provider: StampingProvider, concurrency: int, rounds: 
     errors: Errors = {"injected": [], "stamp": []}
     async with TelemetryPipeline(inbox_capacity=4 * concurrency * rounds + 16) as pipeline:
         aggregator: Any = pipeline._aggregator
-        measured = aggregator.latency_measured
+        handle = aggregator.handle
 
-        def keep(test_id: str, part: Any) -> None:
-            _collect(errors, provider, test_id, part.init_latency)
-            measured(test_id, part)
+        def keep(event: Any) -> None:
+            if isinstance(event, LatencyMeasured):
+                _collect(errors, provider, event.test_id, event.init_latency)
+            handle(event)
 
-        aggregator.latency_measured = keep
+        aggregator.handle = keep
 
         async def engine(test_id: str) -> None:
             await pipeline.generate(test_id, provider, test_id)

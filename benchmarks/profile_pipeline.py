@@ -1,14 +1,17 @@
-"""Where the pipeline's time goes: the evidence behind the missed targets in README.md.
+"""Where the pipeline's time goes: the evidence behind the figures in README.md.
 
-Not a benchmark (no target): a profile of the overhead loop of bench_overhead (non-streaming
-provider, yield every 100), in four parts:
+Not a benchmark (no target): a profile in five parts:
 
 1. cost of the pieces on the engine's path (event construction, publish per event type);
-2. the validator's cost per output, as the ConstraintStage pays it in its worker thread;
-3. ablations: the whole pipeline, then with scoring replaced by a constant, then with that
-   constant returned on the loop instead of through `anyio.to_thread` (patches private names
-   of this version of the package; a step whose name has moved is skipped);
-4. cProfile of the event loop's thread (worker threads are not in it), top functions.
+2. the validator's cost per output, as the ConstraintStage pays it;
+3. yield patterns: the pipeline's added cost per generation against one OpenTelemetry SDK span
+   for a provider that never yields, one that yields once per generation
+   (`anyio.lowlevel.checkpoint()`, as every socket read does) and a stream of two chunks with a
+   yield before each, with the scheduler's batches counted; the engine's loop itself never
+   yields, so the provider decides how often the stages could run;
+4. where a generation's time goes: the engine's loop alone, then closing (every stage's work,
+   done in batches at close when nothing yields), with and without finding the code payload;
+5. cProfile of the event loop's thread (worker threads are not in it), top functions.
 
 Usage: python -m benchmarks.profile_pipeline [--quick]
 """
@@ -21,16 +24,104 @@ import io
 import pstats
 import sys
 import timeit
-from decimal import Decimal
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from time import perf_counter
 from typing import Any
 
 import anyio
+import anyio.lowlevel
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from benchmarks._common import header
-from benchmarks._fixtures import CODE_OUTPUT, TelemetryPipeline, TextProvider, typical_constraints
-from benchmarks.bench_overhead import _pipeline_loop
+from benchmarks._fixtures import CODE_OUTPUT, TelemetryPipeline, check_lossless, typical_constraints
 from orket_pipeline.constraints import extract_payload, validate_output
 from orket_pipeline.telemetry._events import GenerationFinished, GenerationStarted, OutcomeRecorded
+
+
+class NeverYields:
+    supports_streaming = False
+
+    async def generate(self, prompt: str) -> str:
+        return CODE_OUTPUT
+
+
+class YieldsOnce:
+    supports_streaming = False
+
+    async def generate(self, prompt: str) -> str:
+        await anyio.lowlevel.checkpoint()
+        return CODE_OUTPUT
+
+
+class StreamsTwo:
+    supports_streaming = True
+    chunks = (CODE_OUTPUT[: len(CODE_OUTPUT) // 2], CODE_OUTPUT[len(CODE_OUTPUT) // 2 :])
+
+    async def stream(self, prompt: str) -> AsyncIterator[str]:
+        for chunk in self.chunks:
+            await anyio.lowlevel.checkpoint()
+            yield chunk
+
+
+Provider = NeverYields | YieldsOnce | StreamsTwo
+PATTERNS: dict[str, Provider] = {
+    "never yields": NeverYields(),
+    "yields once per generation": YieldsOnce(),
+    "2 chunks, a yield before each": StreamsTwo(),
+}
+
+
+class _NoopExporter(SpanExporter):
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+async def _bare_call(provider: Provider) -> str:
+    if isinstance(provider, StreamsTwo):
+        return "".join([chunk async for chunk in provider.stream("p") if chunk])
+    return await provider.generate("p")
+
+
+async def _bare(provider: Provider, n: int) -> float:
+    t0 = perf_counter()
+    for _ in range(n):
+        await _bare_call(provider)
+    return perf_counter() - t0
+
+
+def _span_loop(tracer_provider: TracerProvider) -> Callable[[Provider, int], Awaitable[float]]:
+    start = tracer_provider.get_tracer("profile").start_as_current_span
+
+    async def span(provider: Provider, n: int) -> float:
+        t0 = perf_counter()
+        for _ in range(n):
+            with start("generate"):
+                await _bare_call(provider)
+        tracer_provider.force_flush()
+        return perf_counter() - t0
+
+    return span
+
+
+_ticks: list[int] = []
+
+
+async def _pipeline(provider: Provider, n: int, constraints: Any = None) -> float:
+    ids = [f"t{i:07d}" for i in range(n)]
+    t0 = perf_counter()
+    async with TelemetryPipeline(inbox_capacity=4 * n + 16) as pipeline:
+        generate, record = pipeline.generate, pipeline.record_outcome
+        for test_id in ids:
+            await generate(test_id, provider, "p", constraints)
+            record(test_id, "pass")
+    elapsed = perf_counter() - t0
+    check_lossless(pipeline, n)
+    _ticks.append(pipeline._scheduler.ticks)
+    return elapsed
 
 
 def _ns(stmt: Any, number: int = 100_000) -> float:
@@ -38,26 +129,46 @@ def _ns(stmt: Any, number: int = 100_000) -> float:
 
 
 def engine_pieces() -> None:
-    bus = TelemetryPipeline(inbox_capacity=1 << 30)._bus  # the real routes, nothing started
+    pipeline = TelemetryPipeline(inbox_capacity=1 << 30)  # the real wiring, nothing started
+    bus = pipeline._bus
     routes = {kind.__name__: len(inboxes) for kind, inboxes in bus._routes.items()}
-    started = GenerationStarted("t1", 1.0, False)
-    finished = GenerationFinished("t1", 1.0, 0.5, False, "out", None, 1, None, None)
-    outcome = OutcomeRecorded("t1", "pass", None)
+    started = GenerationStarted(test_id="t1", t_perf=1.0, streaming=False)
+    finished = GenerationFinished(
+        test_id="t1", t_perf=1.0, t_started=0.5, streaming=False, output="out", chunk_count=1
+    )
+    outcome = OutcomeRecorded(test_id="t1", outcome="pass")
     print(f"\n1. engine path pieces (ns, best of 5); inboxes per event type: {routes}")
     for name, fn in (
-        ("GenerationStarted(...)", lambda: GenerationStarted("t", 1.0, False)),
+        (
+            "GenerationStarted(...)",
+            lambda: GenerationStarted(test_id="t", t_perf=1.0, streaming=False),
+        ),
         ("publish(GenerationStarted)", lambda: bus.publish(started)),
         ("publish(GenerationFinished)", lambda: bus.publish(finished)),
         ("publish(OutcomeRecorded)", lambda: bus.publish(outcome)),
     ):
         print(f"  {name:40s} {_ns(fn):6.0f}")
+        bus._queue.clear()  # what a batch would have routed
+    print(f"  {'route() per event, to the stages above':40s} {_route_ns(bus, started):6.0f}")
+
+
+def _route_ns(bus: Any, event: Any, n: int = 100_000) -> float:
+    best = float("inf")
+    for _ in range(5):
+        bus._queue.extend([event] * n)
+        t0 = perf_counter()
+        bus.route()
+        best = min(best, perf_counter() - t0)
+        for inbox in bus._inboxes:
+            inbox.items.clear()
+    return best / n * 1e9
 
 
 def validator_costs() -> None:
     constraints, payload = typical_constraints(), extract_payload(CODE_OUTPUT) or ""
-    print("\n2. scoring one output (us, best of 5), paid in the ConstraintStage's worker thread:")
+    print("\n2. scoring one output (us, best of 5), as the ConstraintStage pays it:")
     for name, fn in (
-        ("extract_payload", lambda: extract_payload(CODE_OUTPUT)),
+        ("extract_payload (constraints=None: on the loop)", lambda: extract_payload(CODE_OUTPUT)),
         ("validate_output(None, output)", lambda: validate_output(None, CODE_OUTPUT)),
         ("validate_output(6 checks, output)", lambda: validate_output(constraints, CODE_OUTPUT)),
         (
@@ -65,62 +176,82 @@ def validator_costs() -> None:
             lambda: compile(payload, "<p>", "exec", 1024),
         ),
     ):
-        print(f"  {name:40s} {_ns(fn, 2_000) / 1e3:8.2f}")
+        print(f"  {name:48s} {_ns(fn, 2_000) / 1e3:8.2f}")
 
 
-def ablations(n: int) -> None:
+async def _yield_patterns(n: int, reps: int) -> None:
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(_NoopExporter(), max_queue_size=1 << 20))
+    loops = {"bare": _bare, "one span": _span_loop(tracer_provider), "pipeline": _pipeline}
+    print(f"\n3. yield patterns, {n:,} generations, best of {reps} interleaved (us/gen):")
+    print(f"  {'provider':32s} {'bare':>7s} {'+span':>7s} {'+pipeline':>10s} {'ratio':>6s} batches")
+    for label, provider in PATTERNS.items():
+        for loop in loops.values():
+            await loop(provider, max(n // 10, 100))  # warm-up
+        best = dict.fromkeys(loops, float("inf"))
+        _ticks.clear()
+        for _ in range(reps):
+            for name, loop in loops.items():
+                best[name] = min(best[name], await loop(provider, n) / n * 1e6)
+        span, added = best["one span"] - best["bare"], best["pipeline"] - best["bare"]
+        print(
+            f"  {label:32s} {best['bare']:7.2f} {span:7.2f} {added:10.2f} {added / span:6.2f}"
+            f" {min(_ticks)}"
+        )
+    tracer_provider.shutdown()
+
+
+async def _split(n: int, reps: int) -> None:
     import orket_pipeline.telemetry.stages.constraints as stage
 
-    one = Decimal("1.000")
+    async def once() -> tuple[float, float]:
+        ids, provider = [f"t{i:07d}" for i in range(n)], NeverYields()
+        pipeline = TelemetryPipeline(inbox_capacity=4 * n + 16)
+        async with pipeline:
+            t0 = perf_counter()
+            for test_id in ids:
+                await pipeline.generate(test_id, provider, "p")
+                pipeline.record_outcome(test_id, "pass")
+            t1 = perf_counter()
+        return (t1 - t0) / n * 1e6, (perf_counter() - t1) / n * 1e6
 
-    class _OnLoop:
-        @staticmethod
-        async def run_sync(fn: Any, *args: Any, **kwargs: Any) -> Any:
-            return fn(*args)
-
-    def run(label: str) -> None:
-        loop, provider = _pipeline_loop(None), TextProvider()
-        anyio.run(loop, provider, max(n // 10, 100))
-        best = min(anyio.run(loop, provider, n) for _ in range(3)) / n * 1e6
-        print(f"  {label:58s} {best:7.2f} us/gen")
-
-    print(f"\n3. ablations, constraints=None, {n:,} generations (best of 3):")
-    run("whole pipeline")
-    if not hasattr(stage, "_score_batch"):
-        print("  (stages.constraints._score_batch has moved: ablations skipped)")
-        return
-    saved = stage._score_batch, stage.anyio
-    stage._score_batch = lambda jobs: [one] * len(jobs)
-    run("scoring replaced by a constant, still via to_thread")
-    stage.anyio = type("anyio", (), {"to_thread": _OnLoop})  # type: ignore[assignment]
-    run("constant returned on the loop (no worker thread)")
-    stage._score_batch, stage.anyio = saved
+    print(f"\n4. a generation's time, never yielding, {n:,} generations (us/gen, best of {reps}):")
+    saved = stage.extract_payload
+    for label in ("whole pipeline", "code payload not looked for"):
+        if label != "whole pipeline":
+            stage.extract_payload = lambda output: output  # type: ignore[assignment]
+        results = [await once() for _ in range(reps)]
+        engine, close = min(r[0] for r in results), min(r[1] for r in results)
+        print(f"  {label:30s} engine's loop {engine:6.2f}   close (every stage) {close:6.2f}")
+    stage.extract_payload = saved
 
 
 def loop_profile(n: int, constraints: Any, label: str) -> None:
-    loop, provider = _pipeline_loop(constraints), TextProvider()
-    anyio.run(loop, provider, max(n // 10, 100))
+    provider = YieldsOnce()
+    anyio.run(_pipeline, provider, max(n // 10, 100), constraints)
     profiler = cProfile.Profile()
     profiler.enable()
-    anyio.run(loop, provider, n)
+    anyio.run(_pipeline, provider, n, constraints)
     profiler.disable()
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(14)
     lines = [line for line in out.getvalue().splitlines() if line.strip()]
-    print(f"\n4. cProfile of the loop's thread, {label}, {n:,} generations (tottime):")
+    print(f"\n5. cProfile of the loop's thread, {label}, {n:,} generations (tottime):")
     print("\n".join(f"  {line}" for line in lines[3:]))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    n = 3_000 if parser.parse_args(argv).quick else 20_000
-    print(header("profile of the pipeline's overhead loop"))
+    quick = parser.parse_args(argv).quick
+    n, reps = (3_000, 3) if quick else (20_000, 5)
+    print(header("profile of the pipeline's overhead"))
     engine_pieces()
     validator_costs()
-    ablations(n)
-    loop_profile(n, None, "constraints=None")
-    loop_profile(n, typical_constraints(), "6-check constraints")
+    anyio.run(_yield_patterns, n, reps)
+    anyio.run(_split, n, reps)
+    loop_profile(n, None, "constraints=None, yields once")
+    loop_profile(n, typical_constraints(), "6-check constraints, yields once")
     return 0
 
 

@@ -30,6 +30,7 @@ from anyio.abc import TaskStatus
 from ..constraints import extract_payload
 from ..report._io import write_report
 from ..report._model import Report, RunError, TestRun, current_metadata
+from ..telemetry._call import Call, call_provider, error_text, error_type_name, streams
 from ..telemetry._pipeline import TelemetryPipeline
 from ._gates import GateResult, run_gate
 from ._resume import journal_for, kept_runs, remove_journal, resume_with_telemetry
@@ -148,9 +149,10 @@ async def _attempt(loop: _Loop, task: Task) -> RunResult:
         with anyio.move_on_after(loop.timeout_s) as scope:
             text = await _generate(loop, task)
     except Exception as exc:
-        message = " ".join(str(exc).split())[:_MESSAGE_CHARS]
-        reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-        return _error(task, reason, RunError(type=type(exc).__name__, message=message))
+        # error_text: a message whose __str__ raises, or holds a lone surrogate, still reads.
+        kind, message = error_type_name(exc), " ".join(error_text(exc).split())[:_MESSAGE_CHARS]
+        reason = f"{kind}: {message}" if message else kind
+        return _error(task, reason, RunError(type=kind, message=message))
     if scope.cancelled_caught:
         reason = f"generation timed out after {loop.timeout_s:g} s"
         return _error(task, reason, RunError(type="TimeoutError", message=reason))
@@ -192,23 +194,12 @@ async def _generate(loop: _Loop, task: Task) -> Any:
     return await generate_directly(loop.provider, task.prompt)
 
 
-async def generate_directly(provider: Provider, prompt: str) -> Any:
-    """Call `provider` as the pipeline's wrapper does, with no telemetry.
-
-    Streams when `supports_streaming` is True (non-empty chunks joined); a plain-`def`
-    `generate` runs in a worker thread, abandoned (left to finish on its own) when the run is
-    cancelled or times out, since a thread cannot be interrupted. Raises whatever the provider
-    raises.
-    """
-    if getattr(provider, "supports_streaming", False) is True:
-        parts = []
-        async for chunk in provider.stream(prompt):
-            if chunk:
-                parts.append(chunk)
-        return "".join(parts)
-    if inspect.iscoroutinefunction(provider.generate):
-        return await provider.generate(prompt)
-    return await anyio.to_thread.run_sync(provider.generate, prompt, abandon_on_cancel=True)
+async def generate_directly(provider: Provider, prompt: str) -> str:
+    """Call `provider` through the very function the pipeline's wrapper uses, with no telemetry
+    (`telemetry._call.call_provider`: streams closed as `aclosing` does, async `__call__`, a thread
+    for a plain `def`, abandoned when the run is cancelled or times out). Raises what it
+    raises."""
+    return await call_provider(provider, prompt, Call(streams(provider)))
 
 
 async def execute(

@@ -1,9 +1,11 @@
 """The telemetry core: the wrapper publishes events onto the bus, stages turn them into runs.
 
 ```
-_events.py        the typed events (frozen msgspec Structs in one union)
+_events.py        the typed events (frozen msgspec Structs in one union): facts and parts
+_call.py          calling a provider: the one function the wrapper and --no-telemetry share
 _wrapper.py       the generation wrapper: the only code on the engine's path
-_bus.py           one bounded inbox per stage, filled by a publish that never awaits
+_bus.py           one queue filled by a publish that never awaits; the scheduler that routes
+                  it into each stage's inbox and wakes the stages in batches
 stages/           one stage per module: latency, memory, constraints, the report aggregator
 _memory_probe.py  peak RSS segments from the kernel's high-water mark (or polling)
 _lag.py           the event loop's lag, as the pipeline sees it

@@ -1,62 +1,74 @@
-"""The event bus: one bounded inbox per stage, filled by a publish that never awaits.
+"""The event bus: one bounded queue filled by a publish that never awaits or wakes anything.
 
-Publishing is on the engine's path, so it is a handful of attribute reads and deque appends:
-no lock (everything runs on the event loop's thread), no await, no allocation beyond the
-deque slot. A stage waiting on an empty inbox is woken through an `anyio.Event` it created
-before sleeping; a busy stage is not woken at all. A full inbox refuses the event and counts
-it, a closed bus counts the event as late: nothing is lost silently.
+Publishing is on the engine's path, so it is one append to one queue, whatever the number of
+stages: no lock (everything runs on the event loop's thread), no await, no wake-up. Stages run
+in batches instead, as OpenTelemetry's BatchSpanProcessor exports spans: the `Scheduler` routes
+the queue into the stages' inboxes and wakes them `delay` seconds after the bus turned busy, or
+sooner when the queue or an inbox reaches its fill mark; the pipeline wakes each one at close.
+While nothing is pending the scheduler sleeps with no timer at all; the first publish after a
+pause wakes it (one `anyio.Event.set` per batch, never per event).
 
-Measured before choosing (`python -m benchmarks.bench_bus`, figures in benchmarks/README.md):
-delivering one event to four anyio memory object streams with `send_nowait` costs about 1.6x
-this deque-and-wake-up, and the streams add a receive-side cost per event besides.
+Why: waking a waiting stage on every publish cost ~4.6 us per wake-up (~10 us with a timeout),
+four per generation, whenever the engine yielded between generations, as every real provider
+does (2.5-3.9x one OpenTelemetry span per generation). Batched, the cost no longer depends on
+how often the engine yields. Measured side by side in one process on a shared 2-core machine
+(`python -m benchmarks.profile_pipeline`, part 3; `python -m benchmarks.bench_bus`): publish
+~100 ns per event (four memory object streams: ~650 ns), routing ~300 ns per event per batch;
+added per generation with constraints=None, against one span: 0.7x never yielding, 0.8x
+yielding once, 1.0x streaming two chunks (with a wake-up per event, in the same session: 0.9x,
+2.7x and 2.8x). What is left is the stages' own work, not waking them.
+
+A full queue or inbox refuses the event and counts it; a closed bus counts the engine's event
+as late: nothing is lost silently.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from time import perf_counter
+from typing import Protocol
 
 import anyio
 
 from ._events import Event
+from ._lag import LagMonitor
 
-__all__ = ["BusStatistics", "EventBus", "Inbox"]
+__all__ = ["BusStatistics", "EventBus", "Inbox", "Scheduler", "Wakeable"]
 
 
 class Inbox:
-    """One stage's bounded queue of events, with the stage's wake-up.
+    """One stage's bounded queue of events.
 
-    Only the event loop's thread touches an inbox, so no lock is needed.
+    Only the event loop's thread touches an inbox, so no lock is needed. `wake_at` is the length
+    at which one more event makes the bus ring the scheduler early (the fill mark, minus one).
     """
 
-    __slots__ = ("capacity", "closed", "dropped", "items", "name", "waiter")
+    __slots__ = ("capacity", "closed", "dropped", "items", "name", "wake_at")
 
-    def __init__(self, name: str, capacity: int) -> None:
+    def __init__(self, name: str, capacity: int, fill_mark: int) -> None:
         self.name = name
         self.capacity = capacity
+        self.wake_at = max(fill_mark, 1) - 1
         self.items: deque[Event] = deque()
-        self.waiter: anyio.Event | None = None
         self.dropped = 0
         self.closed = False
 
-    async def wait(self) -> None:
-        """Wait until an event arrives or the bus closes. Blocks (awaits); never raises."""
-        if self.items or self.closed:
-            return
-        waiter = self.waiter = anyio.Event()
-        await waiter.wait()
 
-    def close(self) -> None:
-        """Tell the stage no more events will come, waking it to drain. Never raises."""
-        self.closed = True
-        self.wake()
+class Wakeable(Protocol):
+    """What the scheduler needs of a stage."""
+
+    def has_work(self) -> bool:
+        """Whether to wake it now: events are queued, or it asks for a tick. Never raises."""
+        ...
 
     def wake(self) -> None:
-        """Wake the stage if it is waiting. Never blocks or raises."""
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            waiter.set()
+        """Run a batch soon. Never blocks or raises."""
+        ...
+
+
+def _nothing() -> None:
+    pass
 
 
 class BusStatistics:
@@ -71,51 +83,124 @@ class BusStatistics:
 
 
 class EventBus:
-    """Routes each event, by its type, to the inboxes of the stages subscribed to that type."""
+    """One queue for the engine's events, routed by type into the stages' inboxes per batch.
 
-    def __init__(self) -> None:
+    `publish` appends to a single bounded queue, whatever the number of stages (O(1) on the
+    engine's path); `route`, called by the scheduler at each batch and by the pipeline at
+    close, moves the queue into the inboxes of the stages subscribed to each event's type.
+
+    Args:
+        capacity: events the queue may hold before new ones are dropped (and counted).
+        fill_mark: queued events at which the queue (or an inbox) rings the scheduler
+            before its delay.
+    """
+
+    def __init__(self, capacity: int = 1 << 18, fill_mark: int = 1024) -> None:
+        self.fill_mark = fill_mark
         self._routes: dict[type[Event], tuple[Inbox, ...]] = {}
         self._inboxes: list[Inbox] = []
-        self._published = 0
+        self._queue: list[Event] = []
+        self._room = capacity  # 0 once closed: every later event is refused (and counted)
+        self._wake_at = max(fill_mark, 1) - 1
+        self._routed = 0
+        self._dropped = 0
         self._late = 0
         self._closed = False
+        #: True from the first event after a pause until the scheduler finds nothing pending.
+        self.busy = False
+        #: `perf_counter()` of the last `route()`: every event still queued was published later.
+        self.routed_at = float("-inf")
+        self._ring: Callable[[], None] = _nothing
 
     def subscribe(self, name: str, event_types: Iterable[type[Event]], capacity: int) -> Inbox:
         """Create a stage's inbox receiving the given event types. Call before publishing."""
-        inbox = Inbox(name, capacity)
+        inbox = Inbox(name, capacity, self.fill_mark)
         self._inboxes.append(inbox)
         for event_type in event_types:
             self._routes[event_type] = (*self._routes.get(event_type, ()), inbox)
         return inbox
 
-    def publish(self, event: Event) -> None:
-        """Put `event` into every subscribed inbox. Never awaits, blocks or raises.
+    def on_ring(self, ring: Callable[[], None]) -> None:
+        """Call `ring` when the bus turns busy or a queue reaches its fill mark.
 
-        A full inbox drops the event and counts it; after `close()` the event is counted as
-        late and delivered nowhere.
+        `ring` runs inside `publish`: it must be quick and must not raise.
         """
-        if self._closed:
+        self._ring = ring
+
+    def publish(self, event: Event) -> None:
+        """Queue one of the engine's events. Never awaits, blocks, wakes a stage or raises.
+
+        A full queue drops the event and counts it; after `close()` the event is counted as
+        late. The first event after a pause rings the scheduler, once.
+        """
+        queue = self._queue
+        size = len(queue)
+        if size < self._room:
+            queue.append(event)
+            if not self.busy:
+                self.busy = True
+                self._ring()
+            elif size == self._wake_at:
+                self._ring()
+        elif self._closed:
             self._late += 1
+        else:
+            self._dropped += 1
+
+    def route(self) -> None:
+        """Move every queued event into the inboxes subscribed to its type. Never raises.
+
+        A full inbox drops the event and counts it. Runs on the loop, off the engine's path:
+        at each of the scheduler's batches, and at close.
+        """
+        queue = self._queue
+        self.routed_at = perf_counter()
+        if not queue:
             return
-        self._published += 1
+        self._queue = []
+        self._routed += len(queue)
+        routes = self._routes
+        for event in queue:
+            for inbox in routes.get(type(event), ()):
+                items = inbox.items
+                if len(items) >= inbox.capacity:
+                    inbox.dropped += 1
+                else:
+                    items.append(event)
+
+    def queued(self) -> int:
+        """Events published and not yet routed."""
+        return len(self._queue)
+
+    def forward(self, event: Event) -> None:
+        """Put a stage's part into the inboxes of the stages that consume it. Never awaits,
+        blocks or raises.
+
+        Unlike `publish` this goes on after `close()`: the pipeline closes each stage's inbox
+        only after the stages feeding it have finished. A part is never dropped for a full
+        inbox: each answers one event its producer accepted from its own bounded inbox, so
+        the parts queued are bounded by the producers' capacities, and dropping one would
+        lose a measurement the run already paid for.
+        """
         for inbox in self._routes.get(type(event), ()):
             items = inbox.items
-            if len(items) >= inbox.capacity:
-                inbox.dropped += 1
-                continue
+            if len(items) == inbox.wake_at:
+                self._ring()
             items.append(event)
-            waiter = inbox.waiter
-            if waiter is not None:
-                inbox.waiter = None
-                waiter.set()
+        if not self.busy:
+            self.busy = True
+            self._ring()
 
     def close(self) -> None:
-        """Refuse further events (they are counted as late). Idempotent.
+        """Refuse further events from the engine (they are counted as late) and route what is
+        queued. Idempotent.
 
         The inboxes stay open: the pipeline closes them stage by stage, so that a stage whose
         input comes from other stages drains after them.
         """
         self._closed = True
+        self._room = 0
+        self.route()
 
     @property
     def closed(self) -> bool:
@@ -124,5 +209,69 @@ class EventBus:
 
     def statistics(self) -> BusStatistics:
         """Counts so far. Never blocks or raises."""
-        dropped = sum(inbox.dropped for inbox in self._inboxes)
-        return BusStatistics(self._published, dropped, self._late)
+        dropped = self._dropped + sum(inbox.dropped for inbox in self._inboxes)
+        published = self._routed + len(self._queue) + self._dropped
+        return BusStatistics(published, dropped, self._late)
+
+
+class Scheduler:
+    """Wakes the stages in batches: the one timer of the pipeline.
+
+    Asleep (no timer at all) until the bus turns busy; then every `delay` seconds, or as soon as
+    an inbox reaches its fill mark, it wakes each stage that has queued events or asks for a
+    tick (`Stage.has_work`), and goes back to sleep once none has.
+
+    Args:
+        bus: the bus whose ring wakes it.
+        stages: the stages to wake.
+        delay: seconds between a batch's first event and the stages' wake-up.
+        lag: where to record how late each timed wake-up came (the loop's lag).
+    """
+
+    def __init__(
+        self,
+        bus: EventBus,
+        stages: Sequence[Wakeable],
+        delay: float = 0.005,
+        lag: LagMonitor | None = None,
+    ) -> None:
+        self.delay = delay
+        self._lag = lag
+        self._bus = bus
+        self._stages = tuple(stages)
+        self._alarm: anyio.Event | None = None
+        #: Batches started so far (a measure of wake-ups, for tests and benchmarks).
+        self.ticks = 0
+        bus.on_ring(self._ring)
+
+    def _ring(self) -> None:
+        alarm = self._alarm
+        if alarm is not None:
+            self._alarm = None
+            alarm.set()
+
+    def _pending(self) -> bool:
+        return self._bus.queued() > 0 or any(stage.has_work() for stage in self._stages)
+
+    async def run(self) -> None:
+        """Wake the stages until cancelled. Blocks (awaits) forever; never raises but
+        cancellation."""
+        bus = self._bus
+        while True:
+            if not self._pending():
+                bus.busy = False
+                alarm = self._alarm = anyio.Event()
+                await alarm.wait()
+            alarm = self._alarm = anyio.Event()
+            t_asleep = perf_counter()
+            with anyio.move_on_after(self.delay) as timer:
+                await alarm.wait()
+            self._alarm = None
+            if timer.cancelled_caught and self._lag is not None:
+                # Woken by the timer, not a ring: how late the loop ran it is its lag.
+                self._lag.record(perf_counter() - t_asleep - self.delay)
+            self.ticks += 1
+            bus.route()
+            for stage in self._stages:
+                if stage.has_work():
+                    stage.wake()

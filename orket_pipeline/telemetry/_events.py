@@ -1,8 +1,19 @@
-"""The events the generation wrapper publishes: frozen, tagged msgspec Structs in one union.
+"""The events on the bus: frozen, tagged msgspec Structs in one union.
+
+Two kinds travel on it. Facts the generation wrapper publishes from the engine's task
+(`GenerationStarted`, `GenerationFinished`, `OutcomeRecorded`), and parts the stages hand on to
+the report (`LatencyMeasured`, `MemoryMeasured`, `AdherenceScored`): a stage never calls another,
+so the report waits for exactly the parts the wired stages produce.
 
 Every `t_perf` is `time.perf_counter()` taken in the engine's task at the moment the thing
-happened, never when a stage reads the event, so a slow stage cannot skew a latency. With
-`tag=True` the class name is the wire tag: renaming an event is a format change.
+happened, never when a stage reads the event, so a slow stage cannot skew a latency. Part values
+are raw (seconds, bytes, the validator's score): rounding happens once, when a run is reported.
+With `tag=True` the class name is the wire tag: renaming an event is a format change. With
+`gc=False` the garbage collector does not track them (an event holds no cycle), which keeps the
+allocation on the engine's path cheap.
+
+There is no first-chunk event: `GenerationFinished` carries `t_first_chunk`, and no stage needs
+the moment earlier, so publishing one would cost every streaming generation for nothing.
 """
 
 from __future__ import annotations
@@ -16,15 +27,18 @@ if TYPE_CHECKING:
     from ..report._model import RunError
 
 __all__ = [
+    "AdherenceScored",
     "Event",
-    "FirstChunkReceived",
     "GenerationFinished",
     "GenerationStarted",
+    "LatencyMeasured",
+    "MemoryMeasured",
     "OutcomeRecorded",
+    "Part",
 ]
 
 
-class GenerationStarted(msgspec.Struct, frozen=True, tag=True):
+class GenerationStarted(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=False):
     """The request was dispatched to the provider."""
 
     test_id: str
@@ -32,14 +46,7 @@ class GenerationStarted(msgspec.Struct, frozen=True, tag=True):
     streaming: bool
 
 
-class FirstChunkReceived(msgspec.Struct, frozen=True, tag=True):
-    """The first non-empty chunk of a streaming provider arrived."""
-
-    test_id: str
-    t_perf: float
-
-
-class GenerationFinished(msgspec.Struct, frozen=True, tag=True):
+class GenerationFinished(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=False):
     """The generation completed (`error_type` is None) or failed (`output` is None).
 
     Carries everything the stages need about the run, so that they keep no per-run state from
@@ -61,7 +68,7 @@ class GenerationFinished(msgspec.Struct, frozen=True, tag=True):
     error_message: str | None = None
 
 
-class OutcomeRecorded(msgspec.Struct, frozen=True, tag=True):
+class OutcomeRecorded(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=False):
     """The engine decided the run's outcome (`pass`, `fail` or `error`), with its reason and,
     when the engine has one, its own account of the run's error."""
 
@@ -71,4 +78,32 @@ class OutcomeRecorded(msgspec.Struct, frozen=True, tag=True):
     error: RunError | None = None
 
 
-Event = GenerationStarted | FirstChunkReceived | GenerationFinished | OutcomeRecorded
+class LatencyMeasured(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=False):
+    """The LatencyTracker's part of a run: raw seconds, chunk accounting, the wrapper's error."""
+
+    test_id: str
+    init_latency: float | None
+    total_latency: float
+    stream_duration: float | None
+    chunk_count: int
+    output_chars: int | None
+    error_type: str | None = None
+    error_message: str | None = None
+
+
+class MemoryMeasured(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=False):
+    """The MemorySampler's part of a run: peak RSS in bytes (None: the probe had nothing)."""
+
+    test_id: str
+    peak_rss_bytes: int | None
+
+
+class AdherenceScored(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=False):
+    """The ConstraintStage's part of a run: the validator's score (None: nothing to score)."""
+
+    test_id: str
+    score: float | None
+
+
+Part = LatencyMeasured | MemoryMeasured | AdherenceScored
+Event = GenerationStarted | GenerationFinished | OutcomeRecorded | Part

@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-from time import perf_counter
-
-import anyio
-
 __all__ = ["LagMonitor"]
 
 
 class LagMonitor:
-    """Sleeps `interval` seconds in a loop and keeps the largest oversleep seen: the event
-    loop's lag, which anything blocking the loop (a stage, the engine, a provider) inflates.
-    Costs one wake-up per interval."""
+    """Keeps the largest oversleep seen: the event loop's lag, which anything blocking the loop
+    (a stage, the engine, a provider) inflates.
 
-    def __init__(self, interval: float = 0.02) -> None:
-        self.interval = interval
+    It has no timer of its own: the pipeline's `Scheduler` reports how late each of its timed
+    wake-ups came (`record`). It ticks every few milliseconds while anything is pending, and
+    the memory stage keeps it ticking while any generation is in flight, so the lag is measured
+    whenever generations run, and an idle pipeline wakes nothing at all.
+    """
+
+    def __init__(self) -> None:
         self.max_lag: float | None = None
-        self._stopped = False
 
-    async def run(self) -> None:
-        """Measure until `stop()`; cancellable at every sleep."""
-        interval = self.interval
-        while not self._stopped:
-            t_before = perf_counter()
-            await anyio.sleep(interval)
-            lag = max(0.0, perf_counter() - t_before - interval)
-            if self.max_lag is None or lag > self.max_lag:
-                self.max_lag = lag
-
-    def stop(self) -> None:
-        """End the loop at its next wake-up. Never blocks or raises."""
-        self._stopped = True
+    def record(self, oversleep: float) -> None:
+        """One timed wake-up came `oversleep` seconds late. Never blocks or raises."""
+        lag = max(0.0, oversleep)
+        if self.max_lag is None or lag > self.max_lag:
+            self.max_lag = lag

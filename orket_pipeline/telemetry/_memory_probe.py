@@ -92,7 +92,8 @@ class MemoryProbe:
         self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop the thread (waits up to `timeout`) and close the proc files. Idempotent."""
+        """Stop the thread (waits up to `timeout`), close the proc files and remove the lock
+        file. Idempotent."""
         self._stopping.set()
         self._active.set()
         thread, self._thread = self._thread, None
@@ -100,9 +101,11 @@ class MemoryProbe:
             thread.join(timeout)
             if thread.is_alive():
                 return  # still sampling: closing its descriptors could let it write to others
-        for fd in (self._status_fd, self._clear_fd, self._lock_fd):
+        for fd in (self._status_fd, self._clear_fd):
             if fd >= 0:
                 os.close(fd)
+        if self._lock_fd >= 0:
+            _release_hwm_lock(self.pid, self._lock_fd)
         self._status_fd = self._clear_fd = self._lock_fd = -1
 
     def activate(self) -> None:
@@ -215,6 +218,10 @@ class MemoryProbe:
                 del self._peaks[:cut]
 
 
+def _lock_path(pid: int) -> str:
+    return os.path.join(tempfile.gettempdir(), f"orket-pipeline-hwm-{pid}.lock")
+
+
 def _exclusive_hwm_lock(pid: int) -> int:
     """Take the lock on measuring `pid` by its high-water mark; raises `OSError` if taken.
 
@@ -222,18 +229,37 @@ def _exclusive_hwm_lock(pid: int) -> int:
     pipelines in one engine, or parallel shards measuring one model server) would hide each
     other's spikes. The first takes `hwm`; the others fall back to `poll`, which reads without
     resetting. An flock is released by the kernel when its holder dies, so a crash leaves no
-    stale lock.
+    stale lock; a normal stop removes the file (`_release_hwm_lock`).
     """
     import fcntl  # Linux only, like the mark itself
 
-    path = os.path.join(tempfile.gettempdir(), f"orket-pipeline-hwm-{pid}.lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    path = _lock_path(pid)
+    for _ in range(8):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise
+        # The previous holder removes the file before it lets go: if it did so after this
+        # open, this lock is on a file nobody else can find, so take the one at the path.
+        try:
+            held, current = os.fstat(fd), os.stat(path)
+        except FileNotFoundError:
+            os.close(fd)
+            continue
+        if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
+            return fd
         os.close(fd)
-        raise
-    return fd
+    raise OSError(f"the lock on measuring pid {pid} keeps changing hands")
+
+
+def _release_hwm_lock(pid: int, fd: int) -> None:
+    # Removed while still held, so whoever opens the path next makes a fresh file and cannot
+    # hold a lock on this one that another process would not see.
+    with contextlib.suppress(OSError):
+        os.unlink(_lock_path(pid))
+    os.close(fd)
 
 
 def _read_then_reset_with_os(status_fd: int, clear_fd: int) -> bytes:

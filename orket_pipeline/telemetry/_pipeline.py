@@ -2,13 +2,13 @@
 
 It inherits the generation wrapper (`_wrapper.GenerationWrapper.generate`), the only code on the
 engine's path; all other work happens in the stages, each in its own task of the pipeline's
-task group.
+task group, woken in batches by the scheduler (one more task, with the pipeline's only timer).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -19,10 +19,10 @@ import anyio.to_thread
 from .._exceptions import PipelineClosedError
 from ..report._model import Metadata, PipelineStatistics, Report, current_metadata
 from ..report._rounding import round3
-from ._bus import EventBus
+from ._bus import EventBus, Scheduler
 from ._lag import LagMonitor
 from ._memory_probe import MemoryProbe
-from ._wrapper import CLOSED, NEW, OPEN, GenerationWrapper
+from ._wrapper import GenerationWrapper, State
 from .stages import (
     ConstraintStage,
     LatencyTracker,
@@ -31,6 +31,7 @@ from .stages import (
     Stage,
     StageErrors,
 )
+from .stages._base import drain_order
 
 if TYPE_CHECKING:
     from ..report._journal import JournalWriter
@@ -57,7 +58,11 @@ class TelemetryPipeline(GenerationWrapper):
         memory_interval: seconds between memory samples while a generation runs.
         drain_timeout: the shared deadline, in seconds, for draining every stage on exit.
         inbox_capacity: events each stage may have queued before new ones are dropped
-            (and counted).
+            (and counted); the bus's queue, shared until each batch routes it, holds as many
+            as all the stages' inboxes.
+        schedule_delay: seconds from the first event of a batch to the stages' wake-up; an
+            inbox reaching `fill_mark` events wakes them sooner.
+        fill_mark: queued events at which an inbox wakes the stages before the delay.
     """
 
     def __init__(
@@ -72,6 +77,8 @@ class TelemetryPipeline(GenerationWrapper):
         memory_interval: float = 0.005,
         drain_timeout: float = 30.0,
         inbox_capacity: int = 1 << 18,
+        schedule_delay: float = 0.005,
+        fill_mark: int = 1024,
         sandbox: str | None = None,
     ) -> None:
         self.report_path = None if report_path is None else Path(report_path)
@@ -81,37 +88,45 @@ class TelemetryPipeline(GenerationWrapper):
         self.journal_path = None if journal_path is None else Path(journal_path)
         self._suite, self._provider, self._sandbox = suite, provider, sandbox
         self._drain_timeout = drain_timeout
-        self._state = NEW
+        self._state = State.NEW
         self._report: Report | None = None
-        self._bus = EventBus()
-        self._publish = self._bus.publish
         self._errors = StageErrors()
         self._probe = MemoryProbe(memory_pid, memory_method, memory_interval)
         self._lag = LagMonitor()
         self._journal: JournalWriter | None = None
         self._aggregator = ReportAggregator(self._errors)
-        self._producers = (
-            LatencyTracker(self._errors, self._aggregator),
-            MemorySampler(self._errors, self._aggregator, self._probe),
-            ConstraintStage(self._errors, self._aggregator),
+        self._stages: tuple[Stage, ...] = (
+            LatencyTracker(self._errors),
+            MemorySampler(self._errors, self._probe),
+            ConstraintStage(self._errors),
+            self._aggregator,
         )
-        self._stages: tuple[Stage, ...] = (*self._producers, self._aggregator)
-        for stage in self._stages:
-            stage.attach(self._bus, inbox_capacity)
+        # The wiring decides how many parts a run waits for, the drain order, and the room
+        # each inbox needs: a stage fed parts by k others may hold k parts per engine event.
+        self._drain_order = drain_order(self._stages)
+        self._aggregator.expect(len(dict(self._drain_order)[self._aggregator]))
+        # The queue every event waits in until the next batch holds as much as all the
+        # stages' inboxes together: the same bound as one queue per stage.
+        self._bus = EventBus(inbox_capacity * len(self._stages), fill_mark)
+        self._publish = self._bus.publish
+        for stage, feeders in self._drain_order:
+            stage.attach(self._bus, inbox_capacity * (1 + len(feeders)))
+        self._scheduler = Scheduler(self._bus, self._stages, schedule_delay, self._lag)
         self._task_group: Any = None
-        self._stage_scopes: list[anyio.CancelScope] = []
+        self._stage_scopes: dict[Stage, anyio.CancelScope] = {}
+        self._scheduler_scope: anyio.CancelScope | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def __aenter__(self) -> TelemetryPipeline:
-        if self._state is not NEW:
+        if self._state is not State.NEW:
             raise PipelineClosedError("a TelemetryPipeline can be entered only once")
-        self._state = OPEN
+        self._state = State.OPEN
         try:
             await self._open()
         except BaseException:
             # Nothing half-open: no journal left behind, no sampler running, no generate().
-            self._state = CLOSED
+            self._state = State.CLOSED
             await self._undo_open()
             raise
         return self
@@ -133,12 +148,13 @@ class TelemetryPipeline(GenerationWrapper):
             stage.prepare()
             # Created here, not in the task: the deadline must be able to cancel a stage
             # that has not started running yet.
-            scope = anyio.CancelScope(shield=True)
-            self._stage_scopes.append(scope)
-            task_group.start_soon(
-                self._run_stage, stage, scope, name=f"orket-pipeline {stage.name}"
-            )
-        task_group.start_soon(self._lag.run, name="orket-pipeline lag monitor")
+            scope = self._stage_scopes[stage] = anyio.CancelScope(shield=True)
+            task_group.start_soon(_shielded, stage.run, scope, name=f"orket-pipeline {stage.name}")
+        # Shielded too, so the stages keep being woken while a cancelled engine unwinds.
+        scope = self._scheduler_scope = anyio.CancelScope(shield=True)
+        task_group.start_soon(
+            _shielded, self._scheduler.run, scope, name="orket-pipeline scheduler"
+        )
 
     async def _undo_open(self) -> None:
         with anyio.CancelScope(shield=True):
@@ -166,11 +182,10 @@ class TelemetryPipeline(GenerationWrapper):
         stages left queued (synchronous, quick), stopping the sampler thread (up to 2 s) and
         the write.
         """
-        if self._state is not OPEN:
-            self._state = CLOSED
+        if self._state is not State.OPEN:
+            self._state = State.CLOSED
             return
-        self._state = CLOSED
-        self._lag.stop()
+        self._state = State.CLOSED
         try:
             # Shielded: an engine being cancelled still gets every finished run reported.
             with anyio.CancelScope(shield=True):
@@ -179,38 +194,26 @@ class TelemetryPipeline(GenerationWrapper):
                 await self._write()
         finally:
             # The task group was entered before the shield, so it is exited outside it, and
-            # even when the write failed; every stage has ended, only the lag monitor is left.
+            # even when the write failed; every stage has ended, only the scheduler is left.
+            if self._scheduler_scope is not None:
+                self._scheduler_scope.cancel()
             self._task_group.cancel_scope.cancel()
             await self._task_group.__aexit__(None, None, None)
 
-    @staticmethod
-    async def _run_stage(stage: Stage, scope: anyio.CancelScope) -> None:
-        # Shielded, so that cancelling the engine (whose code runs inside this task group's
-        # scope) does not kill the stages before they drain; `_drain` cancels this scope
-        # itself when the shared deadline passes.
-        with scope:
-            await stage.run()
-
     async def _drain(self) -> None:
+        """Close each stage once every stage feeding it has finished (the wiring's order),
+        all under one deadline; past it, stop them in the same order, each handling what it
+        still has queued (see `Stage.stop`)."""
         self._bus.close()
         with anyio.move_on_after(self._drain_timeout):
-            # Producers first: the aggregator needs all their parts before it finishes.
-            for producer in self._producers:
-                producer.close_inbox()
-            await _wait_all(self._producers)
-            self._aggregator.close_inbox()
-            await _wait_all((self._aggregator,))
-        # Past the deadline (or done): stop whatever still runs...
-        for stage in self._stages:
-            stage.close_inbox()
-        for scope in self._stage_scopes:
-            scope.cancel()
-        await _wait_all(self._stages)
-        # ...then handle, here, what a stopped stage left queued, so that no event (an
-        # outcome, say) is lost: handling is synchronous and quick; only scoring is not, and
-        # what could not be scored is counted as abandoned.
-        for stage in self._stages:
-            await stage.salvage()
+            for stage, feeders in self._drain_order:
+                for feeder in feeders:
+                    await _finished(feeder)
+                stage.close_inbox()
+            for stage, _ in self._drain_order:
+                await _finished(stage)
+        for stage, _ in self._drain_order:
+            await stage.stop(self._stage_scopes[stage])
 
     async def _write(self) -> None:
         from ..report._io import write_report
@@ -274,7 +277,14 @@ def _open_journal(path: Path, metadata: Metadata) -> JournalWriter:
     return writer
 
 
-async def _wait_all(stages: Iterable[Stage]) -> None:
-    for stage in stages:
-        if stage.done is not None:
-            await stage.done.wait()
+async def _shielded(run: Callable[[], Awaitable[None]], scope: anyio.CancelScope) -> None:
+    # Shielded, so that cancelling the engine (whose code runs inside this task group's
+    # scope) does not kill the stages before they drain; `_drain` cancels the scope itself
+    # when the shared deadline passes.
+    with scope:
+        await run()
+
+
+async def _finished(stage: Stage) -> None:
+    if stage.done is not None:
+        await stage.done.wait()

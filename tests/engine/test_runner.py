@@ -230,7 +230,10 @@ async def test_provider_returning_a_non_string_is_an_error() -> None:
 
     suite = Suite(name="s", tasks=(Task(id="t", prompt="p"),))
     (result,) = await run_suite(suite, Odd())  # type: ignore[arg-type]
-    assert (result.outcome, result.reason) == ("error", "the provider returned int, not str")
+    assert (result.outcome, result.reason) == (
+        "error",
+        "ProviderCallError: the provider returned int, not str",
+    )
 
 
 async def test_plain_def_provider_runs_in_a_thread() -> None:

@@ -1,4 +1,5 @@
-"""What every stage shares: draining its inbox in slices, isolating its own failures."""
+"""What every stage shares: batches of its inbox when woken, parts handed on through the bus,
+its own failures isolated, and the drain order that follows from the wiring."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import anyio.lowlevel
 from .._bus import EventBus, Inbox
 from .._events import Event
 
-__all__ = ["Stage", "StageErrors"]
+__all__ = ["Stage", "StageErrors", "drain_order"]
 
 logger = logging.getLogger("orket_pipeline")
 
@@ -34,22 +35,28 @@ class StageErrors:
             logger.error(
                 "orket-pipeline stage %s failed (%s); further %s errors are only counted",
                 stage,
-                exc,
+                _printable(exc),
                 type(exc).__name__,
                 exc_info=exc,
             )
 
 
 class Stage:
-    """A consumer of the bus: handles events one by one, in slices, with failures isolated.
+    """A consumer of the bus: handles the events of its inbox in batches, when woken.
 
-    Subclasses set `name` and `event_types`, implement `handle` (synchronous and quick), and
-    may override `after_batch` (async work for what the slice gathered), `wait_timeout`
-    (wake up periodically while they have pending work) and `finish` (the final drain).
+    Subclasses set `name`, `event_types` (what they consume) and `produces` (the parts they
+    hand on with `emit`), implement `handle` (synchronous and quick), and may override
+    `after_batch` (async work for what the batch gathered), `wants_tick` (keep being woken while
+    they have work pending with no new event) and `finish` (the final drain).
+
+    A stage is woken by the pipeline's `Scheduler`, never by a publish, and once more when its
+    inbox is closed; it then drains what is queued, in slices of `slice_size` events with a
+    checkpoint between them, so a backlog cannot stall the event loop.
     """
 
     name: str = "stage"
     event_types: Sequence[type[Event]] = ()
+    produces: Sequence[type[Event]] = ()
     #: Events handled before yielding to the event loop, so a backlog cannot stall it.
     slice_size: int = 256
 
@@ -60,54 +67,77 @@ class Stage:
         self.finished = False
         #: Work this stage could not do because the drain deadline stopped it.
         self.abandoned = 0
+        self._bus: EventBus | None = None
+        self._woken = False
+        self._waiter: anyio.Event | None = None
 
     def attach(self, bus: EventBus, capacity: int) -> None:
-        """Subscribe this stage's inbox to its event types."""
+        """Subscribe this stage's inbox to its event types; `emit` forwards onto `bus`."""
+        self._bus = bus
         self.inbox = bus.subscribe(self.name, self.event_types, capacity)
 
     def prepare(self) -> None:
         """Create the stage's `done` event; call inside the event loop, before `run`."""
         self.done = anyio.Event()
 
-    def close_inbox(self) -> None:
-        """No more events will come: drain what is queued, finish, and end. Never raises."""
-        if self.inbox is not None:
-            self.inbox.close()
+    # -- what subclasses implement -------------------------------------------------------------
 
     def handle(self, event: Event) -> None:
         """Handle one event. Runs on the event loop: must not block. May raise (counted)."""
         raise NotImplementedError
 
     async def after_batch(self) -> None:
-        """Called after each slice of events, and on each periodic wake-up."""
+        """Called after each slice of events, and on each tick asked for by `wants_tick`."""
 
-    def wait_timeout(self) -> float | None:
-        """Seconds after which to wake up with no new event, or None to wait for one."""
-        return None
+    def wants_tick(self) -> bool:
+        """Whether to be woken on the scheduler's next tick with no new event."""
+        return False
 
     async def finish(self) -> None:
         """Called once the inbox is closed and drained; settles what is still pending."""
 
-    async def salvage(self) -> None:
-        """After the stage was stopped (at the drain deadline or not): handle what is still
-        queued, then finish, if the stage did not get to. Never raises; runs once the stage's
-        task has ended."""
+    # -- what the stage offers the others ------------------------------------------------------
+
+    @property
+    def bus(self) -> EventBus | None:
+        """The bus this stage is attached to (None before `attach`)."""
+        return self._bus
+
+    def emit(self, part: Event) -> None:
+        """Hand a part on, through the bus, to the stages consuming it. Never blocks or raises
+        (a full inbox counts it as dropped)."""
+        if self._bus is not None:
+            self._bus.forward(part)
+
+    def has_work(self) -> bool:
+        """Whether the scheduler should wake this stage. Never raises."""
         inbox = self.inbox
-        while inbox is not None and inbox.items:
-            event = inbox.items.popleft()
-            try:
-                self.handle(event)
-            except Exception as exc:
-                self.errors.record(self.name, exc)
-        if not self.finished:
-            self.finished = True
-            try:
-                await self.finish()
-            except Exception as exc:
-                self.errors.record(self.name, exc)
+        if inbox is not None and inbox.items:
+            return True
+        try:
+            return self.wants_tick()
+        except Exception as exc:
+            self.errors.record(self.name, exc)
+            return False
+
+    def wake(self) -> None:
+        """Run a batch soon (now if the stage is waiting). Never blocks or raises."""
+        self._woken = True
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set()
+
+    def close_inbox(self) -> None:
+        """No more events will come: drain what is queued, finish, and end. Never raises."""
+        if self.inbox is not None:
+            self.inbox.closed = True
+        self.wake()
+
+    # -- running -------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Consume the inbox until it is closed and drained, then `finish`; set `done`.
+        """Handle batches until the inbox is closed and drained, then `finish`; set `done`.
 
         Exceptions are counted and logged, never propagated (one escaping would cancel the
         task group, and with it the engine's code inside `async with TelemetryPipeline`);
@@ -123,36 +153,86 @@ class Stage:
             if self.done is not None:
                 self.done.set()
 
+    async def stop(self, scope: anyio.CancelScope) -> None:
+        """End the stage now (the drain deadline passed): cancel `scope`, wait for its task,
+        then handle here, synchronously, whatever is still queued, and `finish`, so that no
+        event (an outcome, say) is lost. Work that needs awaiting (scoring) is abandoned and
+        counted by `finish`. Never raises; blocks (awaits) only for the task to end."""
+        scope.cancel()
+        if self.done is not None:
+            await self.done.wait()
+        inbox = self.inbox
+        if inbox is not None:
+            inbox.closed = True
+            self._handle_slice(len(inbox.items))
+        if not self.finished:
+            self.finished = True
+            try:
+                await self.finish()
+            except Exception as exc:
+                self.errors.record(self.name, exc)
+
     async def _consume(self) -> None:
         inbox = self.inbox
         assert inbox is not None, "attach() the stage before running it"
         items = inbox.items
-        while True:
-            if not items:
-                if inbox.closed:
+        while not (inbox.closed and not items):
+            if not self._woken:
+                waiter = self._waiter = anyio.Event()
+                await waiter.wait()
+            self._woken = False
+            while True:
+                self._handle_slice(min(len(items), self.slice_size))
+                await self._after_batch_isolated()
+                if not items:
                     break
-                await self._wait(inbox)
-            for _ in range(min(len(items), self.slice_size)):
-                event = items.popleft()
-                try:
-                    self.handle(event)
-                except Exception as exc:
-                    self.errors.record(self.name, exc)
-            await self._after_batch_isolated()
-            if items:
                 await anyio.lowlevel.checkpoint()
-        await self._after_batch_isolated()
 
-    async def _wait(self, inbox: Inbox) -> None:
-        timeout = self.wait_timeout()
-        if timeout is None:
-            await inbox.wait()
-        else:
-            with anyio.move_on_after(timeout):
-                await inbox.wait()
+    def _handle_slice(self, count: int) -> None:
+        assert self.inbox is not None, "attach() the stage before running it"
+        popleft, handle = self.inbox.items.popleft, self.handle
+        for _ in range(count):
+            event = popleft()
+            try:
+                handle(event)
+            except Exception as exc:
+                self.errors.record(self.name, exc)
 
     async def _after_batch_isolated(self) -> None:
         try:
             await self.after_batch()
         except Exception as exc:
             self.errors.record(self.name, exc)
+
+
+def drain_order(stages: Sequence[Stage]) -> list[tuple[Stage, tuple[Stage, ...]]]:
+    """Each stage with the stages that feed it (produce what it consumes), feeders first.
+
+    Closing a stage's inbox only after every feeder has finished means no part can arrive
+    after it drained. Raises `ValueError` when the wiring has a cycle (no such order exists).
+    """
+    feeders = {
+        stage: tuple(
+            other
+            for other in stages
+            if other is not stage and set(other.produces) & set(stage.event_types)
+        )
+        for stage in stages
+    }
+    order: list[tuple[Stage, tuple[Stage, ...]]] = []
+    placed: set[Stage] = set()
+    while len(order) < len(stages):
+        ready = [s for s in stages if s not in placed and set(feeders[s]) <= placed]
+        if not ready:
+            raise ValueError("the stages' wiring has a cycle: no drain order exists")
+        for stage in ready:
+            order.append((stage, feeders[stage]))
+            placed.add(stage)
+    return order
+
+
+def _printable(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return f"<unprintable {type(exc).__name__}>"

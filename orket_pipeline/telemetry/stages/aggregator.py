@@ -4,22 +4,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from ...report._model import RunError, Telemetry, TestRun
 from ...report._rounding import round3, round3_or_none
-from .._events import Event, GenerationStarted, OutcomeRecorded
+from .._events import (
+    AdherenceScored,
+    Event,
+    GenerationStarted,
+    LatencyMeasured,
+    MemoryMeasured,
+    OutcomeRecorded,
+)
 from ._base import Stage, StageErrors
 
 if TYPE_CHECKING:
     from ...report._journal import JournalWriter
-    from .latency import LatencyPart
 
 __all__ = ["ReportAggregator"]
 
 logger = logging.getLogger("orket_pipeline")
 
 _MIB = 1024 * 1024
+_LOST = "the report aggregator failed on this run's events (see pipeline.stage_errors)"
 
 
 class _Run:
@@ -27,6 +35,7 @@ class _Run:
 
     __slots__ = (
         "adherence",
+        "complete",
         "generated",
         "latency",
         "order",
@@ -38,42 +47,51 @@ class _Run:
         "run_error",
     )
 
-    def __init__(self, order: int | None) -> None:
-        self.order = order
+    def __init__(self) -> None:
+        self.order: int | None = None
         self.generated = False
-        self.parts = 0  # how many of latency, peak and adherence have arrived
-        self.latency: LatencyPart | None = None
+        self.parts = 0  # how many of the expected parts have arrived
+        self.latency: LatencyMeasured | None = None
         self.peak: int | None = None
         self.adherence: float | None = None
         self.outcome: str | None = None
         self.reason: str | None = None
         self.run_error: RunError | None = None
+        self.complete = False
         self.result: TestRun | None = None
-
-    def complete(self) -> bool:
-        if self.outcome is None:
-            return False
-        return not self.generated or self.parts >= 3
 
 
 class ReportAggregator(Stage):
-    """Collects GenerationStarted (registration) and OutcomeRecorded from the bus and the
-    other stages' measurements by direct call (`latency_measured`, `memory_measured`,
-    `adherence_scored`); each run whose parts are all in becomes a `TestRun`, appended to the
-    journal at the end of the slice. `test_runs()` lists them in registration order.
+    """Joins, per run, the engine's events (GenerationStarted: registration; OutcomeRecorded)
+    and the parts the other stages emit on the bus. A run is complete when its outcome and
+    every expected part are in; how many parts that is follows from the wiring (`expect`), not
+    from a constant. Complete runs are journaled at the end of each batch; `test_runs()` lists
+    the runs in registration order. Values are rounded once per run, when it is reported (the
+    journal line or the report), never per event.
     """
 
     name = "aggregator"
-    event_types = (GenerationStarted, OutcomeRecorded)
+    event_types = (
+        GenerationStarted,
+        OutcomeRecorded,
+        LatencyMeasured,
+        MemoryMeasured,
+        AdherenceScored,
+    )
 
     def __init__(self, errors: StageErrors, journal: JournalWriter | None = None) -> None:
         super().__init__(errors)
         self._runs: dict[str, _Run] = {}
+        self._expected = 0
         self._next_order = 0
         self._warned_duplicate = False
-        self._unjournaled: list[tuple[int, TestRun]] = []
+        self._unjournaled: list[tuple[str, _Run]] = []
         self._journal = journal
         self.journal_errors = 0
+
+    def expect(self, parts: int) -> None:
+        """Each generated run waits for `parts` parts (one per wired producing stage)."""
+        self._expected = parts
 
     def set_journal(self, journal: JournalWriter) -> None:
         """Journal finished runs to `journal` from now on."""
@@ -82,109 +100,130 @@ class ReportAggregator(Stage):
     def register(self, test_ids: Iterable[str]) -> None:
         """Fix the order of these runs in the report (suite order). Never blocks."""
         for test_id in test_ids:
-            self._registered(test_id)
+            self._place(self._run(test_id))
 
     def handle(self, event: Event) -> None:
-        """Register a generation, or record an outcome."""
-        if type(event) is GenerationStarted:
-            run = self._registered(event.test_id)
-            if run.generated and not self._warned_duplicate:
-                self._warned_duplicate = True
-                logger.warning(
-                    "orket-pipeline: test id %r was generated twice; test ids must be unique "
-                    "within a pipeline, or a run's telemetry may mix its attempts",
-                    event.test_id,
-                )
-            run.generated = True
-        elif type(event) is OutcomeRecorded:
-            run = self._registered(event.test_id)
-            run.outcome, run.reason, run.run_error = event.outcome, event.reason, event.error
-            self._check(event.test_id, run)
-
-    def latency_measured(self, test_id: str, part: LatencyPart) -> None:
-        """The LatencyTracker's part of a run. Never raises."""
-        run = self._run(test_id)
-        run.latency = part
-        run.parts += 1
-        self._check(test_id, run)
-
-    def memory_measured(self, test_id: str, peak_bytes: int | None) -> None:
-        """The MemorySampler's part of a run. Never raises."""
-        run = self._run(test_id)
-        run.peak = peak_bytes
-        run.parts += 1
-        self._check(test_id, run)
-
-    def adherence_scored(self, test_id: str, score: float | None) -> None:
-        """The ConstraintStage's part of a run. Never raises."""
-        run = self._run(test_id)
-        run.adherence = score
-        run.parts += 1
-        self._check(test_id, run)
+        """Record one part or engine event of a run; complete the run when all are in."""
+        test_id = event.test_id
+        run = self._runs.get(test_id)
+        if run is None:
+            run = self._runs[test_id] = _Run()
+        kind = type(event)
+        if kind is LatencyMeasured:
+            run.latency = event  # type: ignore[assignment]
+            run.parts += 1
+        elif kind is MemoryMeasured:
+            run.peak = event.peak_rss_bytes  # type: ignore[union-attr]
+            run.parts += 1
+        elif kind is AdherenceScored:
+            run.adherence = event.score  # type: ignore[union-attr]
+            run.parts += 1
+        elif kind is GenerationStarted:
+            self._started(test_id, run)
+        elif kind is OutcomeRecorded:
+            self._place(run)
+            run.outcome, run.reason = event.outcome, event.reason  # type: ignore[union-attr]
+            run.run_error = event.error  # type: ignore[union-attr]
+        if (
+            not run.complete
+            and run.outcome is not None
+            and (run.parts >= self._expected or not run.generated)
+        ):
+            self._complete(test_id, run)
 
     async def after_batch(self) -> None:
-        """Append the runs finished since the last slice to the journal, in one write."""
+        """Append the runs completed in this batch to the journal, in one write."""
         if not self._unjournaled:
             return
-        entries, self._unjournaled = self._unjournaled, []
-        if self._journal is None:
-            return
+        completed, self._unjournaled = self._unjournaled, []
+        journal = self._journal
+        if journal is None:
+            return  # built when the report is, in `test_runs()`
+        entries = []
+        for test_id, run in completed:
+            assert run.order is not None
+            entries.append((run.order, self._result(test_id, run)))
         try:
-            self._journal.append_many(entries)
+            journal.append_many(entries)
         except OSError as exc:
             self.journal_errors += 1
             if self.journal_errors == 1:
                 logger.error("orket-pipeline: journal write failed, runs go on: %s", exc)
 
     async def finish(self) -> None:
-        """Build every run still incomplete from the parts that did arrive, then journal."""
-        self.finished = True
+        """Complete every run still waiting with the parts that did arrive, then journal.
+
+        A registered run of which nothing arrived is left out (it never ran), unless this stage
+        failed to handle events: then it may have run, and it is reported as an error rather
+        than lost.
+        """
+        failed = self.errors.counts.get(self.name, 0) > 0
         for test_id, run in self._runs.items():
-            if run.result is None and (run.generated or run.parts or run.outcome is not None):
-                self._finalise(test_id, run)
+            if run.complete:
+                continue
+            if not (run.generated or run.parts or run.outcome is not None):
+                if not failed:
+                    continue
+                run.outcome, run.reason = "error", _LOST
+            self._complete(test_id, run)
         await self.after_batch()
 
     def test_runs(self) -> list[TestRun]:
-        """Finished runs in registration order."""
-        # Every finished run has its order (`_finalise` gives one, last, to a run whose start
+        """Completed runs in registration order."""
+        # Every completed run has its order (`_complete` gives one, last, to a run whose start
         # was never seen); records are created in any order, so sort by it.
-        finished = [run for run in self._runs.values() if run.result is not None]
-        finished.sort(key=lambda run: run.order if run.order is not None else -1)
-        return [run.result for run in finished if run.result is not None]
+        complete = [
+            (run.order or 0, test_id, run) for test_id, run in self._runs.items() if run.complete
+        ]
+        complete.sort(key=lambda item: item[0])
+        return [self._result(test_id, run) for _, test_id, run in complete]
 
-    def _registered_late(self, run: _Run) -> None:
-        # Gives a run its place in the report's order, once.
+    def _run(self, test_id: str) -> _Run:
+        run = self._runs.get(test_id)
+        if run is None:
+            run = self._runs[test_id] = _Run()
+        return run
+
+    def _place(self, run: _Run) -> None:
+        # Gives a run its place in the report's order, once. A part may arrive before the run's
+        # start (stages run in any order): its record gets its place when the start arrives.
         if run.order is None:
             run.order = self._next_order
             self._next_order += 1
 
-    def _run(self, test_id: str) -> _Run:
-        # A stage's part may arrive before the aggregator has seen the run's start (stages
-        # run in any order): such a record gets its place in the order when it is registered.
-        run = self._runs.get(test_id)
-        if run is None:
-            run = self._runs[test_id] = _Run(None)
-        return run
+    def _started(self, test_id: str, run: _Run) -> None:
+        self._place(run)
+        if run.generated and not self._warned_duplicate:
+            self._warned_duplicate = True
+            logger.warning(
+                "orket-pipeline: test id %r was generated twice; test ids must be unique "
+                "within a pipeline, or a run's telemetry may mix its attempts",
+                test_id,
+            )
+        run.generated = True
 
-    def _registered(self, test_id: str) -> _Run:
-        run = self._run(test_id)
-        self._registered_late(run)
-        return run
+    def _complete(self, test_id: str, run: _Run) -> None:
+        run.complete = True
+        self._place(run)
+        self._unjournaled.append((test_id, run))
 
-    def _check(self, test_id: str, run: _Run) -> None:
-        if run.result is None and run.complete():
-            self._finalise(test_id, run)
-            if self.inbox is not None:
-                self.inbox.wake()  # so the journal write happens soon, even with no new event
+    def _result(self, test_id: str, run: _Run) -> TestRun:
+        if run.result is None:
+            run.result = self._build(test_id, run)
+        return run.result
 
-    def _finalise(self, test_id: str, run: _Run) -> None:
+    def _build(self, test_id: str, run: _Run) -> TestRun:
         latency = run.latency
         error = run.run_error
         telemetry = None
         if run.generated or run.parts:
-            telemetry = _telemetry(latency, run.peak, run.adherence)
-            if error is None and latency is not None and latency.error_type is not None:
-                error = RunError(type=latency.error_type, message=latency.error_message or "")
+            telemetry = self._telemetry(latency, run.peak, run.adherence)
+            if latency is not None and latency.error_type is not None:
+                if error is None:
+                    error = RunError(type=latency.error_type, message=latency.error_message or "")
+                # One truth: where the engine named the error (a timeout is a cancellation
+                # inside the wrapper, a TimeoutError to the engine), telemetry says the same.
+                telemetry.error_type = error.type
         outcome, reason = run.outcome, run.reason
         if outcome is None:
             # The engine never decided. Only a generation that finished cleanly passes (as a
@@ -193,25 +232,31 @@ class ReportAggregator(Stage):
                 outcome, reason = "error", "generation did not finish"
             else:
                 outcome = "error" if error is not None else "pass"
-        test_run = TestRun(
+        return TestRun(
             test_id=test_id, outcome=outcome, telemetry=telemetry, error=error, reason=reason
         )
-        run.result = test_run
-        self._registered_late(run)
-        assert run.order is not None
-        self._unjournaled.append((run.order, test_run))
+
+    def _telemetry(
+        self,
+        latency: LatencyMeasured | None,
+        peak: int | None,
+        adherence: float | None,
+    ) -> Telemetry:
+        telemetry = Telemetry(
+            peak_memory_rss=None if peak is None else _peak_mib(peak),
+            adherence_score=None if adherence is None else _score(adherence),
+        )
+        if latency is not None:
+            telemetry.init_latency = round3_or_none(latency.init_latency)
+            telemetry.total_latency = round3(latency.total_latency)
+            telemetry.stream_duration = round3_or_none(latency.stream_duration)
+            telemetry.chunk_count = latency.chunk_count
+            telemetry.output_chars = latency.output_chars
+            telemetry.error_type = latency.error_type
+        return telemetry
 
 
-def _telemetry(latency: LatencyPart | None, peak: int | None, adherence: float | None) -> Telemetry:
-    telemetry = Telemetry(
-        peak_memory_rss=None if peak is None else round3(peak / _MIB),
-        adherence_score=round3_or_none(adherence),
-    )
-    if latency is not None:
-        telemetry.init_latency = round3_or_none(latency.init_latency)
-        telemetry.total_latency = round3(latency.total_latency)
-        telemetry.stream_duration = round3_or_none(latency.stream_duration)
-        telemetry.chunk_count = latency.chunk_count
-        telemetry.output_chars = latency.output_chars
-        telemetry.error_type = latency.error_type
-    return telemetry
+# Peaks are whole kibibytes and scores a few fractions: most repeat from run to run, so their
+# rounding is remembered (bounded) rather than done again.
+_peak_mib = lru_cache(maxsize=4096)(lambda peak: round3(peak / _MIB))
+_score = lru_cache(maxsize=4096)(round3)

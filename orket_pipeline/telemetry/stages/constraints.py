@@ -5,16 +5,15 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import anyio
 import anyio.to_thread
 
 from ...constraints import extract_payload, validate_output
-from .._events import Event, GenerationFinished
+from .._events import AdherenceScored, Event, GenerationFinished
 from ._base import Stage, StageErrors
 from ._score_worker import decode_result, encode_job
-from .aggregator import ReportAggregator
 
 if TYPE_CHECKING:
     from ...constraints import Constraints
@@ -23,7 +22,13 @@ __all__ = ["ConstraintStage"]
 
 _ONE = 1.0
 
-_Job = tuple[str, "Constraints | None", str]
+
+class _Job(NamedTuple):
+    """One output waiting to be scored."""
+
+    test_id: str
+    constraints: Constraints | None
+    output: str
 
 
 class ConstraintStage(Stage):
@@ -34,20 +39,21 @@ class ConstraintStage(Stage):
     `ast.parse` holds the GIL for its whole run, so parsing a megabyte in a thread would stall
     the event loop for tens of milliseconds. Without constraints there is nothing to parse, only
     code to find: small outputs are checked on the loop, others in the thread. A failed
-    generation (no output) has a null score without any work.
+    generation (no output) has a null score without any work. Emits one `AdherenceScored` per
+    finished generation.
     """
 
     name = "constraints"
     event_types = (GenerationFinished,)
+    produces = (AdherenceScored,)
     large_output_chars = 64 * 1024
     #: Outputs up to this size with no constraints are checked for code on the loop.
     inline_output_chars = 4 * 1024
     #: Seconds a worker process may take (each regex has its own 1 s budget inside it).
     worker_timeout = 120.0
 
-    def __init__(self, errors: StageErrors, sink: ReportAggregator) -> None:
+    def __init__(self, errors: StageErrors) -> None:
         super().__init__(errors)
-        self._sink = sink
         self._small: list[_Job] = []
         self._large: list[_Job] = []
 
@@ -57,15 +63,20 @@ class ConstraintStage(Stage):
             return
         output = event.output
         if output is None:
-            self._sink.adherence_scored(event.test_id, None)
+            self.emit(AdherenceScored(test_id=event.test_id, score=None))
             return
         if event.constraints is None and len(output) <= self.inline_output_chars:
             # Nothing to validate, only whether there is code: a few microseconds of
-            # linear scanning, cheaper here than the hand-off to a worker thread.
-            has_code = extract_payload(output) is not None
-            self._sink.adherence_scored(event.test_id, _ONE if has_code else None)
+            # linear scanning, cheaper here than the hand-off to a worker thread. With no
+            # fence the payload is the whole text (dedented), so it is code unless blank.
+            if "```" in output or "~~~" in output:
+                has_code = extract_payload(output) is not None
+            else:
+                has_code = bool(output) and not output.isspace()
+            score = _ONE if has_code else None
+            self.emit(AdherenceScored(test_id=event.test_id, score=score))
             return
-        job = (event.test_id, event.constraints, output)
+        job = _Job(event.test_id, event.constraints, output)
         # Only validation needs a process; finding the code in a large output (no
         # constraints) is a linear scan, fine in a thread.
         large = event.constraints is not None and len(output) >= self.large_output_chars
@@ -104,13 +115,15 @@ class ConstraintStage(Stage):
             if isinstance(score, Exception):
                 self.errors.record(self.name, score)
                 score = None
-            self._sink.adherence_scored(job[0], score)
+            self.emit(AdherenceScored(test_id=job.test_id, score=score))
 
     async def _score_in_process(self, job: _Job) -> float | Exception | None:
         command = [sys.executable, "-m", "orket_pipeline.telemetry.stages._score_worker"]
         try:
             with anyio.fail_after(self.worker_timeout):
-                done = await anyio.run_process(command, input=encode_job(job[1], job[2]))
+                done = await anyio.run_process(
+                    command, input=encode_job(job.constraints, job.output)
+                )
             return decode_result(done.stdout)
         except Exception as exc:  # a crashed or hung worker, or garbage on its stdout
             return exc
@@ -123,11 +136,11 @@ def _score(constraints: Constraints | None, output: str) -> float | None:
 
 def _score_batch(jobs: Sequence[_Job], stop: threading.Event) -> list[float | Exception | None]:
     scores: list[float | Exception | None] = []
-    for _, constraints, output in jobs:
+    for job in jobs:
         if stop.is_set():
             break  # the awaiting task is gone; nobody will read what comes next
         try:
-            scores.append(_score(constraints, output))
+            scores.append(_score(job.constraints, job.output))
         except Exception as exc:
             scores.append(exc)
     return scores

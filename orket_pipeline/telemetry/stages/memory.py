@@ -3,47 +3,53 @@
 from __future__ import annotations
 
 from collections import deque
+from time import perf_counter
+from typing import NamedTuple
 
-from .._events import Event, GenerationFinished, GenerationStarted
+from .._events import Event, GenerationFinished, GenerationStarted, MemoryMeasured
 from .._memory_probe import MemoryProbe
 from ._base import Stage, StageErrors
-from .aggregator import ReportAggregator
 
 __all__ = ["MemorySampler"]
+
+
+class _Window(NamedTuple):
+    """A closed generation window, waiting for a sample at or after its end."""
+
+    test_id: str
+    t_start: float
+    t_end: float
 
 
 class MemorySampler(Stage):
     """Opens a window at each GenerationStarted and closes it at GenerationFinished, using
     the timestamps the wrapper took, and settles each closed window's peak once the probe has
-    sampled past its end. The probe's thread runs while some window is open and for a few
-    settle intervals after the last one closes; after that it sleeps until the wrapper wakes it
-    at the next dispatch.
+    sampled past its end, emitting one `MemoryMeasured` per window. The probe's thread runs while
+    some window is open and for `idle_before_sleep` seconds after the last one closes; after
+    that it sleeps until the wrapper wakes it at the next dispatch. While the probe is active
+    the stage asks the scheduler for a tick (`wants_tick`), so closed windows settle with no new
+    event; it has no timer of its own.
 
     Args:
         errors: the pipeline's stage error counter.
-        sink: where settled peaks go.
         probe: the sampler (started and stopped by the pipeline, not here).
     """
 
     name = "memory"
     event_types = (GenerationStarted, GenerationFinished)
-    #: Seconds between wake-ups that settle closed windows. Longer than the probe's sample
-    #: interval on purpose: every timer on the loop can delay others (asyncio rounds its
-    #: wait up to whole milliseconds), and a window's peak does not depend on when it settles.
-    settle_interval = 0.02
-    #: Wake-ups with no window open or pending before the probe's thread goes to sleep.
-    idle_wakeups_before_sleep = 10
+    produces = (MemoryMeasured,)
+    #: Seconds with no window open or pending before the probe's thread goes to sleep.
+    idle_before_sleep = 0.2
 
-    def __init__(self, errors: StageErrors, sink: ReportAggregator, probe: MemoryProbe) -> None:
+    def __init__(self, errors: StageErrors, probe: MemoryProbe) -> None:
         super().__init__(errors)
-        self._sink = sink
         self._probe = probe
         self._open: dict[str, float] = {}
         # Closed windows in the order they closed, so by end time: the settled ones are a
         # prefix, and each wake-up looks only at those.
-        self._pending: deque[tuple[str, float, float]] = deque()
+        self._pending: deque[_Window] = deque()
         self._active = False
-        self._idle_wakeups = 0
+        self._idle_since: float | None = None
 
     def handle(self, event: Event) -> None:
         """Open or close a window. Never blocks."""
@@ -55,12 +61,11 @@ class MemorySampler(Stage):
         elif type(event) is GenerationFinished:
             # The window is the wrapper's own stamps; a dropped start only loses the wake-up.
             self._open.pop(event.test_id, None)
-            self._pending.append((event.test_id, event.t_started, event.t_perf))
+            self._pending.append(_Window(event.test_id, event.t_started, event.t_perf))
 
-    def wait_timeout(self) -> float | None:
-        """While the probe is active, wake up every `settle_interval` seconds: to settle
-        windows, and to notice when the probe can sleep."""
-        return self.settle_interval if self._active else None
+    def wants_tick(self) -> bool:
+        """While the probe is active: to settle windows, and to notice when it can sleep."""
+        return self._active
 
     async def after_batch(self) -> None:
         """Deliver every settled window; let the probe sleep once nothing has been open for
@@ -68,11 +73,14 @@ class MemorySampler(Stage):
         if self._pending:
             self._settle()
         if self._open or self._pending:
-            self._idle_wakeups = 0
+            self._idle_since = None
         elif self._active:
-            self._idle_wakeups += 1
-            if self._idle_wakeups > self.idle_wakeups_before_sleep:
+            now = perf_counter()
+            if self._idle_since is None:
+                self._idle_since = now
+            elif now - self._idle_since >= self.idle_before_sleep:
                 self._active = False
+                self._idle_since = None
                 self._probe.deactivate()
 
     async def finish(self) -> None:
@@ -85,20 +93,26 @@ class MemorySampler(Stage):
         self._probe.deactivate()
 
     def _settle(self) -> None:
-        probe, pending, deliver = self._probe, self._pending, self._sink.memory_measured
+        probe, pending, emit = self._probe, self._pending, self.emit
         last_sample = probe.last_sample_time
-        while pending and pending[0][2] <= last_sample:
-            test_id, t_start, t_end = pending.popleft()
-            deliver(test_id, probe.peak_between(t_start, t_end))
+        while pending and pending[0].t_end <= last_sample:
+            window = pending.popleft()
+            peak = probe.peak_between(window.t_start, window.t_end)
+            emit(MemoryMeasured(test_id=window.test_id, peak_rss_bytes=peak))
         if probe.segment_count < 512:
             return  # pruning is amortised: a few hundred segments cost nothing to keep
         # Keep every segment a window may still need: windows pending or open here, and the
-        # ones whose events are still queued (a slice boundary can leave a start unhandled).
-        oldest = min((w[1] for w in pending), default=last_sample)
+        # ones whose events are still queued (a slice boundary can leave a start unhandled, and
+        # the bus routes only at each batch).
+        oldest = min((window.t_start for window in pending), default=last_sample)
         if self._open:
             # Windows open in publish order and `t_perf` grows with it, so the first open
             # window (dicts keep insertion order) is the oldest open one.
             oldest = min(oldest, next(iter(self._open.values())))
+        if self.bus is not None:
+            # Events the bus has not routed yet were published after its last routing, so
+            # their windows start later than that.
+            oldest = min(oldest, self.bus.routed_at)
         if self.inbox is not None:
             for event in self.inbox.items:
                 if isinstance(event, GenerationStarted):

@@ -65,3 +65,28 @@ async def test_large_output_is_scored_in_a_worker_process(
     assert run.telemetry.adherence_score == expected.adherence_score
     assert pipeline.report.metadata.pipeline is not None
     assert pipeline.report.metadata.pipeline.stage_errors == {}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "output",
+    [
+        "x = 1\n",
+        "   \n\t",
+        "",
+        "  indented()\n",
+        "```python\n\n```",
+        "```\ncode()\n```",
+        "~~~\n~~~",
+    ],
+)
+async def test_without_constraints_a_run_is_scored_exactly_as_the_validator_finds_code(
+    output: str,
+) -> None:
+    async with TelemetryPipeline() as pipeline:
+        await pipeline.generate("t", Instant(output), "p")
+    (run,) = pipeline.report.test_runs
+    assert run.telemetry is not None
+    expected = validate_output(None, output)
+    assert expected is not None
+    assert (run.telemetry.adherence_score is None) == (expected.adherence_score is None)

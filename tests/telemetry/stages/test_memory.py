@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import os
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import anyio
 import psutil
@@ -169,6 +172,23 @@ async def test_a_second_measurer_of_the_same_process_falls_back_to_polling() -> 
     assert methods == ["hwm", "poll"]
     # The holder's resets are its own: the spike inside its window is caught.
     assert peak_of(first, "a") >= SPIKE_MIB * 0.95
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's mark is Linux's")
+def test_a_stopped_probe_leaves_no_lock_file_and_the_next_one_takes_the_mark() -> None:
+    lock = Path(tempfile.gettempdir()) / f"orket-pipeline-hwm-{os.getpid()}.lock"
+    first = MemoryProbe()
+    first.start()
+    assert first.method == "hwm" and lock.exists()
+    first.stop()
+    assert not lock.exists()
+    second = MemoryProbe()
+    second.start()
+    try:
+        assert second.method == "hwm"
+    finally:
+        second.stop()
+    assert not lock.exists()
 
 
 def _populate_and_unmap(size: int, times: int) -> None:

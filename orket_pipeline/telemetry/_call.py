@@ -1,0 +1,235 @@
+"""Calling a provider: the one function both the wrapper and `--no-telemetry` go through.
+
+`call_provider` streams when the provider declares `supports_streaming = True` (closing the
+stream at once, as `aclosing` does, when the run fails or is cancelled), awaits an async
+`generate` (or an object whose `__call__` is async) and runs a plain-`def` one in a worker
+thread. It returns the output as a plain `str` that can be encoded, or raises; the stamps it
+takes go into a `Call`.
+
+Nothing a provider does may crash the engine: an output that is not text, text that cannot be
+encoded (a lone surrogate), and a `CancelledError` the provider raised of its own with no
+cancellation pending are each a `ProviderCallError`, recorded as the run's error. `error_text`
+gives an exception's message even when its `__str__` raises or holds a lone surrogate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import weakref
+from collections.abc import Callable
+from time import perf_counter
+from types import AsyncGeneratorType, FunctionType
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+import msgspec
+
+from .._exceptions import ProviderCallError
+
+if TYPE_CHECKING:
+    from ..providers import Provider
+
+__all__ = ["Call", "call_provider", "error_text", "error_type_name"]
+
+
+class _Kind(NamedTuple):
+    function: weakref.ref[FunctionType]
+    is_async: bool
+
+
+# Whether a provider's `generate` (a function or a method's function) is a coroutine function,
+# by the function's id, checked against a weak reference (so a reused id cannot mislead and no
+# provider is kept alive): inspecting on every call would cost a microsecond on the engine's
+# path, and so would hashing its code object.
+_kinds: dict[int, _Kind] = {}
+
+
+class Call(msgspec.Struct, gc=False):
+    """The stamps of one provider call, all `time.perf_counter()` in seconds.
+
+    `t_started` is set by the caller at dispatch; a plain-`def` provider resets it in its
+    worker thread (waiting for a free thread is not latency). `t_first_chunk`/`t_last_chunk`
+    are None when no non-empty chunk arrived; a non-streaming answer counts as one chunk.
+    """
+
+    streaming: bool
+    t_started: float = 0.0
+    t_done: float = 0.0
+    chunk_count: int = 0
+    t_first_chunk: float | None = None
+    t_last_chunk: float | None = None
+
+
+def streams(provider: Provider) -> bool:
+    """Whether `provider` declares streaming (the flag must be exactly True). Never raises."""
+    return getattr(provider, "supports_streaming", False) is True
+
+
+async def call_provider(provider: Provider, prompt: str, call: Call) -> str:
+    """Generate through `provider`, stamping `call`. Awaits only the provider.
+
+    Returns:
+        The output as a plain `str` (a `str` subclass's text, never the subclass itself).
+
+    Raises:
+        Whatever the provider raised, cancellation included; `ProviderCallError` when the
+        output is not text or cannot be encoded, or for a `CancelledError` the provider raised
+        with no cancellation pending.
+    """
+    try:
+        if call.streaming:
+            output: object = await _stream(provider, prompt, call)
+        else:
+            generate = provider.generate
+            function = getattr(generate, "__func__", generate)
+            kind = _kinds.get(id(function))
+            if kind is not None and kind.function() is function:
+                is_async = kind.is_async
+            else:
+                is_async = _remember_kind(generate, function)
+            if is_async:
+                output = await generate(prompt)  # type: ignore[misc]  # checked just above
+                call.t_done = perf_counter()
+            else:
+                # abandon_on_cancel: a timeout or Ctrl-C must not wait for a stuck thread.
+                output = await anyio.to_thread.run_sync(
+                    _timed, generate, prompt, call, abandon_on_cancel=True
+                )
+            call.chunk_count = 1
+    except BaseException as exc:
+        if await _spurious_cancellation(exc):
+            raise ProviderCallError(
+                "the provider raised CancelledError of its own (nothing was cancelled)"
+            ) from exc
+        raise
+    if type(output) is str and output.isascii():
+        return output  # the common case, checked inline
+    return _text(output)
+
+
+async def _stream(provider: Provider, prompt: str, call: Call) -> str:
+    parts = []
+    t_first = t_last = None
+    stream = provider.stream(prompt)
+    try:
+        async for chunk in stream:
+            if chunk:
+                # Stamped as the chunk reaches the engine's task, before anything else.
+                t_last = perf_counter()
+                if t_first is None:
+                    t_first = t_last
+                parts.append(chunk)
+        call.t_done = perf_counter()
+    except BaseException:
+        # As `contextlib.aclosing` does: a failed, cancelled or timed-out run closes the
+        # provider's stream (and its connection) at once, not whenever it is garbage-collected.
+        await _aclose(stream)
+        raise
+    finally:
+        call.chunk_count, call.t_first_chunk, call.t_last_chunk = len(parts), t_first, t_last
+    if type(stream) is not AsyncGeneratorType:
+        await _aclose(stream)  # an exhausted generator is closed already: skip the await
+    return "".join(parts)  # a chunk that is not text raises TypeError here: a failure
+
+
+async def _aclose(stream: object) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _remember_kind(generate: Any, function: Any) -> bool:
+    call = type(generate).__call__  # for an object with an async __call__
+    is_async = inspect.iscoroutinefunction(generate) or inspect.iscoroutinefunction(call)
+    if type(function) is FunctionType:
+        # Only plain functions are remembered: whether another callable (a partial, an
+        # object) is async can depend on more than its identity's type.
+        if len(_kinds) > 4096:
+            _kinds.clear()  # functions made at run time: keep the cache bounded
+        _kinds[id(function)] = _Kind(weakref.ref(function), is_async)
+    return is_async
+
+
+def _timed(generate: Callable[[str], Any], prompt: str, call: Call) -> Any:
+    # Runs in the worker thread: the stamps bracket the call itself.
+    call.t_started = perf_counter()
+    try:
+        return generate(prompt)
+    finally:
+        call.t_done = perf_counter()
+
+
+def _text(output: object) -> str:
+    if type(output) is not str:
+        if not isinstance(output, str):
+            kind = error_type_name(output)
+            raise ProviderCallError(f"the provider returned {kind}, not str")
+        # A str subclass is text too; its plain str is what the engine and the stages get
+        # (its own methods, `__len__` included, may do anything).
+        output = str.__str__(output)
+    if not output.isascii():
+        try:
+            output.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ProviderCallError(
+                f"the provider's output is not valid Unicode (a lone surrogate at {exc.start})"
+            ) from None
+    return output
+
+
+async def _spurious_cancellation(exc: BaseException) -> bool:
+    """Whether `exc` is a CancelledError the provider raised with nothing cancelled."""
+    cancelled = anyio.get_cancelled_exc_class()
+    if not isinstance(exc, asyncio.CancelledError | cancelled):
+        return False
+    if not isinstance(exc, cancelled):
+        return True  # asyncio's CancelledError raised under trio cancels nothing
+    if isinstance(exc, asyncio.CancelledError):
+        task = asyncio.current_task()
+        cancelling = getattr(task, "cancelling", None)
+        # Python 3.10 cannot tell (no `Task.cancelling`): never swallow a real cancellation.
+        return cancelling is not None and cancelling() == 0
+    # trio's cancellation is level-triggered: a real one is still pending at a checkpoint.
+    try:
+        await anyio.lowlevel.checkpoint_if_cancelled()
+    except cancelled:
+        return False
+    return True
+
+
+def error_type_name(value: object) -> str:
+    """The name of `value`'s type, safe to encode. Never raises."""
+    return _encodable(type(value).__name__)
+
+
+def error_text(exc: BaseException, limit: int = 500) -> str:
+    """`exc`'s message, at most `limit` characters, safe to encode. Never raises.
+
+    A cancellation reads ``"cancelled"`` (not the backend's internal text); a message whose
+    `__str__` raises reads ``"<unprintable TYPE>"``; a lone surrogate is backslash-escaped.
+    """
+    if _is_cancellation(exc):
+        return "cancelled"
+    try:
+        text = str.__str__(str(exc))[:limit]
+    except Exception:
+        return f"<unprintable {error_type_name(exc)}>"
+    return _encodable(text)
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    if isinstance(exc, asyncio.CancelledError):
+        return True
+    try:
+        return isinstance(exc, anyio.get_cancelled_exc_class())
+    except Exception:  # no event loop running: nothing to be cancelled by
+        return False
+
+
+def _encodable(text: str) -> str:
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
