@@ -100,6 +100,11 @@ def register(sub: Any) -> None:
         help="continue a run that did not finish from its journal (--journal, or the one "
         "beside OUT): its finished runs are kept, not run again; the rest run",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="with --resume: continue even when the journal names another provider",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     add_gate_options(parser)
     parser.set_defaults(handler=run_command)
@@ -119,6 +124,8 @@ def run_command(args: argparse.Namespace) -> int:
     explicit = None if args.journal is None else _writable(args.journal, "--journal")
     if explicit is not None and args.no_telemetry and not args.resume:
         raise InputError("run: --journal needs telemetry; drop --no-telemetry")
+    if args.force and not args.resume:
+        raise InputError("run: --force goes with --resume")
     journal = None if args.no_telemetry else (explicit or default_journal(out))
     resume_from = (explicit or default_journal(out)) if args.resume else None
     with contextlib.ExitStack() as held:
@@ -127,7 +134,7 @@ def run_command(args: argparse.Namespace) -> int:
             held.enter_context(OutputLock(explicit, "--journal"))
         check_outputs(out, journal, _inputs(suite_path, spec), resume=args.resume)
         suite = load_suite(suite_path)
-        kept = 0 if resume_from is None else _kept(suite, resume_from)
+        kept = 0 if resume_from is None else _kept(suite, resume_from, None if args.force else spec)
         provider = load_provider(spec)
         try:
             report = _run(args, suite, provider, spec, out, journal, resume_from, kept)
@@ -235,11 +242,12 @@ async def _until_interrupted(
     return report
 
 
-def _kept(suite: Suite, journal: Path) -> int:
+def _kept(suite: Suite, journal: Path, provider: str | None) -> int:
     """How many runs `--resume` keeps; refuses (exit 2, one line) a missing journal or one
-    that belongs to another suite, before anything starts."""
+    that belongs to another suite (or to another provider, unless `--force`), before anything
+    starts."""
     try:
-        return len(kept_runs(suite, journal))
+        return len(kept_runs(suite, journal, provider=provider))
     except InputError as exc:
         raise InputError(f"run: {exc}") from None
 

@@ -34,13 +34,20 @@ __all__ = [
 ]
 
 
-def kept_runs(suite: Suite, journal: str | os.PathLike[str]) -> dict[str, TestRun]:
+def kept_runs(
+    suite: Suite, journal: str | os.PathLike[str], *, provider: str | None = None
+) -> dict[str, TestRun]:
     """The finished runs `journal` holds for `suite`, by test id.
+
+    Args:
+        suite: the suite being run.
+        journal: the journal of the run to continue.
+        provider: when given, the journal's header must name this provider (or none).
 
     Raises:
         InputError: one line: there is no journal (or it holds nothing), it is not a readable
-            journal, its header names another suite, or it holds a run that is not one of the
-            suite's tasks.
+            journal, its header names another suite (or another `provider`), or it holds a run
+            that is not one of the suite's tasks.
 
     Blocks on reading the journal.
     """
@@ -51,6 +58,12 @@ def kept_runs(suite: Suite, journal: str | os.PathLike[str]) -> dict[str, TestRu
     if named is not None and named != suite.name:
         raise InputError(
             f"--resume: the journal {journal} belongs to suite {named!r}, not {suite.name!r}"
+        )
+    made_by = None if contents.metadata is None else contents.metadata.provider
+    if provider is not None and made_by is not None and made_by != provider:
+        raise InputError(
+            f"--resume: the journal {journal} was written with provider {made_by!r}, "
+            f"not {provider!r} (--force to resume anyway)"
         )
     ids = {task.id for task in suite.tasks}
     for _, run in contents.runs:

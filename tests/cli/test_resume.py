@@ -54,6 +54,10 @@ class Killer:
                     await anyio.sleep(0.005)
                 os.kill(os.getpid(), signal.SIGKILL)
         return "def answer():\\n    return 42\\n"
+
+
+class Other(Killer):
+    """The same answers under another name: another provider to `--resume`."""
 '''
 
 TASKS = 8
@@ -67,7 +71,12 @@ def write_suite(path: Path, name: str = "suite", count: int = TASKS) -> list[str
 
 
 def run(
-    tmp_path: Path, calls: str, *extra: str, kill_after: int = 0, kill_when: int = 0
+    tmp_path: Path,
+    calls: str,
+    *extra: str,
+    kill_after: int = 0,
+    kill_when: int = 0,
+    provider: str = "Killer",
 ) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env.update(
@@ -76,7 +85,7 @@ def run(
         ORKET_KILL_WHEN=str(kill_when or kill_after),
         ORKET_JOURNAL=str(tmp_path / "r.json.journal.jsonl"),
     )
-    args = ["run", "suite.json", "--provider", "python:provider.py:Killer", "--out", "r.json"]
+    args = ["run", "suite.json", "--provider", f"python:provider.py:{provider}", "--out", "r.json"]
     return subprocess.run(
         [sys.executable, "-m", "orket_pipeline", *args, "--concurrency", "1", "--quiet", *extra],
         cwd=tmp_path,
@@ -166,6 +175,25 @@ def test_resume_without_telemetry_keeps_the_journaled_runs(
     for run_ in report.test_runs:
         assert (run_.telemetry is not None) == (run_.test_id in kept)
     assert not (tmp_path / "r.json.journal.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_resume_refuses_another_provider_unless_forced(tmp_path: Path, crashed: list[str]) -> None:
+    before = (tmp_path / "r.json.journal.jsonl").read_bytes()
+
+    refused = run(tmp_path, "refused.log", "--resume", provider="Other")
+
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1
+    assert "'python:provider.py:Killer', not 'python:provider.py:Other'" in refused.stderr
+    assert "--force" in refused.stderr
+    assert (tmp_path / "r.json.journal.jsonl").read_bytes() == before
+    assert called(tmp_path, "refused.log") == []
+
+    forced = run(tmp_path, "forced.log", "--resume", "--force", provider="Other")
+
+    assert forced.returncode == 0, forced.stderr
+    assert [r.test_id for r in read_report(tmp_path / "r.json").test_runs] == crashed
 
 
 def write_journal(path: Path, suite: str | None, ids: list[str]) -> None:
