@@ -190,10 +190,10 @@ def _run(
             )
     except OSError as exc:
         if journal is None:
-            raise _cannot_write("report", out, exc, None, reporter.finished) from None
+            raise _cannot_write("report", out, exc, None, kept + reporter.finished) from None
         if reporter.finished == 0:  # the journal is opened before the first run starts
             raise _cannot_write("journal", journal, exc, None, 0) from None
-        raise _cannot_write("report", out, exc, journal, reporter.finished) from None
+        raise _cannot_write("report", out, exc, journal, kept + reporter.finished) from None
     finally:
         watchdog.stop()
 
