@@ -8,7 +8,8 @@ runs, and each refusal is one `InputError` line (exit 2).
   as root would replace `/dev/null` with a file).
 - A journal that already holds runs is never truncated: the default journal exists only when a
   run did not finish, and a `--journal PATH` that holds runs is the only record of an earlier
-  run until it is moved away.
+  run until it is moved away. `--resume` is the way through: it keeps those runs (the engine
+  carries them into the new journal before anything else is written to it).
 - The report's directory must take a new file (an unwritable `--out` would otherwise lose every
   result at the end of a `--no-telemetry` run).
 - `OutputLock`: one run at a time per report (and per journal). A second run on the same `--out`
@@ -34,12 +35,15 @@ def default_journal(out: Path) -> Path:
     return out.with_name(out.name + ".journal.jsonl")
 
 
-def check_outputs(out: Path, journal: Path | None, inputs: dict[str, Path]) -> None:
+def check_outputs(
+    out: Path, journal: Path | None, inputs: dict[str, Path], *, resume: bool = False
+) -> None:
     """Refuse outputs that would overwrite an input, a device or an unfinished run's journal.
 
     `journal` is the journal that will be written (None without telemetry); `inputs` names the
-    files the run reads (`{"the suite": path}`). Blocks on a few `stat` calls and one small
-    file created and removed in the report's directory.
+    files the run reads (`{"the suite": path}`); with `resume` a journal holding runs is
+    expected (they are kept). Blocks on a few `stat` calls and one small file created and
+    removed in the report's directory.
 
     Raises:
         InputError: one line naming the option and the file.
@@ -53,7 +57,7 @@ def check_outputs(out: Path, journal: Path | None, inputs: dict[str, Path]) -> N
         raise InputError(f"run: --out and --journal are the same file {out}")
     if out.exists() and not out.is_file():
         raise InputError(f"run: --out {out} is not a regular file (a device, a pipe?)")
-    if journal is not None:
+    if journal is not None and not resume:
         _refuse_a_journal_that_holds_runs(journal, out)
     _check_writable(out.parent, "--out", out)
     if journal is not None and journal.parent != out.parent:
@@ -131,13 +135,15 @@ def _refuse_a_journal_that_holds_runs(journal: Path, out: Path) -> None:
         # The default journal is removed once the report is written: this one belongs to a
         # run that did not finish, and starting over would truncate the only record of it.
         raise InputError(
-            f"run: {journal} is left from a run that did not finish; recover its runs with "
-            f"`orket-pipeline rebuild {journal} -o REPORT`, then delete it (or pass --journal PATH)"
+            f"run: {journal} is left from a run that did not finish; continue it with --resume, "
+            f"or recover its runs with `orket-pipeline rebuild {journal} -o REPORT`, then "
+            "delete it (or pass --journal PATH)"
         )
     if size > 0 and journal.is_file():
         raise InputError(
-            f"run: --journal {journal} already holds an earlier run's journal; recover its runs "
-            f"with `orket-pipeline rebuild {journal} -o REPORT`, then move it away or delete it"
+            f"run: --journal {journal} already holds an earlier run's journal; continue it with "
+            f"--resume, or recover its runs with `orket-pipeline rebuild {journal} -o REPORT`, "
+            "then move it away or delete it"
         )
 
 

@@ -27,6 +27,7 @@ from rich.console import Console
 from .._exceptions import InputError
 from .._text import printable
 from ..engine import load_suite
+from ..engine._resume import kept_runs
 from ..engine._runner import RunResult, execute
 from ..engine._suite import Suite
 from ..providers import Provider, load_provider
@@ -93,6 +94,17 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--no-telemetry", action="store_true", help="same engine loop, outcomes only"
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a run that did not finish from its journal (--journal, or the one "
+        "beside OUT): its finished runs are kept, not run again; the rest run",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="with --resume: continue even when the journal names another provider",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     add_gate_options(parser)
     parser.set_defaults(handler=run_command)
@@ -110,18 +122,22 @@ def run_command(args: argparse.Namespace) -> int:
     suite_path, spec = _suite_and_spec(args)
     out = _writable(args.out, "--out")
     explicit = None if args.journal is None else _writable(args.journal, "--journal")
-    if explicit is not None and args.no_telemetry:
+    if explicit is not None and args.no_telemetry and not args.resume:
         raise InputError("run: --journal needs telemetry; drop --no-telemetry")
+    if args.force and not args.resume:
+        raise InputError("run: --force goes with --resume")
     journal = None if args.no_telemetry else (explicit or default_journal(out))
+    resume_from = (explicit or default_journal(out)) if args.resume else None
     with contextlib.ExitStack() as held:
         held.enter_context(OutputLock(out, "--out"))
         if explicit is not None and _lockable(explicit, out):
             held.enter_context(OutputLock(explicit, "--journal"))
-        check_outputs(out, journal, _inputs(suite_path, spec))
+        check_outputs(out, journal, _inputs(suite_path, spec), resume=args.resume)
         suite = load_suite(suite_path)
+        kept = 0 if resume_from is None else _kept(suite, resume_from, None if args.force else spec)
         provider = load_provider(spec)
         try:
-            report = _run(args, suite, provider, spec, out, journal)
+            report = _run(args, suite, provider, spec, out, journal, resume_from, kept)
         except Terminated:
             print("orket-pipeline: terminated", file=sys.stderr)
             return 128 + signal.SIGTERM
@@ -139,9 +155,11 @@ def _run(
     spec: str,
     out: Path,
     journal: Path | None,
+    resume_from: Path | None,
+    kept: int,
 ) -> Report:
     gates = gate_options(args, suite)  # may refuse (exit 2) before anything starts
-    reporter = ProgressReporter(len(suite.tasks), quiet=args.quiet)
+    reporter = ProgressReporter(len(suite.tasks) - kept, quiet=args.quiet)
     watchdog = LoopWatchdog(suite, out, journal, spec)
 
     def on_result(result: RunResult) -> None:
@@ -165,16 +183,17 @@ def _run(
                     concurrency=args.concurrency,
                     timeout_s=args.timeout,
                     on_result=on_result,
+                    resume_from=resume_from,
                     **gates,
                 ),
                 watchdog,
             )
     except OSError as exc:
         if journal is None:
-            raise _cannot_write("report", out, exc, None, reporter.finished) from None
+            raise _cannot_write("report", out, exc, None, kept + reporter.finished) from None
         if reporter.finished == 0:  # the journal is opened before the first run starts
             raise _cannot_write("journal", journal, exc, None, 0) from None
-        raise _cannot_write("report", out, exc, journal, reporter.finished) from None
+        raise _cannot_write("report", out, exc, journal, kept + reporter.finished) from None
     finally:
         watchdog.stop()
 
@@ -221,6 +240,16 @@ async def _until_interrupted(
     if received is not None or report is None:
         raise KeyboardInterrupt
     return report
+
+
+def _kept(suite: Suite, journal: Path, provider: str | None) -> int:
+    """How many runs `--resume` keeps; refuses (exit 2, one line) a missing journal or one
+    that belongs to another suite (or to another provider, unless `--force`), before anything
+    starts."""
+    try:
+        return len(kept_runs(suite, journal, provider=provider))
+    except InputError as exc:
+        raise InputError(f"run: {exc}") from None
 
 
 def _lockable(journal: Path, out: Path) -> bool:

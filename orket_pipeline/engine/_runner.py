@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -31,6 +33,7 @@ from ..report._model import Report, RunError, TestRun, current_metadata
 from ..telemetry._call import Call, call_provider, error_text, error_type_name, streams
 from ..telemetry._pipeline import TelemetryPipeline
 from ._gates import GateResult, run_gate
+from ._resume import journal_for, kept_runs, remove_journal, resume_with_telemetry
 from ._suite import Suite, Task
 from .sandbox import Sandbox, SandboxLimits, resolve_sandbox
 
@@ -79,6 +82,7 @@ async def run_suite(
     on_result: ResultHook | None = None,
     sandbox: Sandbox | None = None,
     gate_concurrency: int | None = None,
+    skip: Collection[str] = (),
 ) -> list[RunResult]:
     """Run every task of `suite` through `provider`, at most `concurrency` at a time.
 
@@ -92,9 +96,11 @@ async def run_suite(
         on_result: called in the engine's task as each run finishes; must not block or raise.
         sandbox: where gates run (default: `resolve_sandbox("auto")` at the first gate).
         gate_concurrency: gates running at once (None: as many as runs in flight).
+        skip: ids of tasks not to run (finished by an earlier run being resumed); they are
+            still registered with `pipeline`, so every run keeps its suite index.
 
     Returns:
-        The runs in suite order. Awaits generations and gates; never blocks the event loop.
+        The runs made, in suite order. Awaits generations and gates; never blocks the event loop.
 
     Raises:
         ValueError: `concurrency` or `gate_concurrency` < 1, or `timeout_s` <= 0. Cancellation
@@ -114,11 +120,13 @@ async def run_suite(
     loop.sandbox = sandbox
     if gate_concurrency is not None:
         loop.gate_slots = anyio.Semaphore(gate_concurrency)
+    skipped = set(skip)
+    tasks = [task for task in suite.tasks if task.id not in skipped]
     async with anyio.create_task_group() as tg:
-        for task in suite.tasks:
+        for task in tasks:
             await loop.semaphore.acquire()
             await tg.start(_run_one, loop, task)
-    return [loop.results[task.id] for task in suite.tasks]
+    return [loop.results[task.id] for task in tasks]
 
 
 async def _run_one(loop: _Loop, task: Task, *, task_status: TaskStatus[None]) -> None:
@@ -204,6 +212,7 @@ async def execute(
     provider_name: str | None = None,
     memory_pid: int | None = None,
     sandbox: Sandbox | str | None = "auto",
+    resume_from: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> Report:
     """Run `suite` and write the report; what `orket-pipeline run` does.
@@ -217,30 +226,49 @@ async def execute(
     the gates; it is resolved before any run starts, only when the suite has gates, and named
     in the report's metadata. `options` go to `run_suite`.
 
+    `resume_from` continues a run that did not finish: the runs that journal holds are kept as
+    they are (not run again), the other tasks run, and the report holds all in suite order.
+    With telemetry the new journal (`journal_path`, default beside the report, which may be
+    `resume_from` itself) holds the kept runs too, so a second crash loses none of them; a
+    default journal is removed once the report is written, as in any run.
+
     Raises:
         ValueError: bad options (see `run_suite`). OSError: the journal could not be opened
             (before any run started) or the report could not be written. InputError: the suite
-            has gates and the sandbox asked for is not available (nothing has run).
+            has gates and the sandbox asked for is not available (nothing has run), or
+            `resume_from` is missing or belongs to another suite (see `kept_runs`).
     """
     try:
+        kept: dict[str, TestRun] = {}
+        if resume_from is not None:
+            kept = await anyio.to_thread.run_sync(kept_runs, suite, resume_from)
+            options["skip"] = frozenset(kept)
         chosen = await _sandbox_for(suite, sandbox)
         options["sandbox"] = chosen
         kind = None if chosen is None else chosen.kind
-        if telemetry:
-            pipeline = TelemetryPipeline(
-                report_path,
-                journal_path=journal_path,
-                suite=suite.name,
-                provider=provider_name,
-                memory_pid=memory_pid,
-                sandbox=kind,
+        if not telemetry:
+            return await _execute_without_telemetry(
+                suite, provider, report_path, provider_name, kind, options, kept, resume_from
             )
-            async with pipeline:
-                await run_suite(suite, provider, pipeline=pipeline, **options)
-            return pipeline.report
-        return await _execute_without_telemetry(
-            suite, provider, report_path, provider_name, kind, options
-        )
+        settings: dict[str, Any] = {
+            "suite": suite.name,
+            "provider": provider_name,
+            "memory_pid": memory_pid,
+            "sandbox": kind,
+        }
+        if resume_from is not None:
+            return await resume_with_telemetry(
+                suite,
+                partial(run_suite, suite, provider, **options),
+                report_path=report_path,
+                journal_path=journal_path,
+                kept=kept,
+                settings=settings,
+            )
+        pipeline = TelemetryPipeline(report_path, journal_path=journal_path, **settings)
+        async with pipeline:
+            await run_suite(suite, provider, pipeline=pipeline, **options)
+        return pipeline.report
     finally:
         with anyio.CancelScope(shield=True):
             await _aclose(provider)
@@ -253,6 +281,8 @@ async def _execute_without_telemetry(
     provider_name: str | None,
     sandbox: str | None,
     options: dict[str, Any],
+    kept: dict[str, TestRun],
+    resume_from: str | os.PathLike[str] | None,
 ) -> Report:
     finished: dict[str, RunResult] = {}
     user_hook: ResultHook | None = options.pop("on_result", None)
@@ -269,10 +299,14 @@ async def _execute_without_telemetry(
     try:
         await run_suite(suite, provider, on_result=collect, **options)
     finally:
-        report.test_runs = [_test_run(finished[t.id]) for t in suite.tasks if t.id in finished]
+        runs = [kept.get(t.id) or _made(finished.get(t.id)) for t in suite.tasks]
+        report.test_runs = [run for run in runs if run is not None]
         if report_path is not None:
             with anyio.CancelScope(shield=True):
                 report = await anyio.to_thread.run_sync(write_report, report_path, report)
+                if resume_from is not None and journal_for(report_path, None) == Path(resume_from):
+                    # The default journal, now fully in the report, as a telemetry run's is.
+                    await anyio.to_thread.run_sync(remove_journal, Path(resume_from))
     return report
 
 
@@ -282,6 +316,10 @@ async def _sandbox_for(suite: Suite, sandbox: Sandbox | str | None) -> Sandbox |
     if not any(task.gate is not None for task in suite.tasks):
         return None
     return await anyio.to_thread.run_sync(resolve_sandbox, sandbox)
+
+
+def _made(result: RunResult | None) -> TestRun | None:
+    return None if result is None else _test_run(result)
 
 
 def _test_run(result: RunResult) -> TestRun:

@@ -33,7 +33,9 @@ __all__ = [
     "JournalContents",
     "JournalWriter",
     "read_journal",
+    "read_resumable",
     "rebuild_report",
+    "resume_backup",
 ]
 
 JOURNAL_NAME: Final = "orket-pipeline"
@@ -214,6 +216,42 @@ def read_journal(path: str | os.PathLike[str]) -> JournalContents:
     runs = sorted(by_order.items())
     return JournalContents(
         metadata=header.metadata, runs=runs, torn_line=torn_line, duplicate_orders=duplicates
+    )
+
+
+def resume_backup(path: str | os.PathLike[str]) -> Path:
+    """Where `run --resume` keeps the runs it carries over while its new journal is opened.
+
+    The new journal replaces the old one at the same path; until it holds the carried runs
+    again, they are in this file, so a crash in between loses none. Never blocks or raises.
+    """
+    path = Path(path)
+    return path.with_name(path.name + ".resumed")
+
+
+def read_resumable(path: str | os.PathLike[str]) -> JournalContents | None:
+    """The finished runs a resumed run keeps: the journal's, and its `resume_backup`'s if one
+    was left by a resume that crashed before its journal held them again.
+
+    Returns:
+        Metadata (the journal's, else the backup's) and runs by order (the journal's line wins
+        over the backup's); None when neither file exists or holds a header.
+
+    Raises:
+        ReportFormatError: as `read_journal`, for either file.
+
+    Blocks on file I/O.
+    """
+    parts = [read_journal(name) for name in (resume_backup(path), Path(path)) if name.exists()]
+    parts = [part for part in parts if part.metadata is not None or part.runs]
+    if not parts:
+        return None
+    by_order: dict[int, TestRun] = {}
+    for part in parts:
+        by_order.update(part.runs)
+    metadata = next((p.metadata for p in reversed(parts) if p.metadata is not None), None)
+    return JournalContents(
+        metadata=metadata, runs=sorted(by_order.items()), torn_line=parts[-1].torn_line
     )
 
 
