@@ -36,6 +36,7 @@ from .sandbox import Sandbox, SandboxLimits, resolve_sandbox
 
 if TYPE_CHECKING:
     from ..providers import Provider
+    from ..telemetry.stages.otel import OtelExport
 
 __all__ = ["RunResult", "execute", "generate_directly", "run_suite"]
 
@@ -204,6 +205,7 @@ async def execute(
     provider_name: str | None = None,
     memory_pid: int | None = None,
     sandbox: Sandbox | str | None = "auto",
+    otel: bool | OtelExport = False,
     **options: Any,
 ) -> Report:
     """Run `suite` and write the report; what `orket-pipeline run` does.
@@ -215,7 +217,8 @@ async def execute(
     is awaited at the end. `memory_pid` measures another process's peak RSS (a local model
     server) instead of this one. `sandbox` (a `Sandbox`, or a kind for `resolve_sandbox`) runs
     the gates; it is resolved before any run starts, only when the suite has gates, and named
-    in the report's metadata. `options` go to `run_suite`.
+    in the report's metadata. `otel` exports spans and metrics (see `TelemetryPipeline`).
+    `options` go to `run_suite`.
 
     Raises:
         ValueError: bad options (see `run_suite`). OSError: the journal could not be opened
@@ -234,6 +237,7 @@ async def execute(
                 provider=provider_name,
                 memory_pid=memory_pid,
                 sandbox=kind,
+                otel=otel,
             )
             async with pipeline:
                 await run_suite(suite, provider, pipeline=pipeline, **options)

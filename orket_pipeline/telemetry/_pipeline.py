@@ -111,7 +111,8 @@ class TelemetryPipeline(GenerationWrapper):
             from .stages.otel import OtelExporter
 
             export = None if otel is True else otel
-            flush = min(3.0, drain_timeout)
+            # The last export gets part of the drain's deadline, never all of it.
+            flush = min(3.0, drain_timeout / 2)
             exporter = OtelExporter(self._errors, export, provider=provider, flush_timeout=flush)
             self._stages += (exporter,)
         # The wiring decides how many parts a run waits for, the drain order, and the room

@@ -197,11 +197,21 @@ class OtelExporter(Stage):
         held, self._held = self._held, {}
         for test_id, run in held.items():
             self._emit(test_id, run)
-        if self._late:
-            threading.Thread(target=self._close_export, daemon=True).start()
-            return
-        with anyio.move_on_after(self._flush_timeout + 0.5):
-            await anyio.to_thread.run_sync(self._close_export, abandon_on_cancel=True)
+        flushed: bool | None = None
+        if not self._late:
+            with anyio.move_on_after(self._flush_timeout):
+                flushed = await anyio.to_thread.run_sync(self._flush, abandon_on_cancel=True)
+        if not flushed:
+            # Not sent in time (an unreachable collector retries for many seconds): counted,
+            # and the exporters are shut down first, which ends their retries.
+            self._export_failed("the last batch")
+        self._closing = True  # what the shutdown itself fails to send is not counted again
+        closing = (*(() if flushed else self._exporters), *self._owned)
+        if flushed:
+            with anyio.move_on_after(self._flush_timeout):
+                await anyio.to_thread.run_sync(_shut_down, closing, abandon_on_cancel=True)
+        else:
+            threading.Thread(target=_shut_down, args=(closing,), daemon=True).start()
 
     # -- spans and metrics ---------------------------------------------------------------------
 
@@ -266,6 +276,7 @@ class OtelExporter(Stage):
                     stage._export_failed("spans")
                 return result
 
+        _quiet(OTLPSpanExporter.__module__)
         exporter = CountingSpanExporter()
         provider = SdkTracerProvider(resource=_resource(), shutdown_on_exit=False)
         provider.add_span_processor(BatchSpanProcessor(exporter))
@@ -290,6 +301,7 @@ class OtelExporter(Stage):
                     stage._export_failed("metrics")
                 return result
 
+        _quiet(OTLPMetricExporter.__module__)
         exporter = CountingMetricExporter()
         reader = PeriodicExportingMetricReader(exporter)
         provider = SdkMeterProvider(
@@ -314,23 +326,41 @@ class OtelExporter(Stage):
                 os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"),
             )
 
-    def _close_export(self) -> None:
-        """Flush both providers, then shut down what we built. Runs in a thread; never raises."""
-        timeout_ms = int(self._flush_timeout * 1000)
+    def _flush(self) -> bool:
+        """Flush both providers within `flush_timeout`: the spans first, the metrics with what
+        is left. Runs in a thread; never raises. (The SDK's span flush may block longer than
+        asked: `finish` abandons the wait.)"""
+        deadline = time.monotonic() + self._flush_timeout
         flushed = True
         for provider in (self._tracer_provider, self._meter_provider):
+            timeout_ms = max(1, int((deadline - time.monotonic()) * 1000))
             try:
                 done = getattr(provider, "force_flush", lambda **_: True)(timeout_millis=timeout_ms)
             except Exception:
                 done = False
-            if done is False:
-                flushed = False
-                self._export_failed("the last batch")
-        self._closing = True  # what the shutdown itself fails to send is not counted again
-        # After a failed flush the exporters go first: that ends their retries at once.
-        for closable in (*(() if flushed else self._exporters), *self._owned):
-            with contextlib.suppress(Exception):
-                closable.shutdown()
+            flushed = flushed and done is not False
+        return flushed
+
+
+class _Quiet(logging.Filter):
+    """Drops the exporter's own warnings (one per retry): the stage logs the first failure
+    once, with the endpoint, and counts the rest."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.WARNING
+
+
+def _quiet(module: str) -> None:
+    exporter_logger = logging.getLogger(module)
+    if not any(isinstance(f, _Quiet) for f in exporter_logger.filters):
+        exporter_logger.addFilter(_Quiet())
+
+
+def _shut_down(closables: tuple[Any, ...]) -> None:
+    """Shut each down in order. Runs in a thread; never raises."""
+    for closable in closables:
+        with contextlib.suppress(Exception):
+            closable.shutdown()
 
 
 def _names(provider: str | None) -> tuple[str, str, str | None]:
