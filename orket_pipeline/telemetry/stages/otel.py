@@ -120,15 +120,25 @@ class OtelExporter(Stage):
         export = export or OtelExport()
         self._owned: list[Any] = []  # what we built, to shut down at close
         self._exporters: list[Any] = []
-        self._tracer_provider = export.tracer_provider or self._own_tracer_provider()
-        self._meter_provider = export.meter_provider or self._own_meter_provider()
+        tracer_provider, meter_provider = export.tracer_provider, export.meter_provider
+        if tracer_provider is None or meter_provider is None:
+            from . import _otel_sdk as sdk  # the extra, checked above
+
+            if tracer_provider is None:
+                tracer_provider, span_exporter = sdk.otlp_tracer_provider(self._export_failed)
+                self._owned.append(tracer_provider)
+                self._exporters.append(span_exporter)
+            if meter_provider is None:
+                meter_provider, metric_exporter = sdk.otlp_meter_provider(self._export_failed)
+                self._owned.append(meter_provider)
+                self._exporters.append(metric_exporter)
+        self._tracer_provider, self._meter_provider = tracer_provider, meter_provider
         self._operation, self._model, self._provider = _names(provider)
         self._flush_timeout = flush_timeout
         self._max_held = max_held
         self._held: dict[str, _Held] = {}
         self._late = False
         self._closing = False
-        self.failed_flushes = 0
         #: `time.time_ns() - perf_counter_ns()`, measured once when the pipeline opens.
         self.epoch_offset_ns = _epoch_offset_ns()
         self._tracer: Tracer = self._tracer_provider.get_tracer("orket_pipeline")
@@ -262,55 +272,6 @@ class OtelExporter(Stage):
 
     # -- the export ----------------------------------------------------------------------------
 
-    def _own_tracer_provider(self) -> TracerProvider:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
-
-        stage = self
-
-        class CountingSpanExporter(OTLPSpanExporter):
-            def export(self, spans: Any) -> SpanExportResult:
-                result = super().export(spans)
-                if result is not SpanExportResult.SUCCESS:
-                    stage._export_failed("spans")
-                return result
-
-        _quiet(OTLPSpanExporter.__module__)
-        exporter = CountingSpanExporter()
-        provider = SdkTracerProvider(resource=_resource(), shutdown_on_exit=False)
-        provider.add_span_processor(BatchSpanProcessor(exporter))
-        self._owned.append(provider)
-        self._exporters.append(exporter)
-        return provider
-
-    def _own_meter_provider(self) -> MeterProvider:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-        from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
-        from opentelemetry.sdk.metrics.export import (
-            MetricExportResult,
-            PeriodicExportingMetricReader,
-        )
-
-        stage = self
-
-        class CountingMetricExporter(OTLPMetricExporter):
-            def export(self, *args: Any, **kwargs: Any) -> MetricExportResult:
-                result = super().export(*args, **kwargs)
-                if result is not MetricExportResult.SUCCESS:
-                    stage._export_failed("metrics")
-                return result
-
-        _quiet(OTLPMetricExporter.__module__)
-        exporter = CountingMetricExporter()
-        reader = PeriodicExportingMetricReader(exporter)
-        provider = SdkMeterProvider(
-            resource=_resource(), metric_readers=[reader], shutdown_on_exit=False
-        )
-        self._owned.append(provider)
-        self._exporters.append(exporter)
-        return provider
-
     def _export_failed(self, what: str) -> None:
         # Called from the SDK's export threads: a dict update under the GIL, and one log line.
         if self._closing:
@@ -342,22 +303,8 @@ class OtelExporter(Stage):
         return flushed
 
 
-class _Quiet(logging.Filter):
-    """Drops the exporter's own warnings (one per retry): the stage logs the first failure
-    once, with the endpoint, and counts the rest."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno < logging.WARNING
-
-
-def _quiet(module: str) -> None:
-    exporter_logger = logging.getLogger(module)
-    if not any(isinstance(f, _Quiet) for f in exporter_logger.filters):
-        exporter_logger.addFilter(_Quiet())
-
-
 def _shut_down(closables: tuple[Any, ...]) -> None:
-    """Shut each down in order. Runs in a thread; never raises."""
+    """Shut each down in order. Blocks (run it in a thread); never raises."""
     for closable in closables:
         with contextlib.suppress(Exception):
             closable.shutdown()
@@ -382,15 +329,6 @@ def _token_counts(finished: GenerationFinished) -> list[tuple[str, int]]:
         if isinstance(count, int):
             counts.append((token_type, count))
     return counts
-
-
-def _resource() -> Any:
-    from opentelemetry.sdk.resources import Resource
-
-    named = "OTEL_SERVICE_NAME" in os.environ or "service.name" in os.environ.get(
-        "OTEL_RESOURCE_ATTRIBUTES", ""
-    )
-    return Resource.create({} if named else {"service.name": "orket-pipeline"})
 
 
 def _epoch_offset_ns() -> int:
