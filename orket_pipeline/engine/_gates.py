@@ -6,7 +6,8 @@ the kernel; an infinite loop, a memory bomb, `sys.exit`, a fork or a flood of ou
 one test, with a short reason, and nothing else. Expected values never enter the sandbox: the
 sandbox returns what the code did (return values as JSON, stdout, stderr, exit code) and the
 comparison happens here. A `python_tests` gate passes only on the harness's record, holding a
-per-run nonce, that the tests returned.
+per-run nonce, that the tests returned. A sandbox that did not start (the harness never ran)
+is an `error`, never a verdict.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from .sandbox import Sandbox, SandboxLimits, SandboxResult, resolve_sandbox, run
 __all__ = ["GateResult", "json_equal", "run_gate"]
 
 _SHORT: Final = 80
+# Returned values nested deeper are a failure, never compared: comparing and printing them
+# recurses, and the record they come in is the sandbox's to shape.
+MAX_RESULT_DEPTH: Final = 100
 
 
 class GateResult(msgspec.Struct, frozen=True):
@@ -57,8 +61,8 @@ async def run_gate(
     `limits.timeout_s`. `sandbox` defaults to `resolve_sandbox("auto")` (bubblewrap).
 
     Returns:
-        The verdict. Never raises for anything the payload does; a sandbox that cannot be had
-        or started (OSError) is a `GateResult` with `error` set. Cancellation propagates, after
+        The verdict. Never raises: a sandbox that cannot be had or started, or any exception
+        while judging, is a `GateResult` with `error` set. Cancellation propagates, after
         the sandbox is gone.
     """
     if gate is None:
@@ -79,8 +83,9 @@ async def run_gate(
         return GateResult(False, str(exc), error=True)
     except OSError as exc:
         return GateResult(False, f"the gate could not run: {exc}", error=True)
-    except RecursionError:  # a result nested past what this interpreter can compare
-        return GateResult(False, "the code's result is nested too deeply to compare")
+    except Exception as exc:  # a bug judging this run: this run's error, and nothing else's
+        text = _printable(_short(f"{type(exc).__name__}: {exc}", 200))
+        return GateResult(False, f"the gate failed while judging: {text}", error=True)
     if verdict.reason is None:
         return verdict
     # The reason holds what the code printed or raised: printable text only, valid UTF-8.
@@ -95,6 +100,8 @@ async def _python_tests(
     record = result.record
     if result.cancelled:
         return INTERRUPTED
+    if not result.started:
+        return _not_started(result)
     if record is None:
         return GateResult(False, _process_reason(result, limits))
     if record.get("status") == "ok":
@@ -118,6 +125,8 @@ async def _function_examples(
     record = result.record
     if result.cancelled:
         return INTERRUPTED
+    if not result.started:
+        return _not_started(result)
     if record is None:
         return GateResult(False, _process_reason(result, limits))
     if record.get("status") != "ok":
@@ -130,6 +139,10 @@ async def _function_examples(
         if not isinstance(outcome, dict) or not outcome.get("ok"):
             error = outcome.get("error") if isinstance(outcome, dict) else None
             return GateResult(False, f"{call}: {_short(str(error or 'failed'), 240)}")
+        if _deeper_than(outcome.get("value"), MAX_RESULT_DEPTH):
+            return GateResult(
+                False, f"{call}: returned a value nested deeper than {MAX_RESULT_DEPTH}"
+            )
         if not json_equal(outcome.get("value"), example.expected):
             expected, got = _json_text(example.expected), _json_text(outcome.get("value"))
             return GateResult(False, f"{call}: expected {expected}, got {got}")
@@ -151,11 +164,21 @@ async def _cli_examples(
         )
         if result.cancelled:
             return INTERRUPTED
+        if not result.started:
+            return _not_started(result)
         problem = _cli_problem(example, result, limits)
         if problem is not None:
             args = _short(" ".join(example.args)) if example.args else "no arguments"
             return GateResult(False, f"example {number} ({args}): {problem}")
     return PASSED
+
+
+def _not_started(result: SandboxResult) -> GateResult:
+    # bwrap (or the interpreter) failed before the harness ran: no verdict on the code.
+    last = _last_line(result.stderr) or (
+        "timed out" if result.timed_out else f"exit code {result.exit_code}"
+    )
+    return GateResult(False, f"the sandbox did not start: {last}", error=True)
 
 
 def _cli_problem(example: CliExample, result: SandboxResult, limits: SandboxLimits) -> str | None:
@@ -240,6 +263,21 @@ def json_equal(left: Any, right: Any) -> bool:
     if isinstance(left, dict) and isinstance(right, dict):
         return left.keys() == right.keys() and all(json_equal(left[k], right[k]) for k in left)
     return type(left) is type(right) and bool(left == right)
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    # Iterative, so that no depth the sandbox sends can exhaust this interpreter's stack.
+    level: list[Any] = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for item in level
+            if isinstance(item, (list, dict))
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return False
+    return any(isinstance(item, (list, dict)) for item in level)
 
 
 def _call_text(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:

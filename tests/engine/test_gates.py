@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import secrets
@@ -15,7 +16,7 @@ import msgspec
 import psutil
 import pytest
 
-from orket_pipeline.engine import Gate
+from orket_pipeline.engine import Gate, _gates
 from orket_pipeline.engine._gates import GateResult, json_equal, run_gate
 from orket_pipeline.engine.sandbox import Sandbox, SandboxLimits, _process, resolve_sandbox
 from orket_pipeline.engine.sandbox._seccomp import seccomp_filter
@@ -275,6 +276,18 @@ class TestSandboxLimits:
         )
         assert (await run_gate(py_gate(), payload)).passed
 
+    @pytest.mark.parametrize(
+        ("kind", "euid", "nproc"),
+        [("bwrap", 1000, 64 + 2), ("process", 1000, 0), ("bwrap", 0, None)],
+    )
+    def test_threads_are_bounded_where_the_kernel_can(
+        self, monkeypatch: pytest.MonkeyPatch, kind: str, euid: int, nproc: int | None
+    ) -> None:
+        # RLIMIT_NPROC: bwrap's init and the harness beside 64 threads; root is exempt.
+        monkeypatch.setattr(_process.os, "geteuid", lambda: euid)
+        rlimits = _process._rlimits(Sandbox(kind), SandboxLimits(threads=64))
+        assert rlimits.get("RLIMIT_NPROC") == nproc
+
 
 class TestVerdicts:
     """Expected values stay in the engine; only a record with the run's nonce is a verdict."""
@@ -404,9 +417,84 @@ class TestReasons:
         assert "\\ud800 \\x1b[2J done" in result.reason
         result.reason.encode("utf-8")  # the report's encoder will not choke on it
 
-    async def test_a_result_nested_too_deeply_fails_without_crashing(self) -> None:
+    @pytest.mark.parametrize("depth", [150, 985, 995])
+    async def test_a_result_nested_too_deeply_fails_without_crashing(self, depth: int) -> None:
         payload = (
-            "def add(a, b):\n    v = 1\n    for _ in range(995):\n        v = [v]\n    return v\n"
+            f"def add(a, b):\n    v = 1\n    for _ in range({depth}):\n        v = [v]\n"
+            "    return v\n"
         )
         result = await run_gate(ADD_EXAMPLES, payload)
         assert not result.passed and not result.error
+        assert result.reason is not None
+        # Past the harness's own limit the value never leaves the sandbox.
+        assert "nested deeper than 100" in result.reason or "non-JSON" in result.reason
+
+    async def test_an_exception_while_judging_is_this_runs_error(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def broken(left: Any, right: Any) -> bool:
+            raise KeyError("judging")
+
+        monkeypatch.setattr(_gates, "json_equal", broken)
+        result = await run_gate(ADD_EXAMPLES, "def add(a, b):\n    return a + b\n")
+        assert not result.passed and result.error
+        assert result.reason is not None and "KeyError" in result.reason
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+@pytest.fixture
+def unprivileged_bwrap(monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    """As root: the sandbox bwrap gets with an interpreter that `nobody` can read."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        pytest.skip("only root's engine starts bwrap as another user")
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        pytest.skip(f"no {SYSTEM_PYTHON} to run the harness with")
+    # The harness is standard library only: any system Python 3 runs it.
+    monkeypatch.setattr(_process, "python_inside", lambda: (SYSTEM_PYTHON, []))
+    monkeypatch.setattr(_process, "_resolved", {})
+    return resolve_sandbox("bwrap")
+
+
+class TestUnderARootEngine:
+    """Started by root, bwrap runs as `nobody`: the sandbox is not the host's root."""
+
+    async def test_the_sandbox_runs_as_nobody_on_the_host(
+        self, unprivileged_bwrap: Sandbox
+    ) -> None:
+        assert unprivileged_bwrap.user == _process.UNPRIVILEGED_UID
+        me = psutil.Process()
+
+        def host_uids() -> list[int]:
+            uids = []
+            for child in me.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if child.cmdline()[-3:-2] == ["/orket/harness.py"]:
+                        uids.append(child.uids().real)  # bwrap, its init, the harness
+            return uids
+
+        wait = functools.partial(run_gate, py_gate(timeout_s=60), "import time\ntime.sleep(60)\n")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(functools.partial(wait, sandbox=unprivileged_bwrap))
+            while not host_uids():  # noqa: ASYNC110 (processes, not tasks: nothing to wait on)
+                await anyio.sleep(0.01)
+            seen = host_uids()
+            tg.cancel_scope.cancel()
+        assert set(seen) == {_process.UNPRIVILEGED_UID}  # bwrap and the harness alike
+
+    async def test_its_threads_are_bounded_and_gates_still_pass(
+        self, unprivileged_bwrap: Sandbox
+    ) -> None:
+        bomb = (
+            "import threading\nrelease = threading.Event()\n"
+            "try:\n    for _ in range(200):\n"
+            "        threading.Thread(target=release.wait, daemon=True).start()\n"
+            "finally:\n    release.set()\n"
+        )
+        result = await run_gate(py_gate(), bomb, sandbox=unprivileged_bwrap)
+        assert result.reason is not None and "can't start new thread" in result.reason
+        sandbox = unprivileged_bwrap
+        assert (await run_gate(py_gate("assert add(1, 2) == 3"), ADD, sandbox=sandbox)).passed
+        assert (await run_gate(ADD_EXAMPLES, ADD, sandbox=sandbox)).passed
+        assert (await run_gate(DOUBLER_CLI, DOUBLER, sandbox=sandbox)).passed

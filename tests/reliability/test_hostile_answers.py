@@ -4,12 +4,17 @@ Each answer tries one thing a hostile model did against the old sandbox (issue 1
 engine's secrets (its environment through /proc, the home directory, the files beside the
 suite), send them out over a loopback socket, write outside its temp dir (dir_fd, rename,
 sqlite, mkfifo, bind, setxattr, fchmod, and plain writes once the audit hook is switched off),
-kill the engine, leave a process behind, or pass a gate without solving it. Most first switch
+write host state through the root mapping of a root engine (a sysctl, /dev/null's mode or ACL,
+bwrap's init through /proc/1/mem), kill the engine, leave a process behind, or pass a gate
+without solving it. Most first switch
 the harness's audit hook off from pure Python, so what is tested is the kernel's isolation.
 
 For every escape: its run fails; the secret is in neither the report nor the terminal; nothing
 outside the sandbox changed; no process it started survives; the engine finished and reported
 every run. The honest answers of each gate type, run beside them, pass.
+
+Beside that suite: answers that broke the engine's judging (deep results, lone surrogates), a
+bwrap that fails after the start-up probe, and a thread bomb, each in a small suite of its own.
 """
 
 from __future__ import annotations
@@ -179,6 +184,52 @@ for pid in targets - {{os.getpid(), 1}}:
         pass
 raise RuntimeError(f"the engine lives: {{sorted(targets)}}")
 """,
+        # Under a root engine (as in CI) the sandbox's uid was the host's root: these writes
+        # reached the host. Each writes back the value or mode it finds (a permitted no-op
+        # write proves the hole and changes nothing); the run passes if the write went through.
+        "root-write-host-sysctl": """
+path = "/proc/sys/fs/lease-break-time"
+current = open(path).read()
+with open(path, "w") as f:
+    f.write(current)
+""",
+        "root-chmod-host-dev-null": """
+import os, stat
+os.chmod("/dev/null", stat.S_IMODE(os.stat("/dev/null").st_mode))
+""",
+        "root-acl-on-host-dev-null": """
+import os, stat, struct
+# A POSIX ACL equal to the current mode: owner, group, other (system.posix_acl_access, v2).
+mode = stat.S_IMODE(os.stat("/dev/null").st_mode)
+entries = [(0x01, mode >> 6 & 7), (0x04, mode >> 3 & 7), (0x20, mode & 7)]
+acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", t, p, 0xFFFFFFFF) for t, p in entries)
+os.setxattr("/dev/null", "system.posix_acl_access", acl)
+""",
+        "write-bwrap-init-memory": """
+import os
+# PID 1 is bwrap's init (no seccomp filter, no rlimits): write its memory, same bytes back.
+for line in open("/proc/1/maps"):
+    span, perms = line.split()[:2]
+    if perms.startswith("rw"):
+        address = int(span.split("-")[0], 16)
+        break
+fd = os.open("/proc/1/mem", os.O_RDWR)
+os.pwrite(fd, os.pread(fd, 8, address), address)
+""",
+        "read-host-paths-in-proc": """
+open("/proc/1/cmdline", "rb").read()
+open("/proc/self/mountinfo", "rb").read()
+""",
+        # Memory the address-space limit and the tmpfs size do not count.
+        "hold-memory-in-a-memfd": """
+import os
+os.write(os.memfd_create("held"), b"x" * (1 << 20))
+""",
+        "hold-memory-in-sysv-shm": """
+import ctypes
+if ctypes.CDLL(None, use_errno=True).shmget(0, 1 << 20, 0o1600) < 0:
+    raise OSError(ctypes.get_errno(), "shmget refused")
+""",
         "outlive-the-gate": f"""
 import ctypes, os, subprocess
 attempts = []
@@ -210,6 +261,24 @@ for fd in range(3, 64):
         except OSError:
             pass
 os._exit(0)
+"""
+FORGE_FROM_FRAME = """
+import json, os, sys
+f = sys._getframe()
+while f.f_code.co_name != "main":
+    f = f.f_back
+record = {"status": "ok", "nonce": f.f_locals["nonce"]}
+os.write(f.f_locals["result_fd"], ("\\n" + json.dumps(record) + "\\n").encode())
+os._exit(0)
+"""
+FORGE_BY_JSON_PATCH = """
+import json
+_dumps = json.dumps
+def dumps(obj, *args, **kwargs):
+    if isinstance(obj, dict) and "nonce" in obj:
+        obj = {"status": "ok", "nonce": obj["nonce"]}
+    return _dumps(obj, *args, **kwargs)
+json.dumps = dumps
 """
 # Looks everywhere it can for the expected value and answers with it if found.
 HUNT = f"""
@@ -251,6 +320,10 @@ def forgeries() -> dict[str, tuple[str, dict[str, Any]]]:
             FORGE_VERDICT.replace("os._exit(0)", "raise SystemExit(0)"),
             failing_tests,
         ),
+        # Pure Python, no audit hook to switch off: the nonce and the result descriptor read
+        # from the harness's `main` frame, and the record rewritten through `json.dumps`.
+        "forge-python-tests-from-the-harness-frame": (FORGE_FROM_FRAME, failing_tests),
+        "forge-python-tests-by-patching-json": (FORGE_BY_JSON_PATCH, failing_tests),
         "forge-function-examples": (
             UNHOOK + HUNT + "def solve(x):\n    return hunt()\n" + FORGE_VERDICT,
             {
@@ -451,3 +524,145 @@ def test_honest_answer_of_each_gate_type_passes(hostile: HostileRun, task_id: st
 
 def test_the_report_names_the_sandbox(hostile: HostileRun) -> None:
     assert json.loads(hostile.report_text)["metadata"]["sandbox"] == "bwrap"
+
+
+# Answers that broke the engine's judging rather than the sandbox: a result nested just deep
+# enough to pass the harness but not the engine's encoder (the engine crashed, this run was
+# recorded `pass` and its neighbours `fail: timeout`), and lone surrogates in a reason (the
+# report's encoder raised: no report at all).
+BREAKERS = {
+    "result-nested-985-deep": (
+        "def f():\n    v = 0\n    for _ in range(985):\n        v = [v]\n    return v\n",
+        {"type": "function_examples", "function_name": "f", "examples": [{"expected": [1]}]},
+    ),
+    "dict-nested-985-deep": (
+        "def f():\n    v = 0\n    for _ in range(985):\n        v = {'k': v}\n    return v\n",
+        {"type": "function_examples", "function_name": "f", "examples": [{"expected": [1]}]},
+    ),
+    "surrogate-in-raised-reason": (
+        'raise ValueError("\\ud800\\x00")\n',
+        {"type": "python_tests", "code": "assert True"},
+    ),
+    "surrogate-in-returned-value": (
+        'def f():\n    return "\\ud800"\n',
+        {"type": "function_examples", "function_name": "f", "examples": [{"expected": "x"}]},
+    ),
+    "surrogate-in-cli-output": (
+        'import sys\nsys.stdout.write("\\ud800")\nsys.stderr.write("\\udc80")\nsys.exit(3)\n',
+        {"type": "cli_examples", "examples": [{"args": [], "expected_stdout": "x"}]},
+    ),
+}
+
+
+def _run_cli(
+    directory: Path, cases: dict[str, tuple[str, dict[str, Any]]], *args: str, **env: str
+) -> tuple[subprocess.CompletedProcess[bytes], dict[str, TestRun]]:
+    """Run `cases` (id: (answer, gate)) through the CLI; the process and the report's runs."""
+    answers = {task_id: answer for task_id, (answer, _) in cases.items()}
+    tasks = [
+        {"id": task_id, "prompt": task_id, "gate": gate} for task_id, (_, gate) in cases.items()
+    ]
+    (directory / "answers.json").write_text(json.dumps(answers))
+    (directory / "provider.py").write_text(PROVIDER)
+    (directory / "suite.json").write_text(json.dumps({"name": "hostile", "tasks": tasks}))
+    command = [*CLI, "run", "suite.json", "--provider", "python:provider.py:Answers", *args]
+    command += ["--out", "report.json"]
+    process = subprocess.run(
+        command,
+        cwd=directory,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **env},
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    report = directory / "report.json"
+    runs = {run.test_id: run for run in read_report(report).test_runs} if report.exists() else {}
+    return process, runs
+
+
+@pytest.mark.parametrize("telemetry", [True, False], ids=["telemetry", "no-telemetry"])
+def test_an_answer_that_breaks_judging_fails_alone(tmp_path: Path, telemetry: bool) -> None:
+    resolve_sandbox("bwrap")
+    args = () if telemetry else ("--no-telemetry",)
+    process, runs = _run_cli(tmp_path, {**BREAKERS, **HONEST}, *args)
+    terminal = (process.stdout + process.stderr).decode("utf-8", "replace")
+    assert process.returncode == 1, terminal
+    assert "Traceback" not in terminal
+    assert list(runs) == [*BREAKERS, *HONEST]  # the report was written, every run in it
+    for task_id in BREAKERS:
+        assert runs[task_id].outcome == "fail", runs[task_id]
+        reason = runs[task_id].reason
+        assert reason is not None and reason.isprintable(), runs[task_id]
+    for task_id in HONEST:
+        assert runs[task_id].outcome == "pass", runs[task_id]
+
+
+# A bwrap that passes the engine's start-up probe, then fails as bwrap does when the kernel
+# refuses a namespace (user.max_user_namespaces reached): exit 1 before any code ran.
+FLAKY_BWRAP = """#!/bin/sh
+if [ ! -e "{used}" ]; then touch "{used}"; exec "{bwrap}" "$@"; fi
+echo "bwrap: Creating new namespace failed: No space left on device" >&2
+exit 1
+"""
+
+
+def test_a_sandbox_that_fails_to_start_is_an_error_never_a_verdict(tmp_path: Path) -> None:
+    real = resolve_sandbox("bwrap").bwrap
+    assert real is not None
+    flaky = tmp_path / "flaky-bwrap"
+    flaky.write_text(FLAKY_BWRAP.format(used=tmp_path / "probed", bwrap=real))
+    flaky.chmod(0o755)
+    # A wrong CLI answer whose expected exit code is bwrap's own: it used to pass.
+    wrong_exit_1 = (
+        "import sys\nsys.exit(0)\n",
+        {"type": "cli_examples", "examples": [{"args": ["bad"], "expected_exit_code": 1}]},
+    )
+    cases = {**HONEST, "wrong-cli-expecting-exit-1": wrong_exit_1}
+    process, runs = _run_cli(tmp_path, cases, ORKET_BWRAP=str(flaky))
+    assert process.returncode == 1, process.stderr
+    assert list(runs) == list(cases)
+    for task_id, run in runs.items():
+        assert run.outcome == "error", (task_id, run)
+        assert run.reason is not None and "the sandbox did not start" in run.reason
+        assert "No space left on device" in run.reason
+
+
+THREAD_BOMB = """
+import threading
+threading.stack_size(32768)
+release = threading.Event()
+started = 0
+try:
+    for _ in range(200):
+        threading.Thread(target=release.wait, daemon=True).start()
+        started += 1
+finally:
+    release.set()
+"""
+A_FEW_THREADS = """
+import threading
+threads = [threading.Thread(target=print) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+"""
+
+
+def test_a_thread_bomb_is_bounded(tmp_path: Path) -> None:
+    # Each thread is a host PID; with no bound one gate once took 3,000+. 200 here: more than
+    # the bound of 64, fewer than memory alone stops.
+    if os.geteuid() == 0 and resolve_sandbox("bwrap").user is None:
+        pytest.skip("the sandbox is the host's root, exempt from RLIMIT_NPROC (README)")
+    cases = {
+        "thread-bomb": (THREAD_BOMB, {"type": "python_tests", "code": "assert True"}),
+        "a-few-threads": (
+            A_FEW_THREADS,
+            {"type": "python_tests", "code": "assert True"},
+        ),
+    }
+    process, runs = _run_cli(tmp_path, cases)
+    assert process.returncode == 1, process.stderr
+    bomb = runs["thread-bomb"]
+    assert bomb.outcome == "fail" and "can't start new thread" in (bomb.reason or ""), bomb
+    assert runs["a-few-threads"].outcome == "pass", runs["a-few-threads"]

@@ -4,13 +4,17 @@
 that, from the system's PATH (`$ORKET_BWRAP` names one instead). Each gate gets new user, PID,
 network, mount, IPC, UTS and cgroup namespaces, no capabilities, uid/gid 65534, and a root
 holding only read-only binds of what the interpreter needs (`/usr`, the `/lib*` and `/bin`
-links, the interpreter's own prefix, the loader cache and the local time zone), a fresh `/proc`
-of its own PID namespace, a minimal `/dev`, and a size-limited tmpfs at `/tmp`: the only
-writable place, also HOME and the working directory (bwrap's own root and `/dev` are remounted
-read-only). The environment is PATH, HOME, TMPDIR and LANG only; the seccomp filter of
-`_seccomp` is loaded. `--die-with-parent` ties the sandbox to the thread that started it, which
-lives until the gate is over, so the sandbox dies with the engine; the PID namespace takes
-every process in it down with its first one. Nothing here blocks or raises.
+links, the interpreter's own prefix, the loader cache and the local time zone), a minimal
+`/dev`, no `/proc` and no `/sys`, and a size-limited tmpfs at `/tmp`: the only writable place,
+also HOME and the working directory (bwrap's own root and `/dev` are remounted read-only).
+Under an engine running as root, bwrap is started as `nobody` where that works (see `_process`);
+otherwise the sandbox's uid 65534 is the host's uid 0 (bwrap maps its own uid): no `/proc` keeps
+host sysctls and bwrap's init out of reach, and the seccomp filter refuses chmod/chown/xattr
+changes, which would otherwise reach the host's device nodes. The environment is PATH, HOME,
+TMPDIR and LANG only; the seccomp filter of `_seccomp` is loaded. `--die-with-parent` ties the
+sandbox to the thread that started it, which lives until the gate is over, so the sandbox dies
+with the engine; the PID namespace takes every process in it down with its first one. Nothing
+here blocks or raises.
 """
 
 from __future__ import annotations
@@ -86,7 +90,9 @@ def bwrap_command(
         args += ["--ro-bind-try", path, path]
     for path in python_dirs:
         args += ["--ro-bind", path, path]
-    args += ["--ro-bind", str(_HARNESS), HARNESS_INSIDE, "--proc", "/proc", "--dev", "/dev"]
+    # No /proc: under a root engine the sandbox's uid is the host's root, and /proc/sys (host
+    # sysctls) and /proc/1/mem (bwrap's own init, unfiltered) would be writable through it.
+    args += ["--ro-bind", str(_HARNESS), HARNESS_INSIDE, "--dev", "/dev"]
     args += ["--size", str(tmpfs_bytes), "--tmpfs", "/tmp", "--chdir", "/tmp", "--clearenv"]
     # bwrap's own root and /dev are tmpfs: read-only once everything is mounted on them.
     args += ["--remount-ro", "/dev", "--remount-ro", "/"]

@@ -1,22 +1,26 @@
 """The program a gate runs in its sandbox: `python -I -B -X utf8 THIS CONFIG_FD RESULT_FD`.
 
 Standard library only, and never imported by the package: it runs in a child interpreter. It
-reads its config (JSON) from CONFIG_FD and closes it: the mode, the per-run nonce, the limits,
-the files to write and, per mode, the calls or nothing more. Then it lowers its own resource
-limits, writes the files into its working directory, installs an audit hook (clear messages for
-refused process creation, signals and writes outside the working directory; under bubblewrap
-the kernel is what enforces them) and runs the generated code:
+writes `started` to RESULT_FD first (the engine tells a sandbox that never started from code
+that failed), reads its config (JSON) from CONFIG_FD and closes it: the mode, the per-run nonce,
+the limits, the files to write and, per mode, the calls or nothing more. Then it lowers its own
+resource limits, writes the files into its working directory, installs an audit hook (clear
+messages for refused process creation, signals and writes outside the working directory; under
+bubblewrap the kernel is what enforces them) and runs the generated code:
 
 - `tests`: run `solution.py` (payload followed by the gate's tests) as `__main__`.
 - `functions`: import `solution.py` as module `solution`, call the function once per call.
 - `cli`: run `main.py` as `__main__` with the given argv; exceptions and exit codes behave as
-  under plain `python main.py`. Nothing is written to RESULT_FD.
+  under plain `python main.py`. Nothing more is written to RESULT_FD.
 
 In `tests` and `functions` mode, once the code has returned, the harness writes one JSON record
 holding the nonce to RESULT_FD (not stdout) and ends the process at once. The engine accepts
 only a record with the nonce, so printing, exiting early or killing the process never passes.
-Code that searches this interpreter's memory for the nonce can still forge a record: the
-README says so.
+While the code runs, the nonce and RESULT_FD are in no frame it can walk up to, and the record
+is encoded with a reference to the encoder taken before it ran (patching `json.dumps` changes
+nothing). Those stop two known tricks, not a search: code that looks through this interpreter
+(the garbage collector, the harness's globals, its memory) can still forge a record: the README
+says so.
 """
 
 from __future__ import annotations
@@ -61,11 +65,18 @@ _PATH_EVENTS = {
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _ALLOWED_FILES = frozenset({os.devnull})
 _PR_SET_PDEATHSIG = 1
+STARTED = b"started\n"
+# Taken before the generated code runs: patching `json.dumps` does not change the record.
+_ENCODE = json.JSONEncoder().encode
+_HELD: list[tuple[str, int]] = []
 
 
 def main(argv: list[str]) -> int:
     """Entry point; returns the process exit code."""
     config_fd, result_fd = int(argv[1]), int(argv[2])
+    # First of all: the sandbox started. What the code does later can add to the pipe, never
+    # take this back; a sandbox that failed to start never writes it.
+    os.write(result_fd, STARTED)
     with os.fdopen(config_fd, "rb") as source:
         config = json.loads(source.read())
     nonce = config.pop("nonce")
@@ -87,9 +98,12 @@ def main(argv: list[str]) -> int:
         runpy.run_path(path, run_name="__main__")
         return 0
     function, calls = config.get("function", ""), config.get("calls", [])
-    del config
+    # Out of this frame (the code can walk up to it) while the code runs; taken back after.
+    _HELD.append((nonce, result_fd))
+    del config, nonce, result_fd, argv
     sys.addaudithook(_make_hook(root))
     record = _run_tests(path) if mode == "tests" else _call(path, function, calls)
+    nonce, result_fd = _HELD.pop()
     record["nonce"] = nonce
     _finish(result_fd, record)
     return 0  # not reached
@@ -228,10 +242,10 @@ def _finish(fd: int, record: dict[str, Any]) -> None:
         with contextlib.suppress(Exception):  # the generated code may have closed them
             stream.flush()
     try:
-        data = json.dumps(record).encode()  # ASCII, one line
+        data = _ENCODE(record).encode()  # ASCII, one line
     except Exception:  # a result that cannot be encoded: say so, with the nonce
         fallback = {"nonce": record["nonce"], "status": "raised", "reason": "bad result"}
-        data = json.dumps(fallback).encode()
+        data = _ENCODE(fallback).encode()
     data = b"\n" + data + b"\n"  # after anything else written to the pipe, on a line of its own
     with contextlib.suppress(OSError):
         while data:

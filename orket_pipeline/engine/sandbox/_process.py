@@ -47,6 +47,9 @@ SANDBOX_KINDS: Final = ("auto", "bwrap", "process")
 _HARNESS: Final = Path(__file__).with_name("_harness.py")
 _DIR_PREFIX: Final = "orket-gate-"
 _PROBE_TIMEOUT_S: Final = 30.0
+UNPRIVILEGED_UID: Final = 65534  # nobody
+_BWRAP_PROCESSES: Final = 2  # bwrap's init and the harness, beside the code's threads
+_STARTED: Final = b"started\n"  # the harness's first write to its result pipe
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,9 @@ class SandboxLimits:
         output_bytes: cap per output stream (and on the harness's record); more kills it.
         file_bytes: largest file it may write, and the size of its private tmpfs.
         open_files: open file descriptors (`RLIMIT_NOFILE`).
+        threads: threads the code may start under bubblewrap (`RLIMIT_NPROC`, counted in the
+            sandbox's own user namespace). Not enforced when the engine runs as root, whom the
+            kernel exempts; the process sandbox allows none (where not root).
     """
 
     timeout_s: float = 10.0
@@ -67,25 +73,34 @@ class SandboxLimits:
     output_bytes: int = 1 << 20
     file_bytes: int = 64 << 20
     open_files: int = 256
+    threads: int = 64
 
 
 @dataclass(frozen=True)
 class Sandbox:
-    """A resolved sandbox: `kind` is `"bwrap"` (isolated) or `"process"` (not isolated)."""
+    """A resolved sandbox: `kind` is `"bwrap"` (isolated) or `"process"` (not isolated).
+
+    `user` is the host uid bwrap is started as when the engine runs as root (65534), or None:
+    bwrap runs as the engine's user, and the sandbox's uid is that user on the host.
+    """
 
     kind: str
     bwrap: str | None = None
     python: str = sys.executable
     python_dirs: tuple[str, ...] = ()
     seccomp: bytes | None = field(default=None, repr=False)
+    user: int | None = None
 
 
 @dataclass
 class SandboxResult:
     """What the sandbox did. `exit_code` is as a shell shows it (128 + N: killed by signal N);
-    `record` is the harness's record when it holds this run's nonce, else None."""
+    `record` is the harness's record when it holds this run's nonce, else None. `started` is
+    False when the harness never ran (bwrap failed to set up the sandbox, say): nothing the
+    result says is then about the code."""
 
     exit_code: int | None = None
+    started: bool = False
     stdout: bytes = b""
     stderr: bytes = b""
     record: dict[str, Any] | None = None
@@ -131,15 +146,24 @@ def _find_bwrap() -> Sandbox:
         if seccomp is None:
             why = "no seccomp filter for this machine's architecture"
         for path in bwrap_candidates() if seccomp is not None else []:
-            sandbox = Sandbox("bwrap", path, python, tuple(dirs), seccomp)
-            problem = _probe(sandbox)
-            if problem is None:
-                return sandbox
+            for user in _users():
+                sandbox = Sandbox("bwrap", path, python, tuple(dirs), seccomp, user)
+                problem = _probe(sandbox)
+                if problem is None:
+                    return sandbox
             why = f"{path} does not work here: {problem}"
     raise InputError(
         f"gates need an isolated sandbox and none is available: {why}; "
         "pass --sandbox process to run gates in a plain process without isolation"
     )
+
+
+def _users() -> list[int | None]:
+    # As root, bwrap maps the sandbox's uid to root itself: host root, owner of /proc/sys and the
+    # device nodes, exempt from RLIMIT_NPROC. Started as `nobody` instead it maps to `nobody`;
+    # that needs bwrap, the interpreter and the harness readable by it and unprivileged user
+    # namespaces, so root's own mapping is the fallback (README: what running as root means).
+    return [UNPRIVILEGED_UID, None] if os.geteuid() == 0 else [None]
 
 
 def _probe(sandbox: Sandbox) -> str | None:
@@ -224,6 +248,7 @@ def _run_blocking(
                 harness_args=[str(c), str(r)],
             ),
             **_common(config, stdin, sandbox.seccomp, None, limits, cancel),
+            user=sandbox.user,
         )
     else:
         root = tempfile.mkdtemp(prefix=f"{_DIR_PREFIX}{os.getpid()}-")
@@ -272,8 +297,12 @@ def _rlimits(sandbox: Sandbox, limits: SandboxLimits) -> dict[str, int]:
         "RLIMIT_CPU": math.ceil(limits.timeout_s) + 1,
         "RLIMIT_CORE": 0,
     }
-    if sandbox.kind == "process" and os.geteuid() != 0:
-        rlimits["RLIMIT_NPROC"] = 0  # no processes or threads; root ignores it
+    host_uid = os.geteuid() if sandbox.user is None else sandbox.user
+    if host_uid != 0:  # root is exempt from RLIMIT_NPROC, also through bwrap's mapping
+        # bwrap: this sandbox's processes only (its user namespace): its init, the harness and
+        # the threads. Process sandbox: the user's every process; none more, no thread.
+        bwrap = sandbox.kind == "bwrap"
+        rlimits["RLIMIT_NPROC"] = limits.threads + _BWRAP_PROCESSES if bwrap else 0
     return rlimits
 
 
@@ -283,6 +312,7 @@ def _result(raw: Raw, nonce: str) -> SandboxResult:
         return SandboxResult(cancelled=True)
     return SandboxResult(
         exit_code=raw.exit_code,
+        started=raw.record.startswith(_STARTED),
         stdout=bytes(raw.stdout),
         stderr=bytes(raw.stderr),
         record=None if raw.stopped else _record(raw.record, nonce),

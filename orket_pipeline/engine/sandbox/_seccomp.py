@@ -4,8 +4,10 @@ bubblewrap loads the filter (`--seccomp FD`) into the sandboxed process just bef
 the interpreter. Threads are allowed (`clone` with `CLONE_THREAD`); any other `clone`, `fork`,
 `vfork` and `clone3` (answered `ENOSYS`, so the C library falls back to `clone` for threads)
 fail, so the generated code is one process however it tries. Also refused: tracing and reading
-other processes' memory, new namespaces, mounts, keyrings, BPF, perf events, userfaultfd, and
-memory that would escape the address-space limit (SysV shared memory and message queues, memfds).
+other processes' memory, new namespaces, mounts, keyrings, BPF, perf events, userfaultfd,
+memory that would escape the address-space limit (SysV shared memory and message queues, memfds),
+and changing an inode's owner, mode or extended attributes (chmod, chown, setxattr and kin:
+under a root engine the sandbox's uid is the host's root, owner of the host's device nodes).
 The filter is built here as raw classic BPF, so no libseccomp is needed. Never blocks or raises.
 """
 
@@ -62,9 +64,26 @@ _COMMON_GENERIC: Final = {
     "shmget": (29, 194),
     "msgget": (68, 186),
     "memfd_create": (319, 279),
+    # Owner-only changes to inodes. The device nodes under /dev are the host's own; when the
+    # engine runs as root they belong to the sandbox's (host) uid, so chmod, chown or an ACL
+    # (an extended attribute) would change them on the host.
+    "fchmod": (91, 52),
+    "fchmodat": (268, 53),
+    "fchmodat2": (452, 452),
+    "fchown": (93, 55),
+    "fchownat": (260, 54),
+    "setxattr": (188, 5),
+    "lsetxattr": (189, 6),
+    "fsetxattr": (190, 7),
+    "removexattr": (197, 14),
+    "lremovexattr": (198, 15),
+    "fremovexattr": (199, 16),
+    "setxattrat": (463, 463),
+    "removexattrat": (466, 466),
 }
 _ARCHES: Final = {
-    "x86_64": (0xC000003E, 56, 435, (57, 58), 0),  # fork, vfork
+    # Beyond the generic table: fork and vfork; chmod, chown and lchown.
+    "x86_64": (0xC000003E, 56, 435, (57, 58, 90, 92, 94), 0),
     "aarch64": (0xC00000B7, 220, 435, (), 1),
 }
 

@@ -81,8 +81,12 @@ def supervise(
     timeout_s: float,
     cap: int,
     cancel_fd: int,
+    user: int | None = None,
 ) -> Raw:
     """Run the command `make_argv(config_fd, result_fd, seccomp_fd)` to its end; blocks.
+
+    `user`, when given, is the uid (and gid) the command runs as, with no supplementary groups
+    (an engine running as root starts bwrap as an unprivileged user).
 
     Returns:
         The result; limits hit and cancellation are results, not exceptions.
@@ -103,9 +107,12 @@ def supervise(
             stdout=out_w,
             stderr=err_w,
             pass_fds=inherited,
-            cwd=cwd,
+            cwd=cwd if user is None else (cwd or "/"),
             env=dict(env),
             start_new_session=True,
+            user=user,
+            group=user,
+            extra_groups=None if user is None else [],
         )
         try:
             for fd in (in_r, out_w, err_w, *inherited):  # the child's ends: the child's alone
