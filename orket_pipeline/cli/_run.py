@@ -105,6 +105,12 @@ def register(sub: Any) -> None:
         action="store_true",
         help="with --resume: continue even when the journal names another provider",
     )
+    parser.add_argument(
+        "--otel",
+        action="store_true",
+        help="export a GenAI span per generation and the client metrics over OTLP/HTTP to "
+        "OTEL_EXPORTER_OTLP_ENDPOINT (needs orket-pipeline[otel])",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     add_gate_options(parser)
     parser.set_defaults(handler=run_command)
@@ -128,6 +134,12 @@ def run_command(args: argparse.Namespace) -> int:
         raise InputError("run: --force goes with --resume")
     journal = None if args.no_telemetry else (explicit or default_journal(out))
     resume_from = (explicit or default_journal(out)) if args.resume else None
+    if args.otel:
+        if args.no_telemetry:
+            raise InputError("run: --otel needs telemetry; drop --no-telemetry")
+        from ..telemetry.stages.otel import require_otel
+
+        require_otel()  # exit 2 with the extra to install, before anything starts
     with contextlib.ExitStack() as held:
         held.enter_context(OutputLock(out, "--out"))
         if explicit is not None and _lockable(explicit, out):
@@ -180,6 +192,7 @@ def _run(
                     telemetry=not args.no_telemetry,
                     provider_name=spec,
                     memory_pid=args.memory_pid,
+                    otel=args.otel,
                     concurrency=args.concurrency,
                     timeout_s=args.timeout,
                     on_result=on_result,

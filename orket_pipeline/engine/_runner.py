@@ -39,6 +39,7 @@ from .sandbox import Sandbox, SandboxLimits, resolve_sandbox
 
 if TYPE_CHECKING:
     from ..providers import Provider
+    from ..telemetry.stages.otel import OtelExport
 
 __all__ = ["RunResult", "execute", "generate_directly", "run_suite"]
 
@@ -213,6 +214,7 @@ async def execute(
     memory_pid: int | None = None,
     sandbox: Sandbox | str | None = "auto",
     resume_from: str | os.PathLike[str] | None = None,
+    otel: bool | OtelExport = False,
     **options: Any,
 ) -> Report:
     """Run `suite` and write the report; what `orket-pipeline run` does.
@@ -224,7 +226,8 @@ async def execute(
     is awaited at the end. `memory_pid` measures another process's peak RSS (a local model
     server) instead of this one. `sandbox` (a `Sandbox`, or a kind for `resolve_sandbox`) runs
     the gates; it is resolved before any run starts, only when the suite has gates, and named
-    in the report's metadata. `options` go to `run_suite`.
+    in the report's metadata. `otel` exports spans and metrics (see `TelemetryPipeline`).
+    `options` go to `run_suite`.
 
     `resume_from` continues a run that did not finish: the runs that journal holds are kept as
     they are (not run again), the other tasks run, and the report holds all in suite order.
@@ -255,6 +258,7 @@ async def execute(
             "provider": provider_name,
             "memory_pid": memory_pid,
             "sandbox": kind,
+            "otel": otel,
         }
         if resume_from is not None:
             return await resume_with_telemetry(

@@ -13,9 +13,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import stat
 import re
 import secrets
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone

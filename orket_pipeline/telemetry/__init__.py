@@ -6,7 +6,8 @@ _call.py          calling a provider: the one function the wrapper and --no-tele
 _wrapper.py       the generation wrapper: the only code on the engine's path
 _bus.py           one queue filled by a publish that never awaits; the scheduler that routes
                   it into each stage's inbox and wakes the stages in batches
-stages/           one stage per module: latency, memory, constraints, the report aggregator
+stages/           one stage per module: latency, memory, constraints, the report aggregator,
+                  and the optional OpenTelemetry exporter (otel.py, the `otel` extra)
 _memory_probe.py  peak RSS segments from the kernel's high-water mark (or polling)
 _lag.py           the event loop's lag, as the pipeline sees it
 _pipeline.py      TelemetryPipeline: owns the bus, the stages' task group and the report
@@ -14,5 +15,6 @@ _pipeline.py      TelemetryPipeline: owns the bus, the stages' task group and th
 """
 
 from ._pipeline import TelemetryPipeline as TelemetryPipeline
+from .stages.otel import OtelExport as OtelExport
 
-__all__ = ["TelemetryPipeline"]
+__all__ = ["OtelExport", "TelemetryPipeline"]

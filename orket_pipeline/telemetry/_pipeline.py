@@ -35,6 +35,7 @@ from .stages._base import drain_order
 
 if TYPE_CHECKING:
     from ..report._journal import JournalWriter
+    from .stages.otel import OtelExport
 
 __all__ = ["TelemetryPipeline"]
 
@@ -63,6 +64,10 @@ class TelemetryPipeline(GenerationWrapper):
         schedule_delay: seconds from the first event of a batch to the stages' wake-up; an
             inbox reaching `fill_mark` events wakes them sooner.
         fill_mark: queued events at which an inbox wakes the stages before the delay.
+        otel: export a GenAI span per generation and the client metrics (`stages.otel`):
+            True for OTLP/HTTP as the ``OTEL_*`` variables say, or an `OtelExport` with your
+            own TracerProvider/MeterProvider. Raises `InputError` when the `otel` extra is
+            not installed.
     """
 
     def __init__(
@@ -80,6 +85,7 @@ class TelemetryPipeline(GenerationWrapper):
         schedule_delay: float = 0.005,
         fill_mark: int = 1024,
         sandbox: str | None = None,
+        otel: bool | OtelExport = False,
     ) -> None:
         self.report_path = None if report_path is None else Path(report_path)
         self._keep_journal = journal_path is not None
@@ -101,6 +107,14 @@ class TelemetryPipeline(GenerationWrapper):
             ConstraintStage(self._errors),
             self._aggregator,
         )
+        if otel is not False:
+            from .stages.otel import OtelExporter
+
+            export = None if otel is True else otel
+            # The last export gets part of the drain's deadline, never all of it.
+            flush = min(3.0, drain_timeout / 2)
+            exporter = OtelExporter(self._errors, export, provider=provider, flush_timeout=flush)
+            self._stages += (exporter,)
         # The wiring decides how many parts a run waits for, the drain order, and the room
         # each inbox needs: a stage fed parts by k others may hold k parts per engine event.
         self._drain_order = drain_order(self._stages)
