@@ -230,6 +230,32 @@ import ctypes
 if ctypes.CDLL(None, use_errno=True).shmget(0, 1 << 20, 0o1600) < 0:
     raise OSError(ctypes.get_errno(), "shmget refused")
 """,
+        # Found by the second red-team round: io_uring ran IORING_OP_SETXATTR past the filter
+        # (an ACL on the host's /dev/null); inotify instances and POSIX queues count against
+        # the host user's small limits; utime changed the host's device-node times.
+        "io-uring-past-the-filter": """
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+params = ctypes.create_string_buffer(120)
+if libc.syscall(425, 4, params) < 0:  # io_uring_setup, same number on x86_64 and aarch64
+    raise OSError(ctypes.get_errno(), "io_uring_setup refused")
+""",
+        "exhaust-host-inotify-instances": """
+import ctypes
+if ctypes.CDLL(None, use_errno=True).inotify_init1(0) < 0:
+    raise OSError(ctypes.get_errno(), "inotify refused")
+""",
+        "exhaust-host-posix-queues": """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.mq_open(b"/orket-hostile", os.O_CREAT | os.O_RDWR, 0o600, None) < 0:
+    raise OSError(ctypes.get_errno(), "mq_open refused")
+""",
+        "root-touch-host-dev-null": """
+import os
+st = os.stat("/dev/null")
+os.utime("/dev/null", ns=(st.st_atime_ns, st.st_mtime_ns))
+""",
         "outlive-the-gate": f"""
 import ctypes, os, subprocess
 attempts = []
@@ -280,6 +306,42 @@ def dumps(obj, *args, **kwargs):
     return _dumps(obj, *args, **kwargs)
 json.dumps = dumps
 """
+# Second round: a stdout whose flush rewrites the record in the frames above it, and a
+# patched `json.encoder` (the encoder taken before the code ran still looks it up).
+FORGE_BY_FLUSH = """
+import sys
+class Out:
+    def __init__(self, real):
+        self.real = real
+    def write(self, text):
+        return self.real.write(text)
+    def flush(self):
+        frame = sys._getframe(1)
+        while frame is not None:
+            record = frame.f_locals.get("record")
+            if isinstance(record, dict):
+                nonce = record.get("nonce")
+                record.clear()
+                record["status"] = "ok"
+                if nonce is not None:
+                    record["nonce"] = nonce
+            frame = frame.f_back
+        self.real.flush()
+sys.stdout = Out(sys.stdout)
+"""
+FORGE_BY_ENCODER_GLOBALS = """
+import json.encoder
+real = json.encoder._make_iterencode
+json.encoder.c_make_encoder = None
+def patched(*args, **kwargs):
+    inner = real(*args, **kwargs)
+    def iterencode(o, level):
+        if isinstance(o, dict) and "status" in o:
+            o = {"status": "ok", **({"nonce": o["nonce"]} if "nonce" in o else {})}
+        return inner(o, level)
+    return iterencode
+json.encoder._make_iterencode = patched
+"""
 # Looks everywhere it can for the expected value and answers with it if found.
 HUNT = f"""
 import os
@@ -324,6 +386,8 @@ def forgeries() -> dict[str, tuple[str, dict[str, Any]]]:
         # from the harness's `main` frame, and the record rewritten through `json.dumps`.
         "forge-python-tests-from-the-harness-frame": (FORGE_FROM_FRAME, failing_tests),
         "forge-python-tests-by-patching-json": (FORGE_BY_JSON_PATCH, failing_tests),
+        "forge-python-tests-through-a-stream-flush": (FORGE_BY_FLUSH, failing_tests),
+        "forge-python-tests-by-patching-the-encoder": (FORGE_BY_ENCODER_GLOBALS, failing_tests),
         "forge-function-examples": (
             UNHOOK + HUNT + "def solve(x):\n    return hunt()\n" + FORGE_VERDICT,
             {

@@ -13,14 +13,16 @@ bubblewrap the kernel is what enforces them) and runs the generated code:
 - `cli`: run `main.py` as `__main__` with the given argv; exceptions and exit codes behave as
   under plain `python main.py`. Nothing more is written to RESULT_FD.
 
-In `tests` and `functions` mode, once the code has returned, the harness writes one JSON record
-holding the nonce to RESULT_FD (not stdout) and ends the process at once. The engine accepts
-only a record with the nonce, so printing, exiting early or killing the process never passes.
-While the code runs, the nonce and RESULT_FD are in no frame it can walk up to, and the record
-is encoded with a reference to the encoder taken before it ran (patching `json.dumps` changes
-nothing). Those stop two known tricks, not a search: code that looks through this interpreter
-(the garbage collector, the harness's globals, its memory) can still forge a record: the README
-says so.
+In `tests` and `functions` mode, once the code has returned, the harness writes two lines to
+RESULT_FD (not stdout) and ends the process at once: the record's data as JSON, then the verdict
+line `verdict STATUS NONCE`. The engine takes the status only from a verdict line holding the
+nonce, so printing, exiting early or killing the process never passes. While the code runs, and
+while anything that could run its objects runs (flushing its streams, encoding the data), the
+nonce and RESULT_FD are in no frame it can walk up to; the status is decided before, and the
+verdict line is built from plain bytes with functions taken before the code ran. Those stop the
+known tricks (frame walks, patched `json`, replaced stream objects), not a search: code that
+looks through this interpreter (the garbage collector, the harness's globals, its memory) can
+still forge a verdict: the README says so.
 """
 
 from __future__ import annotations
@@ -66,8 +68,14 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _ALLOWED_FILES = frozenset({os.devnull})
 _PR_SET_PDEATHSIG = 1
 STARTED = b"started\n"
-# Taken before the generated code runs: patching `json.dumps` does not change the record.
+VERDICT = b"verdict "
+# Taken before the generated code runs, so that replacing them changes nothing: the encoder
+# (which may still look up `json.encoder` when called: it only ever sees data, never the
+# nonce), the write and the exit.
 _ENCODE = json.JSONEncoder().encode
+_WRITE = os.write
+_EXIT = os._exit
+_OS_ERROR = OSError
 _HELD: list[tuple[str, int]] = []
 
 
@@ -103,9 +111,7 @@ def main(argv: list[str]) -> int:
     del config, nonce, result_fd, argv
     sys.addaudithook(_make_hook(root))
     record = _run_tests(path) if mode == "tests" else _call(path, function, calls)
-    nonce, result_fd = _HELD.pop()
-    record["nonce"] = nonce
-    _finish(result_fd, record)
+    _finish(record)
     return 0  # not reached
 
 
@@ -237,20 +243,33 @@ def _describe(exc: BaseException, path: str) -> str:
     return text
 
 
-def _finish(fd: int, record: dict[str, Any]) -> None:
+def _finish(record: dict[str, Any]) -> None:
+    # The status is read first, so nothing the code does later can change it. Then everything
+    # that can run the code's own objects (its stream objects' flush, modules it patched that
+    # the encoder looks up, its values) runs, while the nonce and RESULT_FD are out of reach.
+    status = record["status"]
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # the generated code may have closed them
             stream.flush()
     try:
-        data = _ENCODE(record).encode()  # ASCII, one line
-    except Exception:  # a result that cannot be encoded: say so, with the nonce
-        fallback = {"nonce": record["nonce"], "status": "raised", "reason": "bad result"}
-        data = _ENCODE(fallback).encode()
-    data = b"\n" + data + b"\n"  # after anything else written to the pipe, on a line of its own
-    with contextlib.suppress(OSError):
+        body = _ENCODE(record).encode()  # ASCII, one line
+    except Exception:  # a result that cannot be encoded: say so
+        status, body = "raised", b'{"status": "raised", "reason": "bad result"}'
+    _send(status, body)
+
+
+def _send(status: str, body: bytes) -> None:
+    # From the nonce on, only what was taken before the code ran: no module attribute and no
+    # builtin looked up by name (the code may have replaced them), no call into its objects.
+    # The verdict line is plain bytes; the body (data only) comes before it.
+    nonce, fd = _HELD.pop()
+    data = b"\n" + body + b"\n" + VERDICT + status.encode() + b" " + nonce.encode() + b"\n"
+    try:
         while data:
-            data = data[os.write(fd, data) :]
-    os._exit(0)
+            data = data[_WRITE(fd, data) :]
+    except _OS_ERROR:
+        pass
+    _EXIT(0)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ _PROBE_TIMEOUT_S: Final = 30.0
 UNPRIVILEGED_UID: Final = 65534  # nobody
 _BWRAP_PROCESSES: Final = 2  # bwrap's init and the harness, beside the code's threads
 _STARTED: Final = b"started\n"  # the harness's first write to its result pipe
+_VERDICT: Final = b"verdict "  # the harness's last line: `verdict STATUS NONCE`
 
 
 @dataclass(frozen=True)
@@ -322,15 +323,22 @@ def _result(raw: Raw, nonce: str) -> SandboxResult:
 
 
 def _record(data: bytearray, nonce: str) -> dict[str, Any] | None:
-    # The harness writes one JSON line last; anything else on the pipe is not its record.
-    lines = bytes(data).rstrip(b"\n").rsplit(b"\n", 1)
+    # The harness ends with two lines: the record's data (JSON), then `verdict STATUS NONCE`.
+    # The status counts only from a verdict line holding the nonce; the data cannot change it.
+    lines = bytes(data).rstrip(b"\n").rsplit(b"\n", 2)
+    verdict = lines[-1].split(b" ")
+    if len(lines) < 2 or len(verdict) != 3 or verdict[0] + b" " != _VERDICT:
+        return None
+    if not hmac.compare_digest(verdict[2], nonce.encode()):
+        return None
     try:
-        record = json.loads(lines[-1])
+        record = json.loads(lines[-2])
     except (ValueError, RecursionError):
-        return None
-    if not isinstance(record, dict) or not isinstance(record.get("nonce"), str):
-        return None
-    return record if hmac.compare_digest(record["nonce"], nonce) else None
+        record = None
+    if not isinstance(record, dict):  # only the code itself can spoil its data: its failure
+        return {"status": "raised", "reason": "the gate's result could not be read"}
+    record["status"] = verdict[1].decode("ascii", "replace")
+    return record
 
 
 def _sweep_stale_dirs() -> None:

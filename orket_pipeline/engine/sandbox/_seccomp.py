@@ -5,9 +5,10 @@ the interpreter. Threads are allowed (`clone` with `CLONE_THREAD`); any other `c
 `vfork` and `clone3` (answered `ENOSYS`, so the C library falls back to `clone` for threads)
 fail, so the generated code is one process however it tries. Also refused: tracing and reading
 other processes' memory, new namespaces, mounts, keyrings, BPF, perf events, userfaultfd,
-memory that would escape the address-space limit (SysV shared memory and message queues, memfds),
-and changing an inode's owner, mode or extended attributes (chmod, chown, setxattr and kin:
-under a root engine the sandbox's uid is the host's root, owner of the host's device nodes).
+memory that would escape the address-space limit (SysV shared memory and message queues, POSIX
+queues, memfds), io_uring (its operations bypass this filter), inotify, and changing an inode's
+owner, mode, times or extended attributes (chmod, chown, utime, setxattr and kin: under a root
+engine the sandbox's uid is the host's root, owner of the host's device nodes).
 The filter is built here as raw classic BPF, so no libseccomp is needed. Never blocks or raises.
 """
 
@@ -64,9 +65,20 @@ _COMMON_GENERIC: Final = {
     "shmget": (29, 194),
     "msgget": (68, 186),
     "memfd_create": (319, 279),
+    "mq_open": (240, 180),
+    # io_uring runs its operations outside this filter (IORING_OP_SETXATTR set an ACL on the
+    # host's /dev/null where setxattr itself was refused); inotify instances and POSIX queues
+    # count against the host user's small limits (a gate could exhaust them for the machine)
+    # and inotify on the read-only binds shows host activity.
+    "io_uring_setup": (425, 425),
+    "io_uring_enter": (426, 426),
+    "io_uring_register": (427, 427),
+    "inotify_init1": (294, 26),
+    "pidfd_getfd": (438, 438),
     # Owner-only changes to inodes. The device nodes under /dev are the host's own; when the
     # engine runs as root they belong to the sandbox's (host) uid, so chmod, chown or an ACL
     # (an extended attribute) would change them on the host.
+    "utimensat": (280, 88),
     "fchmod": (91, 52),
     "fchmodat": (268, 53),
     "fchmodat2": (452, 452),
@@ -82,8 +94,9 @@ _COMMON_GENERIC: Final = {
     "removexattrat": (466, 466),
 }
 _ARCHES: Final = {
-    # Beyond the generic table: fork and vfork; chmod, chown and lchown.
-    "x86_64": (0xC000003E, 56, 435, (57, 58, 90, 92, 94), 0),
+    # Beyond the generic table: fork and vfork; chmod, chown and lchown; utime, utimes,
+    # futimesat; inotify_init.
+    "x86_64": (0xC000003E, 56, 435, (57, 58, 90, 92, 94, 132, 235, 261, 253), 0),
     "aarch64": (0xC00000B7, 220, 435, (), 1),
 }
 
