@@ -24,7 +24,13 @@ CLI's engine yields on every run:
   checked exported); `force_flush()` at the end is timed, as the pipeline's close is;
 * pipeline: `TelemetryPipeline()` with default settings, entered before the first generation
   and closed (stages drained, report built) after the last, both timed; `generate(...,
-  constraints=None)` then `record_outcome`. Every run is checked lossless before it counts.
+  constraints=None)` then `record_outcome`. Every run is checked lossless before it counts;
+* pipeline + otel (when the `otel` extra is installed, else left out): the same with
+  `TelemetryPipeline(otel=OtelExport(tracer_provider, meter_provider))`, the GenAI exporter
+  stage emitting one span and its client metrics per generation into an SDK TracerProvider +
+  BatchSpanProcessor + the same no-op counting exporter (its own, every span checked
+  exported) and a MeterProvider with an InMemoryMetricReader; "exporter" is pipeline + otel
+  minus pipeline, and its ratio to one span's added cost is printed beside.
 
 The figure is CPU time of the whole process per generation (`time.process_time()`: every
 thread, so the span exporter's and the pipeline's background threads count), min over rounds;
@@ -45,6 +51,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from time import perf_counter
 from typing import Any
 
@@ -58,7 +65,10 @@ from benchmarks._fixtures import CODE_OUTPUT, TelemetryPipeline, check_lossless,
 from benchmarks._measure import CountingExporter, Figures, Loop, spread, timed
 from benchmarks._results import parse_mode, pick, verdict
 from benchmarks._sse_server import serve
+from orket_pipeline._exceptions import InputError
 from orket_pipeline.providers import OpenAIProvider
+from orket_pipeline.telemetry import OtelExport
+from orket_pipeline.telemetry.stages.otel import require_otel
 
 BENCH = "overhead"
 PROMPT = "Write moving_average(values, window)."
@@ -66,6 +76,7 @@ CHUNKS = 8
 SPAN_RATIO_TARGET = 0.25
 ENGINE_PATH_TARGET_US = 1.0
 VARIANTS = ("bare", "span", "pipeline")
+OTEL = "pipeline + otel"
 HTTP_SUBROUNDS = 3
 
 
@@ -120,11 +131,21 @@ def _ids(n: int) -> list[str]:
     return [f"t{i:07d}" for i in range(n)]
 
 
+def otel_installed() -> bool:
+    """Whether the `otel` extra (the SDK and its OTLP exporter) is installed. Never raises."""
+    try:
+        require_otel()
+    except InputError:
+        return False
+    return True
+
+
 def loops(
-    provider: Any, tracer_provider: TracerProvider
+    provider: Any, tracer_provider: TracerProvider, otel: OtelExport | None = None
 ) -> tuple[dict[str, Loop], Callable[[], None]]:
-    """The bare, span and pipeline loops for `provider` (see the module docstring), and the
-    check that every pipeline they ran was lossless (raises `AssertionError` otherwise)."""
+    """The bare, span and pipeline loops for `provider` (see the module docstring), pipeline +
+    otel too with `otel`, and the check that every pipeline they ran was lossless (raises
+    `AssertionError` otherwise)."""
     call, checkpoint = _caller(provider), anyio.lowlevel.checkpoint
     start_span = tracer_provider.get_tracer("bench").start_as_current_span
 
@@ -148,9 +169,9 @@ def loops(
         tracer_provider.force_flush()
         return inside
 
-    async def pipeline(n: int) -> float:
+    async def pipeline(n: int, export: OtelExport | None = None) -> float:
         ids, inside = _ids(n), 0.0
-        async with TelemetryPipeline() as telemetry:
+        async with TelemetryPipeline(otel=export or False) as telemetry:
             generate, record = telemetry.generate, telemetry.record_outcome
             for test_id in ids:
                 t0 = perf_counter()
@@ -167,7 +188,29 @@ def loops(
         while closed:
             check_lossless(*closed.pop())
 
-    return {"bare": bare, "span": span, "pipeline": pipeline}, check
+    variants: dict[str, Loop] = {"bare": bare, "span": span, "pipeline": pipeline}
+    if otel is not None:
+        variants[OTEL] = partial(pipeline, export=otel)
+    return variants, check
+
+
+def _otel_export(queue: int) -> tuple[OtelExport, CountingExporter, Callable[[], None]] | None:
+    """The exporter stage's providers (see the module docstring), the span counter, and their
+    shutdown; None without the `otel` extra."""
+    if not otel_installed():
+        return None
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    exporter, tracer_provider = CountingExporter(), TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=queue))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+
+    def shutdown() -> None:
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
+
+    return OtelExport(tracer_provider, meter_provider), exporter, shutdown
 
 
 async def measure(
@@ -178,13 +221,15 @@ async def measure(
     tracer_provider = TracerProvider()
     most = max(n for _, n in providers.values())
     tracer_provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=2 * most + 2048))
-    plans = {name: (*loops(p, tracer_provider), n) for name, (p, n) in providers.items()}
+    otel = _otel_export(2 * most + 2048)
+    export = None if otel is None else otel[0]
+    plans = {name: (*loops(p, tracer_provider, export), n) for name, (p, n) in providers.items()}
     figures = {name: Figures() for name in providers}
     spans = 0
     if warmup:  # caches, imports, the connection pool
         for variants, check, n in plans.values():
-            for variant in VARIANTS:
-                await variants[variant](max(n // 5, 10))
+            for warm in variants.values():
+                await warm(max(n // 5, 10))
             spans += max(n // 5, 10)
             check()
     for r in range(rounds):
@@ -192,12 +237,18 @@ async def measure(
             # The loopback pattern's cost per request varies far more than the others'; it
             # gets more, shorter rounds (each one a round of its own for min and spread).
             for _ in range(HTTP_SUBROUNDS if name.startswith("(d)") else 1):
-                for variant in VARIANTS[r % 3 :] + VARIANTS[: r % 3]:
+                order = list(variants)
+                turn = r % len(order)
+                for variant in order[turn:] + order[:turn]:
                     figures[name].add(variant, await timed(variants[variant], n))
                 spans += n
                 check()
     tracer_provider.shutdown()
     assert exporter.exported == spans, f"{exporter.exported} of {spans} spans exported"
+    if otel is not None:
+        otel[2]()
+        got = otel[1].exported
+        assert got == spans, f"{got} of {spans} exporter-stage spans exported"
     return figures
 
 
@@ -205,14 +256,14 @@ def report(name: str, figures: Figures) -> dict[str, float]:
     """Print one pattern's table and verdicts; return its headline figures."""
     print(f"\n{name}:")
     print(
-        f"  {'variant':9s} {'CPU us/gen':>11s} {'added':>8s}  {'per-round CPU':33s} {'wall us/gen':>11s}"
+        f"  {'variant':15s} {'CPU us/gen':>11s} {'added':>8s}  {'per-round CPU':33s} {'wall us/gen':>11s}"
     )
     bare = figures.best("bare")
-    for variant in VARIANTS:
+    for variant in figures.samples:
         best = figures.best(variant)
         added = "" if variant == "bare" else f"{best - bare:8.2f}"
         print(
-            f"  {variant:9s} {best:11.2f} {added:>8s}  {spread(figures.per_round(variant)):33s}"
+            f"  {variant:15s} {best:11.2f} {added:>8s}  {spread(figures.per_round(variant)):33s}"
             f" {figures.best(variant, 'wall_us'):11.2f}"
         )
     span_added = figures.best("span") - bare
@@ -228,12 +279,28 @@ def report(name: str, figures: Figures) -> dict[str, float]:
         )
     ]
     print(f"  added(pipeline) / added(one span) = {ratio:.2f}; per round {spread(per_round)}")
+    if OTEL in figures.samples:
+        _report_exporter(figures, span_added)
     if not (span_added > 0 and pipe_added >= 0):
         # An added cost below zero is noise, not a figure: never let it pass a target.
         print("  NOT RESOLVED: an added cost came out below zero; noise exceeds the signal here")
         ratio = float("nan")
     verdict(BENCH, f"{name}: pipeline added / one span added", ratio, SPAN_RATIO_TARGET, "x")
     return {"bare": bare, "span_added": span_added, "pipeline_added": pipe_added, "ratio": ratio}
+
+
+def _report_exporter(figures: Figures, span_added: float) -> None:
+    """Print what the OTel exporter stage adds per generation, beside one span."""
+    added = figures.best(OTEL) - figures.best("pipeline")
+    wall = figures.best(OTEL, "wall_us") - figures.best("pipeline", "wall_us")
+    per_round = [
+        o - p for p, o in zip(figures.per_round("pipeline"), figures.per_round(OTEL), strict=True)
+    ]
+    ratio = added / span_added if span_added > 0 else float("nan")
+    print(
+        f"  otel exporter: pipeline + otel - pipeline = {added:.2f} us/gen CPU (per round "
+        f"{spread(per_round)}), {wall:.2f} us wall; / added(one span) = {ratio:.2f}"
+    )
 
 
 async def _run(mode: str) -> tuple[dict[str, Figures], int, int, int]:

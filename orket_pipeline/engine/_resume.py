@@ -2,13 +2,15 @@
 
 A journal's `order` is the run's index in its suite, so the runs kept and the runs made by the
 resumed run are journaled, and reported, in one suite order. The journal must belong to the
-suite being run: its header names the suite, and every run it holds must be one of the suite's
-tasks.
+suite being run: its header names the suite and its digest (`suite_digest`: the tasks' ids,
+prompts, constraints and gates, in order), and every run it holds must be one of the suite's
+tasks. A journal written before digests existed is checked by the name and ids alone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import msgspec
 
 from .._exceptions import InputError
 from ..report._io import write_report
@@ -31,7 +34,15 @@ __all__ = [
     "park_kept_runs",
     "remove_journal",
     "resume_with_telemetry",
+    "suite_digest",
 ]
+
+
+def suite_digest(suite: Suite) -> str:
+    """A stable hash of what `suite` asks: its tasks' ids, prompts, constraints and gates, in
+    order (sha256 over their JSON, keys sorted), as 64 hex digits. Never raises."""
+    encoded = msgspec.json.encode(suite.tasks, order="sorted")
+    return hashlib.sha256(encoded).hexdigest()
 
 
 def kept_runs(
@@ -46,8 +57,8 @@ def kept_runs(
 
     Raises:
         InputError: one line: there is no journal (or it holds nothing), it is not a readable
-            journal, its header names another suite (or another `provider`), or it holds a run
-            that is not one of the suite's tasks.
+            journal, its header names another suite or another suite digest (or another
+            `provider`), or it holds a run that is not one of the suite's tasks.
 
     Blocks on reading the journal.
     """
@@ -59,6 +70,7 @@ def kept_runs(
         raise InputError(
             f"--resume: the journal {journal} belongs to suite {named!r}, not {suite.name!r}"
         )
+    _check_digest(journal, suite, contents.metadata)
     made_by = None if contents.metadata is None else contents.metadata.provider
     if provider is not None and made_by is not None and made_by != provider:
         raise InputError(
@@ -75,6 +87,20 @@ def kept_runs(
     return {run.test_id: run for _, run in contents.runs}
 
 
+def _check_digest(journal: str | os.PathLike[str], suite: Suite, metadata: Metadata | None) -> None:
+    # A journal without a digest (written before digests existed) is left to the name and ids.
+    recorded = None if metadata is None else metadata.suite_digest
+    if recorded is None:
+        return
+    current = suite_digest(suite)
+    if recorded != current:
+        raise InputError(
+            f"--resume: the journal {journal} belongs to another version of suite "
+            f"{suite.name!r} (suite digest {recorded[:12]} in the journal, {current[:12]} now: "
+            "its tasks' prompts, constraints or gates changed)"
+        )
+
+
 def suite_entries(suite: Suite, runs: dict[str, TestRun]) -> list[tuple[int, TestRun]]:
     """`runs` as journal entries: `(index in the suite, run)`, in suite order. Never raises."""
     return [(i, runs[task.id]) for i, task in enumerate(suite.tasks) if task.id in runs]
@@ -89,7 +115,7 @@ def park_kept_runs(journal: Path, suite: Suite, runs: dict[str, TestRun]) -> Non
     """
     backup = resume_backup(journal)
     temporary = backup.with_name(backup.name + ".tmp")
-    writer = JournalWriter(temporary, Metadata(suite=suite.name))
+    writer = JournalWriter(temporary, Metadata(suite=suite.name, suite_digest=suite_digest(suite)))
     try:
         writer.open()
         writer.append_many(suite_entries(suite, runs))

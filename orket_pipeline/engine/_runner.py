@@ -33,7 +33,7 @@ from ..report._model import Report, RunError, TestRun, current_metadata
 from ..telemetry._call import Call, call_provider, error_text, error_type_name, streams
 from ..telemetry._pipeline import TelemetryPipeline
 from ._gates import GateResult, run_gate
-from ._resume import journal_for, kept_runs, remove_journal, resume_with_telemetry
+from ._resume import journal_for, kept_runs, remove_journal, resume_with_telemetry, suite_digest
 from ._suite import Suite, Task
 from .sandbox import Sandbox, SandboxLimits, resolve_sandbox
 
@@ -259,6 +259,7 @@ async def execute(
             "memory_pid": memory_pid,
             "sandbox": kind,
             "otel": otel,
+            "suite_digest": suite_digest(suite),
         }
         if resume_from is not None:
             return await resume_with_telemetry(
@@ -297,7 +298,12 @@ async def _execute_without_telemetry(
             user_hook(result)
 
     report = Report(
-        metadata=current_metadata(suite=suite.name, provider=provider_name, sandbox=sandbox),
+        metadata=current_metadata(
+            suite=suite.name,
+            provider=provider_name,
+            sandbox=sandbox,
+            suite_digest=suite_digest(suite),
+        ),
         test_runs=[],
     )
     try:

@@ -121,7 +121,12 @@ class PipelineStatistics(msgspec.Struct, kw_only=True):
 
 
 class Metadata(msgspec.Struct, kw_only=True):
-    """Report-level metadata: who wrote it, where, in which units, for which suite and provider."""
+    """Report-level metadata: who wrote it, where, in which units, for which suite and provider.
+
+    `suite_digest` is a hash of the suite's tasks (ids, prompts, constraints, gates, in order),
+    so `run --resume` can tell a journal of another suite with the same name and ids; null in
+    reports written without it.
+    """
 
     generator: Generator = msgspec.field(default_factory=Generator)
     python: str | None = None
@@ -131,6 +136,7 @@ class Metadata(msgspec.Struct, kw_only=True):
     provider: str | None = None
     pipeline: PipelineStatistics | None = None
     sandbox: str | None = None  # what ran the gates: "bwrap" or "process"; None: no gates
+    suite_digest: str | None = None
 
 
 class Report(msgspec.Struct, kw_only=True):
@@ -152,6 +158,7 @@ def current_metadata(
     provider: str | None = None,
     pipeline: PipelineStatistics | None = None,
     sandbox: str | None = None,
+    suite_digest: str | None = None,
 ) -> Metadata:
     """Metadata describing this interpreter and platform. Never blocks, never raises."""
     return Metadata(
@@ -161,6 +168,7 @@ def current_metadata(
         provider=provider,
         pipeline=pipeline,
         sandbox=sandbox,
+        suite_digest=suite_digest,
     )
 
 

@@ -68,6 +68,7 @@ class TelemetryPipeline(GenerationWrapper):
             True for OTLP/HTTP as the ``OTEL_*`` variables say, or an `OtelExport` with your
             own TracerProvider/MeterProvider. Raises `InputError` when the `otel` extra is
             not installed.
+        suite_digest: a hash of the suite's tasks, for the metadata (see `Metadata`).
     """
 
     def __init__(
@@ -86,6 +87,7 @@ class TelemetryPipeline(GenerationWrapper):
         fill_mark: int = 1024,
         sandbox: str | None = None,
         otel: bool | OtelExport = False,
+        suite_digest: str | None = None,
     ) -> None:
         self.report_path = None if report_path is None else Path(report_path)
         self._keep_journal = journal_path is not None
@@ -93,6 +95,7 @@ class TelemetryPipeline(GenerationWrapper):
             journal_path = self.report_path.with_name(self.report_path.name + ".journal.jsonl")
         self.journal_path = None if journal_path is None else Path(journal_path)
         self._suite, self._provider, self._sandbox = suite, provider, sandbox
+        self._suite_digest = suite_digest
         self._drain_timeout = drain_timeout
         self._state = State.NEW
         self._report: Report | None = None
@@ -148,7 +151,10 @@ class TelemetryPipeline(GenerationWrapper):
     async def _open(self) -> None:
         if self.journal_path is not None:
             metadata = current_metadata(
-                suite=self._suite, provider=self._provider, sandbox=self._sandbox
+                suite=self._suite,
+                provider=self._provider,
+                sandbox=self._sandbox,
+                suite_digest=self._suite_digest,
             )
             self._journal = await anyio.to_thread.run_sync(
                 _open_journal, self.journal_path, metadata
@@ -279,6 +285,7 @@ class TelemetryPipeline(GenerationWrapper):
             provider=self._provider,
             pipeline=self.statistics(),
             sandbox=self._sandbox,
+            suite_digest=self._suite_digest,
         )
         return Report(metadata=metadata, test_runs=self._aggregator.test_runs())
 

@@ -17,6 +17,7 @@ import pytest
 
 from orket_pipeline.cli import main
 from orket_pipeline.engine import execute, load_suite
+from orket_pipeline.engine._resume import suite_digest
 from orket_pipeline.report._io import read_report
 from orket_pipeline.report._journal import JournalWriter, read_journal, resume_backup
 from orket_pipeline.report._model import Metadata, Report, TestRun
@@ -194,6 +195,40 @@ def test_resume_refuses_another_provider_unless_forced(tmp_path: Path, crashed: 
 
     assert forced.returncode == 0, forced.stderr
     assert [r.test_id for r in read_report(tmp_path / "r.json").test_runs] == crashed
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_changed_suite_with_the_same_name_and_ids_even_forced(
+    tmp_path: Path, crashed: list[str]
+) -> None:
+    journal = tmp_path / "r.json.journal.jsonl"
+    before = journal.read_bytes()
+    kept = set(journaled(tmp_path))
+    written = read_journal(journal).metadata
+    assert written is not None
+    assert written.suite_digest == suite_digest(load_suite(tmp_path / "suite.json"))
+    original = (tmp_path / "suite.json").read_text()
+    changed = json.loads(original)
+    changed["tasks"][-1]["prompt"] = "another prompt"
+    (tmp_path / "suite.json").write_text(json.dumps(changed))
+    now = suite_digest(load_suite(tmp_path / "suite.json"))
+
+    for extra in ([], ["--force"]):
+        refused = run(tmp_path, "refused.log", "--resume", *extra)
+
+        assert refused.returncode == 2
+        assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+        assert "another version of suite 'suite'" in refused.stderr
+        assert f"{written.suite_digest[:12]} in the journal, {now[:12]} now" in refused.stderr
+        assert journal.read_bytes() == before
+        assert called(tmp_path, "refused.log") == []
+
+    (tmp_path / "suite.json").write_text(original)
+    resumed = run(tmp_path, "second.log", "--resume")
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert [r.test_id for r in read_report(tmp_path / "r.json").test_runs] == crashed
+    assert set(called(tmp_path, "second.log")).isdisjoint(kept)
 
 
 def write_journal(path: Path, suite: str | None, ids: list[str]) -> None:
