@@ -19,6 +19,7 @@ from .._exceptions import InputError
 from ..report._compare import Comparison, compare_reports
 from ..report._io import read_report, write_bytes_atomic
 from ..report._model import encode_json
+from ._args import non_negative_int
 from ._compare_render import render_compare_html, render_compare_table
 
 __all__ = ["register"]
@@ -66,14 +67,18 @@ def register(sub: Any) -> None:
     )
     cmd.add_argument(
         "--resamples",
-        type=_count,
+        type=non_negative_int,
         default=10_000,
         metavar="N",
         help="bootstrap replicates per percentile; at least 2 x tests / alpha",
     )
     cmd.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     cmd.add_argument(
-        "--max-rows", type=_count, default=_TABLE_ROWS, metavar="N", help="flips shown in a table"
+        "--max-rows",
+        type=non_negative_int,
+        default=_TABLE_ROWS,
+        metavar="N",
+        help="flips shown in a table",
     )
     cmd.set_defaults(handler=_compare)
 
@@ -144,13 +149,3 @@ def _percent(text: str) -> float:
     if not 0.0 <= value < 1e9:
         raise argparse.ArgumentTypeError(f"expected a percentage such as 10%, not {text!r}")
     return value / 100
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, not {text!r}")
-    return value

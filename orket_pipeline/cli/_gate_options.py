@@ -11,6 +11,7 @@ from typing import Any
 from .._exceptions import InputError
 from ..engine import Suite
 from ..engine.sandbox import SANDBOX_KINDS, resolve_sandbox
+from ._args import positive_int
 
 __all__ = ["add_gate_options", "gate_options"]
 
@@ -25,7 +26,7 @@ def add_gate_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--gate-concurrency",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="gates running at once (default: as many as runs in flight)",
@@ -51,13 +52,3 @@ def gate_options(args: argparse.Namespace, suite: Suite) -> dict[str, Any]:
             # The bundled demo's answers are a recording we ship, not a model's: safe unisolated.
             sandbox = resolve_sandbox("process")
     return {"sandbox": sandbox, "gate_concurrency": args.gate_concurrency}
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
-    return value

@@ -15,6 +15,7 @@ from ..report._io import read_report, write_bytes_atomic, write_report
 from ..report._journal import rebuild_report
 from ..report._merge import merge_reports
 from ..report._model import Report
+from ._args import non_negative_int
 from ._render import render_html, render_json, render_table
 
 __all__ = ["register"]
@@ -32,7 +33,7 @@ def register(sub: Any) -> None:
     )
     report.add_argument(
         "--max-rows",
-        type=_rows,
+        type=non_negative_int,
         default=_TABLE_ROWS,
         metavar="N",
         help="a table of more runs shows only those that did not pass, at most N (0: every run)",
@@ -95,16 +96,6 @@ def _rebuild(args: argparse.Namespace) -> int:
     shown = printable(f"{args.output}: {len(written.test_runs)} runs rebuilt from {args.journal}")
     print(shown)
     return 0
-
-
-def _rows(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, not {text!r}")
-    return value
 
 
 def _table_text(report: Report, max_rows: int | None) -> str:

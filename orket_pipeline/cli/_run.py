@@ -33,6 +33,7 @@ from ..engine._suite import Suite
 from ..providers import Provider, load_provider
 from ..report._journal import read_journal
 from ..report._model import Report
+from ._args import positive_int
 from ._gate_options import add_gate_options, gate_options
 from ._output import OutputLock, check_outputs, default_journal, same_file
 from ._progress import ProgressReporter
@@ -70,7 +71,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--out", default="orket_report.json", metavar="PATH", help="report file")
     parser.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         default=4,
         metavar="N",
         help="runs in flight at once",
@@ -324,20 +325,10 @@ def _writable(name: str, option: str) -> Path:
 
 
 def _existing_pid(text: str) -> int:
-    pid = _positive_int(text)
+    pid = positive_int(text)
     if not psutil.pid_exists(pid):
         raise argparse.ArgumentTypeError(f"no process with id {text}")
     return pid
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
-    return value
 
 
 def _positive_float(text: str) -> float:
