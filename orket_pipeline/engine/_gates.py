@@ -97,13 +97,11 @@ async def _python_tests(
 ) -> GateResult:
     source = f"{payload}\n\n{gate.code}\n"
     result = await run_sandboxed(sandbox, "tests", {"solution.py": source}, limits=limits)
+    unjudged = _unjudged(result, limits)
+    if unjudged is not None:
+        return unjudged
     record = result.record
-    if result.cancelled:
-        return INTERRUPTED
-    if not result.started:
-        return _not_started(result)
-    if record is None:
-        return GateResult(False, _process_reason(result, limits))
+    assert record is not None  # _unjudged answered every run without one
     if record.get("status") == "ok":
         return PASSED
     return GateResult(False, _record_reason(record))
@@ -122,13 +120,11 @@ async def _function_examples(
         calls=calls,
         limits=limits,
     )
+    unjudged = _unjudged(result, limits)
+    if unjudged is not None:
+        return unjudged
     record = result.record
-    if result.cancelled:
-        return INTERRUPTED
-    if not result.started:
-        return _not_started(result)
-    if record is None:
-        return GateResult(False, _process_reason(result, limits))
+    assert record is not None  # _unjudged answered every run without one
     if record.get("status") != "ok":
         return GateResult(False, _record_reason(record))
     results = record.get("results")
@@ -171,6 +167,18 @@ async def _cli_examples(
             args = _short(" ".join(example.args)) if example.args else "no arguments"
             return GateResult(False, f"example {number} ({args}): {problem}")
     return PASSED
+
+
+def _unjudged(result: SandboxResult, limits: SandboxLimits) -> GateResult | None:
+    """The result of a run whose harness left no record (interrupted, never started, killed or
+    out of limits), or None when there is a record to judge. Never blocks or raises."""
+    if result.cancelled:
+        return INTERRUPTED
+    if not result.started:
+        return _not_started(result)
+    if result.record is None:
+        return GateResult(False, _process_reason(result, limits))
+    return None
 
 
 def _not_started(result: SandboxResult) -> GateResult:
