@@ -35,23 +35,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from benchmarks._common import header
 from benchmarks._fixtures import CODE_OUTPUT, TelemetryPipeline, check_lossless, typical_constraints
+from benchmarks.bench_overhead import NeverYields, YieldsOnce
 from orket_pipeline.constraints import extract_payload, validate_output
 from orket_pipeline.telemetry._events import GenerationFinished, GenerationStarted, OutcomeRecorded
-
-
-class NeverYields:
-    supports_streaming = False
-
-    async def generate(self, prompt: str) -> str:
-        return CODE_OUTPUT
-
-
-class YieldsOnce:
-    supports_streaming = False
-
-    async def generate(self, prompt: str) -> str:
-        await anyio.lowlevel.checkpoint()
-        return CODE_OUTPUT
 
 
 class StreamsTwo:
