@@ -7,7 +7,28 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
-__all__ = ["Chunk", "Provider"]
+__all__ = ["Chunk", "Provider", "ProviderOptions"]
+
+
+class ProviderOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """What the command line (or a suite) asks of a provider built from a spec.
+
+    Generation options go into every request of the HTTP providers (`max_tokens`,
+    `temperature`, `seed`, a `system` prompt, `stop` sequences); `stream` False asks for whole
+    replies (`init_latency` is then null). `retries` is how often a transient failure before
+    any output (429/503, a connection reset) is retried; `max_connections` sizes the HTTP pool
+    (the engine's concurrency). A `python:` or `replay:` provider is the user's own and takes
+    none of them.
+    """
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    seed: int | None = None
+    system: str | None = None
+    stop: tuple[str, ...] = ()
+    stream: bool | None = None
+    retries: int = 2
+    max_connections: int | None = None
 
 
 class Chunk(msgspec.Struct, frozen=True, kw_only=True, gc=False):
