@@ -61,7 +61,14 @@ class ProviderError(InputError):
 
 
 class ProviderCallError(OrketError):
-    """A provider call failed at run time."""
+    """A provider call failed at run time.
+
+    Attributes:
+        attempts: how many requests the provider made before giving up (retries of
+            transient failures included); None when it does not say.
+    """
+
+    attempts: int | None = None
 
 
 class ProviderResponseError(ProviderCallError):

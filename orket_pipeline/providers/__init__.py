@@ -13,6 +13,7 @@ from .._exceptions import ReplayError as ReplayError
 from ._base import Chunk as Chunk
 from ._base import Provider as Provider
 from ._base import ProviderOptions as ProviderOptions
+from ._errors_cause import error_cause as error_cause
 from ._http import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
 from ._http import TokenUsage as TokenUsage
 from ._ollama import DEFAULT_OLLAMA_URL as DEFAULT_OLLAMA_URL
@@ -23,6 +24,7 @@ from ._replay import ReplayChunk as ReplayChunk
 from ._replay import ReplayFault as ReplayFault
 from ._replay import ReplayProvider as ReplayProvider
 from ._replay import ReplayRecord as ReplayRecord
+from ._retry import RetryPolicy as RetryPolicy
 from ._spec import load_provider as load_provider
 
 __all__ = [
@@ -43,6 +45,8 @@ __all__ = [
     "ReplayProvider",
     "ReplayRecord",
     "ResponseLimits",
+    "RetryPolicy",
     "TokenUsage",
+    "error_cause",
     "load_provider",
 ]

@@ -12,16 +12,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Final, NoReturn, TypeVar
+from typing import Any, Final, NamedTuple, NoReturn, TypeVar
 
 import httpx
 import msgspec
 
-from .._exceptions import ProviderConnectionError, ProviderResponseError, ProviderTimeoutError
+from .._exceptions import (
+    ProviderCallError,
+    ProviderConnectionError,
+    ProviderResponseError,
+    ProviderTimeoutError,
+)
 from ._reading import ResponseLimits, abandon, over_cap, read_body, read_lines
+from ._retry import RETRIED_STATUSES, RetryPolicy
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "Exchange",
     "HTTPProvider",
     "TokenUsage",
     "excerpt",
@@ -35,6 +42,7 @@ DEFAULT_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
 _ERROR_BODY_LIMIT: Final = 4096
 _ERROR_BODY_READ: Final = 65536
 _EXCERPT_CHARS: Final = 200
+_PROBE_READ: Final = 65536  # the most of a reachability probe's reply read (to pool its connection)
 
 T = TypeVar("T")
 
@@ -52,6 +60,13 @@ class TokenUsage(msgspec.Struct, frozen=True):
             self.completion_tokens + other.completion_tokens,
             self.total_tokens + other.total_tokens,
         )
+
+
+class Exchange(NamedTuple):
+    """A reply whose status is OK, and how many requests it took (retries included)."""
+
+    response: httpx.Response
+    attempts: int
 
 
 def excerpt(text: str, limit: int = _EXCERPT_CHARS) -> str:
@@ -80,12 +95,19 @@ def message_of(obj: Any) -> str:
 
 
 class HTTPProvider:
-    """Base of the HTTP providers: owns one `httpx.AsyncClient`, created on first use.
+    """Base of the HTTP providers: owns one `httpx.AsyncClient`, created on first use (or by
+    `connect`), with a pool of `max_connections` (None: unbounded, the engine's concurrency
+    bounds the requests in flight).
+
+    A request is retried under `retry` (429, 503, a connection refused or dropped before the
+    reply's first byte), never once its reply has been handed over: nothing is retried after
+    output has been yielded.
 
     Attributes:
         name: the provider as a spec (shown in report metadata).
         supports_streaming: whether the wrapper should call `stream` (True) or `generate`.
         limits: the caps on each reply.
+        retry: when and after how long a transient failure is tried again.
         last_usage: token usage of the most recent generation that reported it. With concurrent
             generations it belongs to whichever finished last.
         total_usage: token usage summed over every generation that reported it.
@@ -99,10 +121,16 @@ class HTTPProvider:
         timeout: httpx.Timeout | float,
         headers: Mapping[str, str] | None = None,
         limits: ResponseLimits | None = None,
+        retry: RetryPolicy | None = None,
+        max_connections: int | None = None,
+        probe_url: str | None = None,
     ) -> None:
         self.name = name
         self.supports_streaming = supports_streaming
         self.limits = limits or ResponseLimits()
+        self.retry = retry or RetryPolicy()
+        self.max_connections = max_connections
+        self._probe_url = probe_url
         self.last_usage: TokenUsage | None = None
         self.total_usage = TokenUsage()
         self._timeout = timeout
@@ -120,10 +148,41 @@ class HTTPProvider:
         if client is not None:
             await client.aclose()
 
+    async def connect(self) -> None:
+        """Open the client and one connection to the server, so that the first generation does
+        not pay for them; any HTTP status will do (some servers have no such endpoint).
+        Awaits the network (at most the connect timeout when nothing answers).
+
+        Raises:
+            ProviderConnectionError: the server cannot be reached (refused, unknown host, timed
+                out, dropped); the message is one line naming the URL.
+        """
+        client = self._http()
+        if self._probe_url is None:
+            return
+        try:
+            async with client.stream("GET", self._probe_url) as response:
+                seen = 0
+                # Read to the end (when small), so the connection goes back to the pool.
+                async for raw in response.aiter_raw():
+                    seen += len(raw)
+                    if seen > _PROBE_READ:
+                        break
+        except httpx.TransportError as exc:
+            raise ProviderConnectionError(
+                f"{self.name}: cannot reach {self._probe_url}: {_describe(exc)}"
+            ) from None
+
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            # The engine's --concurrency bounds the requests in flight, so the pool does not.
-            limits = httpx.Limits(max_connections=None, max_keepalive_connections=32)
+            if self.max_connections is None:
+                # The engine's --concurrency bounds the requests in flight, so the pool does not.
+                limits = httpx.Limits(max_connections=None, max_keepalive_connections=32)
+            else:
+                # Sized to the concurrency: every connection stays pooled, and no queued request
+                # scans more connections than can be in use.
+                size = self.max_connections
+                limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
             self._client = httpx.AsyncClient(
                 timeout=self._timeout, headers=self._headers, limits=limits
             )
@@ -139,36 +198,59 @@ class HTTPProvider:
         self.total_usage = self.total_usage + usage
 
     @asynccontextmanager
-    async def _post(self, url: str, payload: Mapping[str, Any]) -> AsyncIterator[httpx.Response]:
-        """POST `payload` as JSON and hand over the streaming response once its status is OK.
+    async def _post(self, url: str, payload: Mapping[str, Any]) -> AsyncIterator[Exchange]:
+        """POST `payload` as JSON and hand over the streaming response once its status is OK,
+        retrying transient failures under `self.retry` until then, never after.
 
-        httpx errors raised while the caller reads the body are mapped here too.
+        httpx errors raised while the caller reads the body are mapped here too, and every
+        `ProviderCallError` leaving here carries `attempts`.
 
         Raises:
-            ProviderResponseError: the status is 400 or more.
-            ProviderTimeoutError: a timeout.
+            ProviderResponseError: the status is 400 or more (429 and 503 once retries are
+                spent).
+            ProviderTimeoutError: a timeout (never retried: the server may be busy generating).
             ProviderConnectionError: any other transport failure.
         """
-        try:
-            async with self._http().stream("POST", url, json=payload) as response:
-                if response.status_code >= 400:
-                    await self._raise_status(response)
-                yield response
-        except httpx.TimeoutException as exc:
-            raise ProviderTimeoutError(f"{self.name}: {_describe(exc)} ({url})") from exc
-        except httpx.TransportError as exc:
-            raise ProviderConnectionError(f"{self.name}: {_describe(exc)} ({url})") from exc
+        attempt = 1
+        while True:
+            replied, retry_after = False, None
+            try:
+                async with self._http().stream("POST", url, json=payload) as response:
+                    replied, status = True, response.status_code
+                    if status in RETRIED_STATUSES and attempt <= self.retry.retries:
+                        retry_after = response.headers.get("retry-after", "")
+                    elif status >= 400:
+                        await self._raise_status(response)
+                    else:
+                        yield Exchange(response, attempt)
+                        return
+            except httpx.TimeoutException as exc:
+                message = f"{self.name}: {_describe(exc)} ({url})"
+                raise _counted(ProviderTimeoutError(message), attempt) from exc
+            except httpx.TransportError as exc:
+                # Retried only when no byte of the reply was read: the server never started.
+                if replied or attempt > self.retry.retries:
+                    message = f"{self.name}: {_describe(exc)} ({url})"
+                    raise _counted(ProviderConnectionError(message), attempt) from exc
+            except ProviderCallError as exc:
+                _counted(exc, attempt)
+                raise
+            await self.retry.sleep(self.retry.delay_s(attempt, retry_after or None))
+            attempt += 1
 
     async def _post_json(
         self, url: str, payload: Mapping[str, Any], decoder: msgspec.json.Decoder[T]
-    ) -> T:
+    ) -> tuple[T, int]:
         """POST `payload` and decode the whole JSON reply (at most the limits) with `decoder`.
+
+        Returns:
+            The decoded reply and the number of requests it took.
 
         Raises:
             ProviderResponseError: an error status, a body `decoder` rejects, or one over a cap.
             ProviderConnectionError: the connection failed (`ProviderTimeoutError`: timed out).
         """
-        async with self._post(url, payload) as response:
+        async with self._post(url, payload) as (response, attempts):
             body = bytearray()
             parts = self._body(response)
             try:
@@ -176,7 +258,7 @@ class HTTPProvider:
                     body += part
             finally:
                 await abandon(parts)
-            return self._decode(decoder, bytes(body), response.status_code)
+            return self._decode(decoder, bytes(body), response.status_code), attempts
 
     def _body(
         self, response: httpx.Response, *, limited: bool = True
@@ -246,6 +328,13 @@ _KINDS: dict[type[httpx.RequestError], str] = {
     httpx.RemoteProtocolError: "connection broken",
     httpx.ReadError: "connection broken",
 }
+
+
+def _counted(exc: ProviderCallError, attempts: int) -> ProviderCallError:
+    """`exc`, saying how many requests were made (the first count set stays)."""
+    if exc.attempts is None:
+        exc.attempts = attempts
+    return exc
 
 
 def _describe(exc: httpx.RequestError) -> str:

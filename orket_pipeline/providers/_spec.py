@@ -33,7 +33,9 @@ def load_provider(spec: str, options: ProviderOptions | None = None) -> Provider
     """Build the provider a spec names, with `options` for the HTTP providers.
 
     Blocks: a `python:` spec imports (and runs) the user's module, a `replay:` spec reads its
-    cassette. HTTP providers open no connection until they are first used.
+    cassette. HTTP providers open no connection until they are first used or `await
+    provider.connect()` is called; every field of `options` applies to them (see
+    `ProviderOptions`).
 
     Raises:
         ProviderError: one line naming `spec` and what is wrong with it: unknown scheme,
@@ -68,6 +70,7 @@ def _load_openai(spec: str, value: str, options: ProviderOptions) -> Provider:
         url,
         api_key=os.environ.get("OPENAI_API_KEY") or None,
         supports_streaming=options.stream is not False,
+        options=options,
     )
 
 
@@ -76,7 +79,10 @@ def _load_ollama(spec: str, value: str, options: ProviderOptions) -> Provider:
     if url is None and "@" in model:  # Ollama model names have no '@': a URL without a scheme
         raise ProviderError(f"provider {spec!r}: BASE_URL must start with http:// or https://")
     return OllamaProvider(
-        model, url or DEFAULT_OLLAMA_URL, supports_streaming=options.stream is not False
+        model,
+        url or DEFAULT_OLLAMA_URL,
+        supports_streaming=options.stream is not False,
+        provider_options=options,
     )
 
 

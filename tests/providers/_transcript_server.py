@@ -5,7 +5,10 @@ HTTP chunk each, with chunked transfer encoding), a `float` pauses that many sec
 `threading.Event` holds the stream until the test sets it (or aborts the connection after
 `HOLD_LIMIT_S`, so a provider that buffers fails instead of hanging), `RESET` aborts the
 connection with a TCP reset, and an `Endless` source writes its pieces until the client hangs
-up (a hostile server). It runs in its own thread, so it works under any event loop.
+up (a hostile server). A reply with `reset_before_head` resets the connection before a byte of
+it is sent; one with `keep_alive` leaves the connection open for the next request (each
+request records the serial number of its connection). `open_now`/`max_open` count the
+connections open at once. It runs in its own thread, so it works under any event loop.
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ class Reply:
     content_type: str = "text/event-stream"
     chunked: bool = True
     headers: dict[str, str] = field(default_factory=dict)
+    reset_before_head: bool = False
+    keep_alive: bool = False
 
 
 @dataclass
@@ -84,6 +89,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: Any
+    connection: int = 0
 
 
 class TranscriptServer:
@@ -99,6 +105,10 @@ class TranscriptServer:
         self._holds: list[threading.Event] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._count_lock = threading.Lock()
+        self.connections = 0
+        self.open_now = 0
+        self.max_open = 0
         self._accepting = threading.Thread(target=self._accept, daemon=True)
         self._accepting.start()
 
@@ -130,19 +140,47 @@ class TranscriptServer:
     def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(HOLD_LIMIT_S)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._count_lock:
+            self.connections += 1
+            serial = self.connections
+            self.open_now += 1
+            self.max_open = max(self.max_open, self.open_now)
         try:
-            self.requests.append(_read_request(conn))
-            reply = self._replies.popleft() if self._replies else Reply(status=599)
-            if _send(conn, reply):
-                conn.close()
+            while self._serve_one(conn, serial):
+                pass
         except OSError:
             conn.close()
+        finally:
+            with self._count_lock:
+                self.open_now -= 1
+
+    def _serve_one(self, conn: socket.socket, serial: int) -> bool:
+        """Answer one request; True when the connection stays open for another."""
+        request = _read_request(conn)
+        if request is None:
+            conn.close()
+            return False
+        request.connection = serial
+        self.requests.append(request)
+        reply = self._replies.popleft() if self._replies else Reply(status=599)
+        if reply.reset_before_head:
+            _step(conn, RESET, chunked=False)
+            return False
+        if not _send(conn, reply):
+            return False
+        if not reply.keep_alive:
+            conn.close()
+        return reply.keep_alive
 
 
-def _read_request(conn: socket.socket) -> Recorded:
+def _read_request(conn: socket.socket) -> Recorded | None:
+    """The next request, or None when the client closed the connection first."""
     data = b""
     while b"\r\n\r\n" not in data:
-        data += conn.recv(65536)
+        piece = conn.recv(65536)
+        if not piece:
+            return None
+        data += piece
     head, _, body = data.partition(b"\r\n\r\n")
     request_line, *header_lines = head.decode("latin-1").split("\r\n")
     headers = {}
@@ -158,7 +196,7 @@ def _read_request(conn: socket.socket) -> Recorded:
 def _send(conn: socket.socket, reply: Reply) -> bool:
     """Write the reply; returns False when it ended with a reset (the socket is then closed)."""
     head = [f"HTTP/1.1 {reply.status} Status", f"Content-Type: {reply.content_type}"]
-    head.append("Connection: close")
+    head.append("Connection: keep-alive" if reply.keep_alive else "Connection: close")
     head += [f"{name}: {value}" for name, value in reply.headers.items()]
     if reply.chunked:
         head.append("Transfer-Encoding: chunked")
