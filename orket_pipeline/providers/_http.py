@@ -10,6 +10,7 @@ are split on `\\n` only, with a trailing `\\r` dropped, never on the other separ
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final, NamedTuple, NoReturn, TypeVar
@@ -339,5 +340,25 @@ def _counted(exc: ProviderCallError, attempts: int) -> ProviderCallError:
 
 def _describe(exc: httpx.RequestError) -> str:
     kind = _KINDS.get(type(exc), "transport error")
-    detail = str(exc) or type(exc).__name__
-    return f"{kind}: {excerpt(detail)}"
+    detail = excerpt(str(exc) or type(exc).__name__)
+    reason = _os_reason(exc)
+    if reason and reason.lower() not in detail.lower():
+        detail = f"{reason.lower()} ({detail})"
+    return f"{kind}: {detail}"
+
+
+def _os_reason(exc: BaseException) -> str | None:
+    """The operating system's words for the error under `exc` ("Connection refused"), which
+    anyio's "All connection attempts failed" hides in its cause chain. Never raises."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(seen) < 16:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno is not None and current.errno > 0:
+            return os.strerror(current.errno)
+        group = getattr(current, "exceptions", None)  # trio's connect: an ExceptionGroup
+        if isinstance(group, tuple) and group and isinstance(group[0], BaseException):
+            current = group[0]
+        else:
+            current = current.__cause__ or current.__context__
+    return None

@@ -3,7 +3,8 @@
 Each reply is a status, headers and a list of steps: `bytes` are written as they are (one
 HTTP chunk each, with chunked transfer encoding), a `float` pauses that many seconds, a
 `threading.Event` holds the stream until the test sets it (or aborts the connection after
-`HOLD_LIMIT_S`, so a provider that buffers fails instead of hanging), `RESET` aborts the
+`HOLD_LIMIT_S`, so a provider that buffers fails instead of hanging; a `threading.Barrier`
+holds until that many connections reached it), `RESET` aborts the
 connection with a TCP reset, and an `Endless` source writes its pieces until the client hangs
 up (a hostile server). A reply with `reset_before_head` resets the connection before a byte of
 it is sent; one with `keep_alive` leaves the connection open for the next request (each
@@ -54,7 +55,7 @@ class Endless:
     sent: int = 0
 
 
-Step = bytes | float | threading.Event | _Reset | Endless
+Step = bytes | float | threading.Event | threading.Barrier | _Reset | Endless
 
 
 def sse(obj: Any, *, newline: str = "\n") -> bytes:
@@ -228,6 +229,11 @@ def _step(conn: socket.socket, step: Step, *, chunked: bool) -> bool:
         time.sleep(step)
     elif isinstance(step, threading.Event) and not step.wait(HOLD_LIMIT_S):
         step = RESET
+    elif isinstance(step, threading.Barrier):
+        try:
+            step.wait(HOLD_LIMIT_S)
+        except threading.BrokenBarrierError:
+            step = RESET
     if step is RESET:
         # SO_LINGER with a zero timeout makes close() send RST: a reset, not a clean end.
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

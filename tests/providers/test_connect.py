@@ -1,0 +1,125 @@
+"""connect(): the client and one pooled connection before the first generation, or one line
+naming the URL when the server cannot be reached; the pool sized by max_connections."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import anyio
+import pytest
+
+from orket_pipeline.providers import (
+    OllamaProvider,
+    OpenAIProvider,
+    ProviderConnectionError,
+    ProviderOptions,
+    RetryPolicy,
+    load_provider,
+)
+
+from ._transcript_server import Reply, TranscriptServer, sse
+from .test_openai import DONE, chunk
+
+pytestmark = pytest.mark.anyio
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def models() -> Reply:
+    body = b'{"object": "list", "data": [{"id": "m", "object": "model"}]}'
+    return Reply([body], content_type="application/json", chunked=False, keep_alive=True)
+
+
+class TestConnect:
+    @pytest.mark.parametrize(
+        "spec", ["openai:m@http://127.0.0.1:{port}/v1", "ollama:m@http://127.0.0.1:{port}"]
+    )
+    async def test_an_unreachable_server_is_one_line_naming_the_url(self, spec: str) -> None:
+        port = closed_port()
+        provider = load_provider(spec.format(port=port))
+        with pytest.raises(ProviderConnectionError) as info:
+            await provider.connect()  # type: ignore[attr-defined]
+        message = str(info.value)
+        assert f"http://127.0.0.1:{port}/" in message and "cannot reach" in message
+        assert "\n" not in message
+        await provider.aclose()  # type: ignore[attr-defined]
+
+    async def test_the_probe_asks_the_cheap_endpoint_of_each_protocol(
+        self, server: TranscriptServer
+    ) -> None:
+        server.add(models(), models())
+        for provider in (OpenAIProvider("m", server.url + "/v1"), OllamaProvider("m", server.url)):
+            await provider.connect()
+            await provider.aclose()
+        assert [(r.method, r.path) for r in server.requests] == [
+            ("GET", "/v1/models"),
+            ("GET", "/api/version"),
+        ]
+
+    @pytest.mark.parametrize("status", [404, 501, 200])
+    async def test_any_http_status_means_reachable(
+        self, server: TranscriptServer, status: int
+    ) -> None:
+        server.add(Reply([b"nope"], status=status, content_type="text/plain", chunked=False))
+        provider = OpenAIProvider("m", server.url + "/v1")
+        await provider.connect()
+        await provider.aclose()
+
+    async def test_the_first_generation_uses_the_connection_connect_opened(
+        self, server: TranscriptServer
+    ) -> None:
+        server.add(models(), Reply([sse(chunk("a", finish="stop")), DONE]))
+        provider = OpenAIProvider("m", server.url + "/v1", retry=RetryPolicy(0))
+        await provider.connect()
+        items = [item async for item in provider.stream("hi")]
+        assert items[0] == "a"
+        await provider.aclose()
+        probe, generation = server.requests
+        assert generation.path == "/v1/chat/completions"
+        assert generation.connection == probe.connection == 1
+        assert server.connections == 1
+
+
+class TestPool:
+    async def test_max_connections_bounds_the_connections_open_at_once(
+        self, server: TranscriptServer
+    ) -> None:
+        server.add(*(Reply([0.02, sse(chunk("a", finish="stop")), DONE]) for _ in range(6)))
+        options = ProviderOptions(max_connections=2)
+        provider = OpenAIProvider("m", server.url + "/v1", options=options, timeout=5.0)
+        done: list[str] = []
+
+        async def one() -> None:
+            done.extend([item async for item in provider.stream("hi") if isinstance(item, str)])
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                for _ in range(6):
+                    group.start_soon(one)
+        await provider.aclose()
+        assert done == ["a"] * 6
+        assert server.max_open <= 2 and len(server.requests) == 6
+
+    async def test_without_a_bound_every_generation_gets_its_own_connection_at_once(
+        self, server: TranscriptServer
+    ) -> None:
+        # Each reply holds until all six requests arrived: with a bound below six the barrier
+        # would break after HOLD_LIMIT_S and the connections be reset.
+        everyone = threading.Barrier(6)
+        server.add(*(Reply([everyone, sse(chunk("a", finish="stop")), DONE]) for _ in range(6)))
+        provider = OpenAIProvider("m", server.url + "/v1", timeout=10.0, retry=RetryPolicy(0))
+
+        async def one() -> None:
+            [item async for item in provider.stream("hi")]
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                for _ in range(6):
+                    group.start_soon(one)
+        await provider.aclose()
+        assert server.max_open == 6
