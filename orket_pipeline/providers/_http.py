@@ -10,7 +10,6 @@ are split on `\\n` only, with a trailing `\\r` dropped, never on the other separ
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final, NamedTuple, NoReturn, TypeVar
@@ -24,6 +23,7 @@ from .._exceptions import (
     ProviderResponseError,
     ProviderTimeoutError,
 )
+from ._messages import describe, excerpt, message_of
 from ._reading import ResponseLimits, abandon, over_cap, read_body, read_lines
 from ._retry import RETRIED_STATUSES, RetryPolicy
 
@@ -42,7 +42,6 @@ DEFAULT_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
 
 _ERROR_BODY_LIMIT: Final = 4096
 _ERROR_BODY_READ: Final = 65536
-_EXCERPT_CHARS: Final = 200
 _PROBE_READ: Final = 65536  # the most of a reachability probe's reply read (to pool its connection)
 
 T = TypeVar("T")
@@ -68,31 +67,6 @@ class Exchange(NamedTuple):
 
     response: httpx.Response
     attempts: int
-
-
-def excerpt(text: str, limit: int = _EXCERPT_CHARS) -> str:
-    """`text` on one line, cut to `limit` characters."""
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def message_of(obj: Any) -> str:
-    """The human message inside an error object (`{"error": {"message": ...}}`, `{"error":
-    "..."}`, `{"detail": ...}`, `{"message": ...}`), else the object as JSON."""
-    if isinstance(obj, dict):
-        for key in ("error", "message", "detail"):
-            inner = obj.get(key)
-            if isinstance(inner, dict):
-                return message_of(inner)
-            if inner:
-                return str(inner)
-    if isinstance(obj, str):
-        try:
-            inner = msgspec.json.decode(obj)
-        except (msgspec.DecodeError, RecursionError):
-            return obj
-        return message_of(inner) if isinstance(inner, dict) else obj
-    return msgspec.json.encode(obj).decode()
 
 
 class HTTPProvider:
@@ -171,7 +145,7 @@ class HTTPProvider:
                         break
         except httpx.TransportError as exc:
             raise ProviderConnectionError(
-                f"{self.name}: cannot reach {self._probe_url}: {_describe(exc)}"
+                f"{self.name}: cannot reach {self._probe_url}: {describe(exc)}"
             ) from None
 
     def _http(self) -> httpx.AsyncClient:
@@ -226,12 +200,12 @@ class HTTPProvider:
                         yield Exchange(response, attempt)
                         return
             except httpx.TimeoutException as exc:
-                message = f"{self.name}: {_describe(exc)} ({url})"
+                message = f"{self.name}: {describe(exc)} ({url})"
                 raise _counted(ProviderTimeoutError(message), attempt) from exc
             except httpx.TransportError as exc:
                 # Retried only when no byte of the reply was read: the server never started.
                 if replied or attempt > self.retry.retries:
-                    message = f"{self.name}: {_describe(exc)} ({url})"
+                    message = f"{self.name}: {describe(exc)} ({url})"
                     raise _counted(ProviderConnectionError(message), attempt) from exc
             except ProviderCallError as exc:
                 _counted(exc, attempt)
@@ -320,45 +294,8 @@ class HTTPProvider:
         )
 
 
-_KINDS: dict[type[httpx.RequestError], str] = {
-    httpx.ConnectTimeout: "timed out connecting",
-    httpx.ReadTimeout: "timed out waiting for the server",
-    httpx.WriteTimeout: "timed out sending the request",
-    httpx.PoolTimeout: "timed out waiting for a free connection",
-    httpx.ConnectError: "cannot connect",
-    httpx.RemoteProtocolError: "connection broken",
-    httpx.ReadError: "connection broken",
-}
-
-
 def _counted(exc: ProviderCallError, attempts: int) -> ProviderCallError:
     """`exc`, saying how many requests were made (the first count set stays)."""
     if exc.attempts is None:
         exc.attempts = attempts
     return exc
-
-
-def _describe(exc: httpx.RequestError) -> str:
-    kind = _KINDS.get(type(exc), "transport error")
-    detail = excerpt(str(exc) or type(exc).__name__)
-    reason = _os_reason(exc)
-    if reason and reason.lower() not in detail.lower():
-        detail = f"{reason.lower()} ({detail})"
-    return f"{kind}: {detail}"
-
-
-def _os_reason(exc: BaseException) -> str | None:
-    """The operating system's words for the error under `exc` ("Connection refused"), which
-    anyio's "All connection attempts failed" hides in its cause chain. Never raises."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen and len(seen) < 16:
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.errno is not None and current.errno > 0:
-            return os.strerror(current.errno)
-        group = getattr(current, "exceptions", None)  # trio's connect: an ExceptionGroup
-        if isinstance(group, tuple) and group and isinstance(group[0], BaseException):
-            current = group[0]
-        else:
-            current = current.__cause__ or current.__context__
-    return None

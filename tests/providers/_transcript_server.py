@@ -23,8 +23,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+
 __all__ = [
     "HOLD_LIMIT_S",
+    "Pausing",
     "RESET",
     "Recorded",
     "Endless",
@@ -240,3 +243,21 @@ def _step(conn: socket.socket, step: Step, *, chunked: bool) -> bool:
         conn.close()
         return False
     return True
+
+
+class Pausing:
+    """A provider passed through, pausing `pause_s` after each reasoning chunk was taken (so
+    the answer's stamp is at least that much later than the thinking's, however the loop or
+    the machine is loaded)."""
+
+    supports_streaming = True
+
+    def __init__(self, provider: Any, pause_s: float = 0.05) -> None:
+        self.provider = provider
+        self.pause_s = pause_s
+
+    async def stream(self, prompt: str) -> Any:
+        async for item in self.provider.stream(prompt):
+            yield item
+            if getattr(item, "reasoning", ""):
+                await anyio.sleep(self.pause_s)

@@ -10,7 +10,7 @@ import pytest
 from orket_pipeline import TelemetryPipeline
 from orket_pipeline.providers import Chunk, OllamaProvider, ProviderOptions, RetryPolicy
 
-from ._transcript_server import Reply, TranscriptServer, ndjson
+from ._transcript_server import Pausing, Reply, TranscriptServer, ndjson
 from .test_ollama import NDJSON
 
 pytestmark = pytest.mark.anyio
@@ -75,10 +75,10 @@ class TestStreaming:
         self, server: TranscriptServer, provider: OllamaProvider
     ) -> None:
         chat = provider.endpoint == "chat"
-        steps = [line(chat=chat, thinking="hmm"), 0.05, line(chat=chat, text="x")]
+        steps = [line(chat=chat, thinking="hmm"), line(chat=chat, text="x")]
         server.add(Reply([*steps, done(chat=chat)], content_type=NDJSON))
         async with TelemetryPipeline() as pipeline:
-            assert await pipeline.generate("t1", provider, "hi") == "x"
+            assert await pipeline.generate("t1", Pausing(provider), "hi") == "x"
             pipeline.record_outcome("t1", "pass")
         telemetry = pipeline.report.test_runs[0].telemetry
         assert telemetry is not None

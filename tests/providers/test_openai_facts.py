@@ -11,7 +11,7 @@ import pytest
 from orket_pipeline import TelemetryPipeline
 from orket_pipeline.providers import Chunk, OpenAIProvider, ProviderOptions, RetryPolicy
 
-from ._transcript_server import Reply, TranscriptServer, sse
+from ._transcript_server import Pausing, Reply, TranscriptServer, sse
 from .test_openai import DONE, chunk
 
 pytestmark = pytest.mark.anyio
@@ -88,11 +88,11 @@ class TestReasoning:
         self, server: TranscriptServer, provider: OpenAIProvider
     ) -> None:
         usage = {"prompt_tokens": 5, "completion_tokens": 4}
-        steps = [sse(reasoning("let me")), sse(reasoning(" think")), 0.05, sse(chunk("x = 1"))]
+        steps = [sse(reasoning("let me")), sse(reasoning(" think")), sse(chunk("x = 1"))]
         tail = [sse({**chunk(finish="stop"), "usage": usage, "timings": LLAMA_TIMINGS}), DONE]
         server.add(Reply([*steps, *tail]))
         async with TelemetryPipeline() as pipeline:
-            assert await pipeline.generate("t1", provider, "hi") == "x = 1"
+            assert await pipeline.generate("t1", Pausing(provider), "hi") == "x = 1"
             pipeline.record_outcome("t1", "pass")
         (run,) = pipeline.report.test_runs
         telemetry = run.telemetry
