@@ -5,7 +5,8 @@ Each line is one JSON object: `{"response": "text", "done": false}` (or, from `/
 `message.thinking` beside it), and a last one with `"done": true`, the token counts
 `prompt_eval_count` / `eval_count` and the server's timings `prompt_eval_duration`,
 `eval_duration`, `load_duration` (nanoseconds). The `"done": true` line completes the
-generation at once, without waiting for the server to close the reply. An `{"error": "..."}`
+generation: the end of the reply is read for at most `DRAIN_S` (5 ms), so its connection stays
+pooled, then dropped without waiting for the server to close it. An `{"error": "..."}`
 line, mid-stream or as an error status's body, raises. Lines are split on `\n` only.
 """
 
@@ -20,7 +21,7 @@ import msgspec
 from .._exceptions import ProviderResponseError
 from ._base import Chunk, ProviderOptions
 from ._http import DEFAULT_TIMEOUT, HTTPProvider, TokenUsage
-from ._reading import ResponseLimits, abandon
+from ._reading import ResponseLimits, abandon, finish
 from ._retry import RetryPolicy
 
 __all__ = ["DEFAULT_OLLAMA_URL", "OllamaProvider"]
@@ -182,9 +183,9 @@ class OllamaProvider(HTTPProvider):
                         yield text
                     if line.done:
                         last = line
-                        break  # complete now; `finally` drops the rest without waiting
+                        break  # complete now; `finally` waits at most DRAIN_S for the rest
             finally:
-                await abandon(lines)
+                await (abandon(lines) if last is None else finish(lines))
             if last is None:
                 raise ProviderResponseError(
                     f"{self.name}: stream ended before its done line", status_code=status

@@ -8,8 +8,9 @@ kept as they come: `usage` (asked for with `stream_options.include_usage`; it ar
 chunk with `choices: []`, or on any chunk from llama.cpp), with
 `completion_tokens_details.reasoning_tokens`, and llama.cpp's `timings` (`prompt_ms`,
 `predicted_ms`); they are yielded as one `Chunk` when the reply is complete. `data: [DONE]`
-completes the generation at once: the stream ends there, without waiting for the server to
-close the reply, so nothing after it is counted in `total_latency`.
+completes the generation: the end of the reply is read for at most `DRAIN_S` (5 ms; servers
+send it at once, and a reply read to its end keeps its connection pooled), then dropped
+without waiting for the server to close it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import msgspec
 from .._exceptions import ProviderResponseError
 from ._base import Chunk, ProviderOptions
 from ._http import DEFAULT_TIMEOUT, HTTPProvider, TokenUsage
-from ._reading import ResponseLimits, abandon
+from ._reading import ResponseLimits, abandon, finish
 from ._retry import RetryPolicy
 from ._sse import EventTooLarge, aiter_sse
 
@@ -223,7 +224,7 @@ class OpenAIProvider(HTTPProvider):
                 async for event in events:
                     if event.data.strip() == "[DONE]":
                         finished = True
-                        break  # complete now; `finally` drops the rest without waiting
+                        break  # complete now; `finally` waits at most DRAIN_S for the rest
                     if event.event == "error":
                         self._raise_error_object(event.data, status)
                     chunk = self._decode(_DECODER, event.data, status)
@@ -242,7 +243,9 @@ class OpenAIProvider(HTTPProvider):
             except EventTooLarge:
                 self._over("line_bytes", status)
             finally:
-                await abandon(events)
+                # Complete: read the end of the reply briefly (the connection stays pooled);
+                # otherwise drop it at once.
+                await (finish(events) if finished else abandon(events))
             if not finished:
                 raise ProviderResponseError(
                     f"{self.name}: stream ended before data: [DONE]", status_code=status

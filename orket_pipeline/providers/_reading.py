@@ -22,8 +22,13 @@ import msgspec
 
 from .._exceptions import ProviderResponseError
 
-__all__ = ["ResponseLimits", "abandon", "over_cap", "read_body", "read_lines"]
+__all__ = ["DRAIN_S", "ResponseLimits", "abandon", "finish", "over_cap", "read_body", "read_lines"]
 
+#: How long a reply complete in its own terms (`[DONE]`, Ollama's done line) may take to end on
+#: the wire: servers end it right after, and a reply read to its end lets its connection go
+#: back to the pool (not one new connection per generation). A server that holds the reply
+#: open costs a generation at most this much.
+DRAIN_S: Final = 0.005
 _STEP: Final = 65536  # the most decompressed bytes produced at once
 _MIB: Final = 1 << 20
 _DECODERS: Final = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": 0}
@@ -69,6 +74,16 @@ async def abandon(rest: AsyncIterator[object]) -> None:
         scope.cancel()
         async for _ in rest:  # the reply is being dropped: its errors do not matter
             pass
+
+
+async def finish(rest: AsyncIterator[object], budget_s: float = DRAIN_S) -> None:
+    """Read what is left of a reply for at most `budget_s`, so that a reply which ends right
+    after its last message leaves its connection reusable; abandon it when it does not end in
+    time. What is read is dropped, errors included. Never raises."""
+    with anyio.move_on_after(budget_s), contextlib.suppress(Exception):
+        async for _ in rest:  # the generation is complete: the rest does not matter
+            pass
+    await abandon(rest)
 
 
 def over_cap(name: str, limits: ResponseLimits, cap: str, status: int) -> NoReturn:

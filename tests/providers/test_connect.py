@@ -123,3 +123,29 @@ class TestPool:
                     group.start_soon(one)
         await provider.aclose()
         assert server.max_open == 6
+
+
+class TestReuse:
+    async def test_a_reply_that_ends_right_after_done_leaves_its_connection_for_the_next(
+        self, server: TranscriptServer
+    ) -> None:
+        stream = [sse(chunk("a", finish="stop")), DONE]
+        server.add(Reply(stream, keep_alive=True), Reply(stream, keep_alive=True))
+        provider = OpenAIProvider("m", server.url + "/v1", retry=RetryPolicy(0))
+        for _ in range(2):
+            items = [item async for item in provider.stream("hi")]
+            assert items[0] == "a"
+        await provider.aclose()
+        assert [request.connection for request in server.requests] == [1, 1]
+
+    async def test_an_ollama_reply_that_ends_after_its_done_line_does_too(
+        self, server: TranscriptServer
+    ) -> None:
+        done = b'{"response": "a", "done": true}\n'
+        server.add(Reply([done], keep_alive=True), Reply([done], keep_alive=True))
+        provider = OllamaProvider("m", server.url, retry=RetryPolicy(0))
+        for _ in range(2):
+            items = [item async for item in provider.stream("hi")]
+            assert items[0] == "a"
+        await provider.aclose()
+        assert [request.connection for request in server.requests] == [1, 1]

@@ -14,7 +14,7 @@ import pytest
 
 from orket_pipeline.providers import ProviderResponseError, ResponseLimits
 from orket_pipeline.providers._http import HTTPProvider, excerpt, message_of
-from orket_pipeline.providers._reading import abandon
+from orket_pipeline.providers._reading import abandon, finish
 
 MIB = 1 << 20
 
@@ -195,6 +195,41 @@ class TestAbandon:
         agen = empty()
         assert [x async for x in agen] == []
         await abandon(agen)
+
+
+class TestFinish:
+    async def test_an_end_that_comes_after_a_checkpoint_is_read_to_the_end(self) -> None:
+        # The reply's end arrives after one more read (a separate TCP segment): `finish` reads
+        # it, so the connection could go back to the pool; `abandon` would not wait for it.
+        read: list[int] = []
+
+        async def ending() -> AsyncGenerator[int, None]:
+            for item in (1, 2, 3):
+                await anyio.lowlevel.checkpoint()
+                read.append(item)
+                yield item
+
+        agen = ending()
+        await agen.__anext__()
+        await finish(agen)
+        assert read == [1, 2, 3] and agen.ag_frame is None
+
+        dropped = ending()
+        read.clear()
+        await dropped.__anext__()
+        await abandon(dropped)
+        assert read == [1]
+
+    async def test_a_reply_that_does_not_end_is_dropped_after_the_budget(self) -> None:
+        async def held() -> AsyncGenerator[int, None]:
+            yield 1
+            await anyio.sleep_forever()
+
+        agen = held()
+        await agen.__anext__()
+        with anyio.fail_after(5):  # a bound on a hang, not a timing
+            await finish(agen, 0.01)
+        assert agen.ag_frame is None
 
 
 @pytest.mark.parametrize(
