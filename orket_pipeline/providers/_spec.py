@@ -39,7 +39,8 @@ def load_provider(spec: str, options: ProviderOptions | None = None) -> Provider
 
     Raises:
         ProviderError: one line naming `spec` and what is wrong with it: unknown scheme,
-            missing file, import error, missing attribute, not a provider, bad cassette line.
+            missing file, import error, missing attribute, not a provider, bad cassette line,
+            or an option out of range (`retries` < 0, `max_connections` or `max_tokens` < 1).
     """
     scheme, sep, value = spec.partition(":")
     loader = _LOADERS.get(scheme)
@@ -48,7 +49,23 @@ def load_provider(spec: str, options: ProviderOptions | None = None) -> Provider
         raise ProviderError(f"provider {spec!r}: unknown scheme (expected one of {known})")
     if not value:
         raise ProviderError(f"provider {spec!r}: nothing after '{scheme}:'")
-    return loader(spec, value, options or ProviderOptions())
+    options = options or ProviderOptions()
+    _check(spec, options)
+    return loader(spec, value, options)
+
+
+def _check(spec: str, options: ProviderOptions) -> None:
+    """Refuse options no request could honour, naming the field."""
+    if options.retries < 0:
+        raise ProviderError(f"provider {spec!r}: retries must be 0 or more, not {options.retries}")
+    if options.max_connections is not None and options.max_connections < 1:
+        raise ProviderError(
+            f"provider {spec!r}: max_connections must be at least 1, not {options.max_connections}"
+        )
+    if options.max_tokens is not None and options.max_tokens < 1:
+        raise ProviderError(
+            f"provider {spec!r}: max_tokens must be at least 1, not {options.max_tokens}"
+        )
 
 
 def _split_model_url(spec: str, value: str) -> tuple[str, str | None]:

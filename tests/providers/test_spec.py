@@ -15,6 +15,7 @@ from orket_pipeline._exceptions import InputError, ProviderError
 from orket_pipeline.providers import (
     OllamaProvider,
     OpenAIProvider,
+    ProviderOptions,
     ReplayProvider,
     load_provider,
 )
@@ -236,3 +237,29 @@ class TestHTTPAndReplaySchemes:
         path.write_text('{"prompt": "a"}\n{"prompt": 1}\n')
         with pytest.raises(ProviderError, match=r"^provider 'replay:.*c\.jsonl': .* line 2: "):
             load_provider(f"replay:{path}")
+
+
+class TestOptions:
+    @pytest.mark.parametrize(
+        ("options", "field"),
+        [
+            (ProviderOptions(retries=-1), "retries"),
+            (ProviderOptions(max_connections=0), "max_connections"),
+            (ProviderOptions(max_tokens=0), "max_tokens"),
+        ],
+    )
+    def test_options_out_of_range_are_one_line_naming_the_field(
+        self, options: ProviderOptions, field: str
+    ) -> None:
+        with pytest.raises(ProviderError, match=field) as info:
+            load_provider("openai:m@http://127.0.0.1:1/v1", options)
+        assert "\n" not in str(info.value)
+
+    def test_the_http_providers_take_every_option(self) -> None:
+        options = ProviderOptions(retries=5, max_connections=3, stream=False, seed=1)
+        openai = load_provider("openai:m@http://127.0.0.1:1/v1", options)
+        ollama = load_provider("ollama:m", options)
+        for provider in (openai, ollama):
+            assert isinstance(provider, (OpenAIProvider, OllamaProvider))
+            assert provider.retry.retries == 5 and provider.max_connections == 3
+            assert provider.supports_streaming is False
