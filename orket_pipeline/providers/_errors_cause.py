@@ -21,32 +21,42 @@ _STATUS_HINTS: Final = {
     501: "HTTP 501 (not an OpenAI-compatible server?)",
     503: "HTTP 503 server unavailable",
 }
-# (a fragment of the message, lower-cased; the cause), first match wins.
+# (a fragment of the message, lower-cased; the cause), first match wins. The words are those of
+# `report._causes` (the summary's fallback), so the engine's stop-early set (`CONNECT_CAUSES`:
+# "connection refused", "cannot connect", "connect timeout") and the CLI's hints read the same.
 _FRAGMENTS: Final = (
     ("connection refused", "connection refused"),
-    ("name or service not known", "host not found"),
-    ("nodename nor servname", "host not found"),
-    ("temporary failure in name resolution", "host not found"),
-    ("timed out", "timeout"),
-    ("peer closed connection", "peer closed connection mid-stream"),
-    ("incomplete chunked read", "peer closed connection mid-stream"),
+    ("timed out connecting", "connect timeout"),
+    ("cannot connect", "cannot connect"),
+    ("name or service not known", "cannot connect"),
+    ("nodename nor servname", "cannot connect"),
+    ("temporary failure in name resolution", "cannot connect"),
+    ("peer closed connection", "connection closed mid-reply"),
+    ("incomplete chunked read", "connection closed mid-reply"),
+    ("incomplete read", "connection closed mid-reply"),
+    ("server disconnected without sending a response", "connection closed before a reply"),
     ("connection reset", "connection reset"),
-    ("server disconnected without sending a response", "server closed the connection unanswered"),
+    ("connection broken", "connection broken"),
     ("stream ended before", "stream ended early"),
     ("cap (responselimits", "reply over a size cap"),
     ("malformed reply", "malformed reply"),
-    ("error in reply", "error sent by the server"),
-    ("cannot connect", "cannot connect"),
-    ("connection broken", "connection broken"),
+    ("error in reply", "error in reply"),
+    ("timed out", "timed out"),
 )
+_TYPES: Final = {
+    "TimeoutError": "timed out",
+    "ProviderTimeoutError": "timed out",
+    "ConnectionRefusedError": "connection refused",
+    "ConnectionResetError": "connection reset",
+}
 
 
 def error_cause(error_type: str, message: str) -> str:
     """A short cause for an error, from its type name and message (as a report keeps them).
 
     Examples: ``"connection refused"``, ``"HTTP 404 (wrong base URL or model?)"``,
-    ``"HTTP 501 (not an OpenAI-compatible server?)"``, ``"peer closed connection mid-stream"``,
-    ``"timeout"``, ``"HTTP 429 rate limited"``. An error this function does not recognise is
+    ``"HTTP 501 (not an OpenAI-compatible server?)"``, ``"connection closed mid-reply"``,
+    ``"timed out"``, ``"HTTP 429 rate limited"``. An error this function does not recognise is
     its type name. Pure; never raises.
     """
     status = _STATUS.search(message)
@@ -57,6 +67,4 @@ def error_cause(error_type: str, message: str) -> str:
     for fragment, cause in _FRAGMENTS:
         if fragment in lowered:
             return cause
-    if "Timeout" in error_type:
-        return "timeout"
-    return error_type or "error"
+    return _TYPES.get(error_type) or error_type or "unknown"
