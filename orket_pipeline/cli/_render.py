@@ -19,10 +19,12 @@ from rich.text import Text
 from .._text import printable
 from ..report._model import Report, TestRun, encode_json
 from ..report._summary import MetricSummary, Summary, summarize, summarize_report
+from ._hints import hints, summary_lines
 
 __all__ = ["render_html", "render_json", "render_table"]
 
 _METRICS: Final = ("init_latency", "total_latency", "peak_memory_rss")
+_EXTRA_METRICS: Final = ("first_content_latency", "time_per_output_token")  # when measured
 _COLUMNS: Final = ("test id", "outcome", "init s", "total s", "peak MiB", "adherence")
 _STATS_COLUMNS: Final = ("metric", "count", "p50", "p90", "p99", "max")
 _REASON_CHARS: Final = 80  # the reason column shows a short form; the report keeps it whole
@@ -38,6 +40,9 @@ def render_table(report: Report, console: Console, *, max_rows: int | None = Non
     With `max_rows`, a report with more runs than that shows only the runs that did not pass
     (at most `max_rows` of them) and says so; the summary always covers every run. Every cell
     is plain text with control characters escaped: nothing in a report acts on the terminal.
+
+    Under the summary: the errors grouped by cause, token totals, the concurrency with the
+    most generations in flight, and a hint when the runs show a known symptom (`_hints`).
     """
     runs: Sequence[TestRun] = report.test_runs
     title = "test runs"
@@ -51,7 +56,10 @@ def render_table(report: Report, console: Console, *, max_rows: int | None = Non
     for run, row in zip(runs, _run_rows(runs), strict=True):
         table.add_row(*map(_cell, (*row, _reason(run))))
     console.print(table)
-    console.print(_summary_table(summarize(report.test_runs)))
+    summary = summarize(report.test_runs)
+    console.print(_summary_table(summary))
+    for line in summary_lines(summary, report.metadata) + hints(report, summary):
+        console.print(_cell(line))
 
 
 def render_json(report: Report) -> bytes:
@@ -136,13 +144,22 @@ def _outcome_line(summary: Summary) -> str:
 
 
 def _summary_table(summary: Summary) -> Table:
-    table = _table(
-        _STATS_COLUMNS, title="summary (s, MiB; nearest-rank percentiles)", text_columns=1
-    )
+    title = "summary (s, MiB; nearest-rank percentiles"
+    title += f", {summary.errors} errored runs left out)" if summary.errors else ")"
+    table = _table(_STATS_COLUMNS, title=title, text_columns=1)
     table.caption = _cell(_outcome_line(summary))  # outcomes are the report's own text
-    for row in _metric_rows(summary):
+    for row in _metric_rows(summary) + _extra_rows(summary):
         table.add_row(*map(_cell, row))
     return table
+
+
+def _extra_rows(summary: Summary) -> list[tuple[str, ...]]:
+    rows = []
+    for name in _EXTRA_METRICS:
+        metric: MetricSummary | None = getattr(summary, name)
+        if metric is not None and metric.count:
+            rows.append((name, str(metric.count), *map(_fmt, _quartet(metric))))
+    return rows
 
 
 def _table(header: Sequence[str], *, title: str, text_columns: int) -> Table:
