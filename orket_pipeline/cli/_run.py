@@ -163,9 +163,9 @@ def run_command(args: argparse.Namespace) -> int:
         suite = load_suite(suite_path)
         kept = 0 if resume_from is None else _kept(suite, resume_from, None if args.force else spec)
         options = generation_options(args, suite)
-        say_if_not_sent(spec, options)
         provider = load_provider(spec, provider_options(args, options))
         metadata = _metadata(args, provider, spec, options)
+        say_if_not_sent(spec, options)  # after the last refusal: a note, then an error, reads ill
         try:
             report = _run(args, suite, provider, spec, out, journal, resume_from, kept, metadata)
         except Terminated:
