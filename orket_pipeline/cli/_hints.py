@@ -32,8 +32,7 @@ def summary_lines(summary: Summary, metadata: Metadata) -> list[str]:
     if errored:
         causes = ", ".join(f"{count} {cause}" for cause, count in summary.error_causes.items())
         noun = "error" if errored == 1 else "errors"
-        left_out = f" (left out of the figures above: {summary.errors})" if summary.errors else ""
-        lines.append(f"{errored} {noun}: {causes}{left_out}")
+        lines.append(f"{errored} {noun}: {causes}")
     tokens = _tokens(summary)
     if tokens:
         lines.append(tokens)
