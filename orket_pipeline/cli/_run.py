@@ -164,7 +164,7 @@ def run_command(args: argparse.Namespace) -> int:
         kept = 0 if resume_from is None else _kept(suite, resume_from, None if args.force else spec)
         options = generation_options(args, suite)
         provider = load_provider(spec, provider_options(args, options))
-        metadata = _metadata(args, provider, spec, options)
+        metadata, measured = _metadata(args, provider, spec, options)
         say_if_not_sent(spec, options)  # after the last refusal: a note, then an error, reads ill
         try:
             report = _run(args, suite, provider, spec, out, journal, resume_from, kept, metadata)
@@ -177,21 +177,26 @@ def run_command(args: argparse.Namespace) -> int:
         except ProviderConnectionError as exc:
             raise InputError(f"run: cannot reach the provider: {exc}") from None
     # A suite of hundreds of tasks: show what needs a look, not every run (the report has all).
+    # Printed with the results, not at the start: a run refused later (a journal that cannot
+    # be opened) must leave stdout empty, its one line on stderr being all it says.
+    print(measured)
     render_table(report, Console(highlight=False), max_rows=_TABLE_ROWS)
     print(f"report written to {printable(str(out))}")
     failed = sum(run.outcome != "pass" for run in report.test_runs)
     return 1 if failed or len(report.test_runs) < len(suite.tasks) else 0
 
 
-def _metadata(args: argparse.Namespace, provider: Provider, spec: str, options: Any) -> Metadata:
-    """The run's own metadata, with the measured process said on the first line of output."""
+def _metadata(
+    args: argparse.Namespace, provider: Provider, spec: str, options: Any
+) -> tuple[Metadata, str]:
+    """The run's own metadata, and the line saying whose memory is measured (the first line
+    of the run's output). Raises `InputError` for a `--memory-pid auto` it cannot honour."""
     if args.no_telemetry:
-        print("memory: not measured (--no-telemetry)", flush=True)
-        return run_metadata(provider, options, args.concurrency, None, "none")
+        none = run_metadata(provider, options, args.concurrency, None, "none")
+        return none, "memory: not measured (--no-telemetry)"
     target = memory_target(args.memory_pid, provider, spec)
-    print(target.line, flush=True)
     pid = os.getpid() if target.pid is None else target.pid
-    return run_metadata(provider, options, args.concurrency, pid, target.source)
+    return run_metadata(provider, options, args.concurrency, pid, target.source), target.line
 
 
 def _run(
