@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -372,3 +373,59 @@ def test_init_latency_that_looks_like_queue_time_gets_a_hint(
     assert main(["report", str(report_of(runs, concurrency, tmp_path))]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert ("init_latency includes queue time" in out) is hinted
+
+
+@pytest.fixture
+def aborting_server() -> Iterator[str]:
+    """A loopback server that answers every POST with the start of an SSE stream and then
+    closes the connection, as llama-cpp-python does with `--interrupt_requests` when another
+    request arrives; any other request gets an empty 200. Yields its base URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                request = conn.recv(65536)
+            except OSError:
+                return
+            if not request.startswith(b"POST"):
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                return
+            event = b'data: {"choices": [{"delta": {"content": "def "}}]}\n\n'
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            head += b"Transfer-Encoding: chunked\r\n\r\n"
+            conn.sendall(head + b"%x\r\n%s\r\n" % (len(event), event))
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+def test_a_server_aborting_overlapping_requests_gets_the_interrupt_requests_hint(
+    tmp_path: Path, aborting_server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"tasks": [{"id": f"t{i}", "prompt": "p"} for i in range(4)]}))
+    out = tmp_path / "r.json"
+    spec = f"openai:m@{aborting_server}"
+    assert run((path, spec), out, "--concurrency", "2", "--retries", "0") == 1
+    text = " ".join(capsys.readouterr().out.split())
+    assert "4 errors: 4 connection closed mid-reply" in text
+    assert "--interrupt_requests False" in text
+    assert len(decode_report(out.read_bytes()).test_runs) == 4  # alive: never stopped early
