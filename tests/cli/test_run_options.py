@@ -429,3 +429,22 @@ def test_a_server_aborting_overlapping_requests_gets_the_interrupt_requests_hint
     assert "4 errors: 4 connection closed mid-reply" in text
     assert "--interrupt_requests False" in text
     assert len(decode_report(out.read_bytes()).test_runs) == 4  # alive: never stopped early
+
+
+def test_token_totals_and_time_per_token_are_under_the_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = [
+        TestRun(
+            test_id=f"t{i}",
+            outcome="pass",
+            telemetry=Telemetry(
+                prompt_tokens=prompt, completion_tokens=completion, time_per_output_token=tpot
+            ),
+        )
+        for i, (prompt, completion, tpot) in enumerate([(10, 5, 0.02), (12, 7, 0.04)])
+    ]
+    assert main(["report", str(report_of(runs, 2, tmp_path))]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "tokens: 22 prompt, 12 completion; time per output token p50 0.020 s" in out
+    assert "concurrency 2, max in flight 2" in out
