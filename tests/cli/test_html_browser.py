@@ -1,0 +1,194 @@
+"""`report --format html` in a real browser, offline: Debian's Chromium, headless, inside a
+network namespace with no interface but loopback (`unshare -n`), so the page is proven to work
+from `file://` with nothing outside the machine reachable.
+
+The DOM Chromium dumps after the page's script ran is read back with `html.parser`: the table
+rows exist only if the script ran, the charts are SVG with data marks, every run is reachable
+through the pages of the table, and a test id carrying `<script>` and an `onerror` handler
+shows as text without running (either would change the title). A screenshot is kept for a
+person to look at: under `$ORKET_ARTIFACTS` when set, else `artifacts/` in the repository
+(gitignored); its path is printed (`pytest -s`, or in the report's captured output).
+
+Skipped, saying why, where `chromium` or `unshare -n` is missing; `.ci/run` installs Chromium so
+that in CI it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from orket_pipeline.cli._html import PAGE_SIZE, render_report_html
+from orket_pipeline.report._model import Report, RunError, Telemetry, TestRun
+
+HOSTILE_ID = (
+    "</script><script>document.title='pwned'</script><img src=x onerror=\"document.title='img'\">"
+)
+HOSTILE_REASON = "<script>document.title='reason'</script> & \u2028 done"
+RUNS = 2 * PAGE_SIZE + 37  # three pages
+TITLE = "orket-pipeline report 2026-12-03T12:00:00Z"
+CHARTS = (
+    "chart-ttft",
+    "chart-total",
+    "chart-cdf",
+    "chart-scatter",
+    "chart-memory",
+    "chart-adherence",
+    "chart-outcomes",
+)
+
+
+def _browser_missing() -> str | None:
+    if shutil.which("chromium") is None:
+        return "chromium is not installed (Debian: apt-get install chromium; .ci/run does)"
+    if shutil.which("unshare") is None:
+        return "unshare (util-linux) is not installed"
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        return "unshare -n is not permitted here (needs root or user namespaces)"
+    return None
+
+
+pytestmark = pytest.mark.skipif((missing := _browser_missing()) is not None, reason=missing or "")
+
+
+def _report() -> Report:
+    runs = []
+    for i in range(RUNS):
+        outcome = ("pass", "pass", "fail", "error")[i % 4]
+        runs.append(
+            TestRun(
+                test_id=HOSTILE_ID if i == 5 else f"task-{i:03d}",
+                outcome=outcome,
+                telemetry=Telemetry(
+                    init_latency=0.05 + (i % 17) / 100,
+                    total_latency=0.5 + (i % 23) / 10,
+                    peak_memory_rss=40 + (i % 7),
+                    adherence_score=None if outcome == "error" else (i % 4) / 3,
+                ),
+                error=RunError(type="ProviderTimeoutError", message="slow")
+                if outcome == "error"
+                else None,
+                reason=HOSTILE_REASON if i == 5 else ("expected 3, got 4" if i % 4 == 2 else None),
+            )
+        )
+    return Report(report_generated_at="2026-12-03T12:00:00Z", test_runs=runs)
+
+
+class _Dom(HTMLParser):
+    """What the tests read from a dumped DOM."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.title, self.row_ids, self.imgs = "", [], 0
+        self.attrs: dict[str, dict[str, str | None]] = {}  # by element id
+        self.marks: dict[str, int] = dict.fromkeys(CHARTS, 0)
+        self.detail_heading = ""
+        self._stack: list[tuple[str, str]] = []  # (tag, nearest enclosing element id)
+        self._cell: list[str] | None = None
+        self._in_row_id = self._in_title = self._in_heading = False
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        scope = values.get("id") or (self._stack[-1][1] if self._stack else "")
+        if values.get("id"):
+            self.attrs[str(values["id"])] = values
+        if tag == "img":
+            self.imgs += 1
+        if "mark" in (values.get("class") or "").split() and scope in self.marks:
+            self.marks[scope] += 1
+        self._in_title |= tag == "title" and not self._stack_has("svg")
+        if tag == "a" and self._stack_has("run-table"):
+            self._in_row_id, self._cell = True, []
+        self._in_heading |= tag == "h2" and scope == "run-detail"
+        if tag not in ("meta", "input", "br", "img", "line", "circle", "rect", "polyline"):
+            self._stack.append((tag, str(scope)))
+
+    def _stack_has(self, name: str) -> bool:
+        return any(name in (tag, scope) for tag, scope in self._stack)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._stack and self._stack[-1][0] == tag:
+            self._stack.pop()
+        if tag == "a" and self._in_row_id and self._cell is not None:
+            self.row_ids.append("".join(self._cell))
+            self._in_row_id, self._cell = False, None
+        self._in_title &= tag != "title"
+        self._in_heading &= tag != "h2"
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
+        if self._cell is not None:
+            self._cell.append(data)
+        if self._in_heading:
+            self.detail_heading += data
+
+
+def _chromium(tmp: Path, url: str, *extra: str) -> str:
+    """Chromium headless inside `unshare -n` on `url`; its stdout."""
+    argv = ["unshare", "-n", "chromium", "--headless=new", "--no-sandbox", "--disable-gpu"]
+    argv += [f"--user-data-dir={tmp / 'profile'}", "--no-first-run", *extra, url]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("html") / "report.html"
+    path.write_text(render_report_html(_report()), encoding="utf-8")
+    yield path
+
+
+def _dom(page: Path, fragment: str = "") -> _Dom:
+    return _Dom(_chromium(page.parent, page.as_uri() + fragment, "--dump-dom"))
+
+
+def test_the_page_renders_offline_with_charts_and_its_table_built_by_script(page: Path) -> None:
+    dom = _dom(page)
+    assert dom.attrs["run-count"]["data-total"] == str(RUNS)
+    assert dom.attrs["run-count"]["data-pages"] == "3"
+    assert len(dom.row_ids) == PAGE_SIZE  # rows exist only if the script ran
+    assert dom.row_ids[0] == "task-000"
+    assert all(count > 0 for count in dom.marks.values()), dom.marks
+    assert dom.title == TITLE
+
+
+def test_every_run_is_reachable_through_the_pages_of_the_table(page: Path) -> None:
+    seen: list[str] = []
+    for number in (1, 2, 3):
+        dom = _dom(page, f"#page={number}")
+        assert dom.attrs["run-count"]["data-page"] == str(number)
+        seen += dom.row_ids
+    expected = [HOSTILE_ID if i == 5 else f"task-{i:03d}" for i in range(RUNS)]
+    assert seen == expected
+
+
+def test_hostile_text_stays_text_and_never_runs(page: Path) -> None:
+    dom = _dom(page, "#run=" + quote(HOSTILE_ID, safe=""))
+    assert dom.title == TITLE  # neither the <script> nor the onerror handler ran
+    assert dom.imgs == 0  # the <img> is text, not an element
+    assert HOSTILE_ID in dom.row_ids  # shown as itself in the table
+    assert "hidden" not in dom.attrs["run-detail"]  # the drill-down opened on it
+    assert dom.detail_heading == HOSTILE_ID
+
+
+def test_a_screenshot_is_kept_for_a_person_to_look_at(page: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    folder = Path(os.environ.get("ORKET_ARTIFACTS") or root / "artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    shot = folder / "report-html.png"
+    shot.unlink(missing_ok=True)
+    url = page.as_uri() + "#run=task-002"
+    _chromium(page.parent, url, f"--screenshot={shot}", "--window-size=1400,2600")
+    print(f"\nscreenshot of the HTML report: {shot}")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
