@@ -27,7 +27,7 @@ _BINS: Final = 40
 _MEMORY_BARS: Final = 400
 _ERROR_CAUSES: Final = 8
 OUTCOME_COLOURS: Final = {"pass": "#2e8b57", "fail": "#d0453f", "error": "#e69a1c"}
-_INIT, _TOTAL = "#7b52c4", "#1f6fd1"
+_INIT, _TOTAL, _MEMORY = "#7b52c4", "#1f6fd1", "#4f7cac"
 
 
 def outcome_colour(outcome: str) -> str:
@@ -109,9 +109,13 @@ def _memory(cols: Columns) -> str:
             continue
         value, run = max(chunk)
         where = cols.ids[run] if size == 1 else f"runs {start + 1:,} to {start + len(chunk):,}"
-        colour = outcome_colour(cols.outcome(run))
+        colour = outcome_colour(cols.outcome(run)) if size == 1 else _MEMORY
         items.append(Bar("", value, colour, f"{where}: {value} MiB", run))
-    note = "in suite order" + (f"; each bar the largest of {size:,} runs" if size > 1 else "")
+    note = (
+        "in suite order; coloured by outcome"
+        if size == 1
+        else (f"in suite order; each bar the largest of {size:,} runs")
+    )
     body = bars(items, "runs, in suite order", "MiB", labels=False, counts=False)
     return figure("chart-memory", "peak memory per run (MiB)", body, note)
 
@@ -137,10 +141,13 @@ def _band(i: int) -> str:
 
 def _outcomes(cols: Columns) -> str:
     counts = Counter(cols.outcome_codes)
+    rank = {name: i for i, name in enumerate(OUTCOME_COLOURS)}  # pass, fail, error, the rest
+    order = sorted(range(len(cols.outcome_names)), key=lambda c: rank.get(cols.outcome_names[c], 3))
     items = [
         Bar(name, counts[code], outcome_colour(name), f"{name}: {counts[code]:,} runs")
-        for code, name in enumerate(cols.outcome_names)
+        for code in order
         if counts[code]
+        for name in [cols.outcome_names[code]]
     ]
     causes = Counter(t for t in cols.error_types if t is not None).most_common()
     items += _cause_bars(causes)

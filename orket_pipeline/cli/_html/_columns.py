@@ -91,10 +91,10 @@ def columns(report: Report) -> Columns:
         code = outcome_index.setdefault(run["outcome"], len(outcome_index))
         cols.outcome_codes.append(code)
         for name, value in _flat(run.get("telemetry") or {}):
-            cols.numbers.setdefault(name, [None] * cols.n)[i] = value
+            _column(cols.numbers, name, cols.n)[i] = value
         for name, value in run.items():
             if name not in _KNOWN and (value is None or isinstance(value, (str, int, float))):
-                cols.extras.setdefault(name, [None] * cols.n)[i] = value
+                _column(cols.extras, name, cols.n)[i] = value
         cols.reasons.append(_cut(run.get("reason")))
         error = run.get("error") or {}
         cols.error_types.append(error.get("type"))
@@ -108,6 +108,14 @@ def columns(report: Report) -> Columns:
     cols.check_names = list(check_index)
     _fit_outputs(cols)
     return cols
+
+
+def _column(table: dict[str, list[Any]], name: str, n: int) -> list[Any]:
+    """The column `name` of `table`, made (all None) on first use."""
+    column = table.get(name)
+    if column is None:
+        column = table[name] = [None] * n
+    return column
 
 
 def _kept(table: dict[str, list[Any]], always: tuple[str, ...]) -> dict[str, list[Any]]:

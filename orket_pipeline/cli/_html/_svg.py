@@ -60,7 +60,7 @@ def fmt(value: float) -> str:
     """A number short enough for an axis label: 0.012, 1.5, 250, 12,000."""
     if value == 0:
         return "0"
-    if abs(value) >= 10_000:
+    if abs(value) >= 1_000 or value == int(value):
         return f"{value:,.0f}"
     return f"{value:.3g}"
 
@@ -203,7 +203,8 @@ def scatter(marks: Sequence[Point], x_label: str, y_label: str) -> str:
     parts = [frame.axes(x_label, y_label)]
     parts.extend(
         f"<circle class='mark run-link' data-run='{p.run}' cx='{frame.px(p.x):.1f}' "
-        f"cy='{frame.py(p.y):.1f}' r='2.5' fill='{p.colour}'><title>{_e(p.tip)}</title></circle>"
+        f"cy='{frame.py(p.y):.1f}' r='2.2' fill='{p.colour}' fill-opacity='0.75'>"
+        f"<title>{_e(p.tip)}</title></circle>"
         for p in marks
     )
     return "".join(parts)
