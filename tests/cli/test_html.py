@@ -11,13 +11,21 @@ import json
 import random
 import re
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orket_pipeline.cli._html import render_report_html
+from orket_pipeline.cli._html import _columns, render_report_html
 from orket_pipeline.cli._html._charts import SCATTER_POINTS
 from orket_pipeline.cli._html._page import embed_json
-from orket_pipeline.report._model import Metadata, Report, RunError, Telemetry, TestRun
+from orket_pipeline.report._model import (
+    CheckRecord,
+    Metadata,
+    Report,
+    RunError,
+    Telemetry,
+    TestRun,
+)
 
 DANGEROUS = ("<", ">", "&", "\u2028", "\u2029")
 
@@ -135,3 +143,45 @@ def test_the_summary_and_errors_by_cause_are_on_the_page() -> None:
     outcomes = _chart(page, "chart-outcomes")
     assert "error Cause0: 3 runs" in outcomes and "error Cause1: 2 runs" in outcomes
     assert "<span>runs</span><strong>10</strong>" in page
+
+
+def test_outputs_are_cut_and_bounded_keeping_runs_that_did_not_pass_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_columns, "OUTPUT_CHARS", 10)
+    monkeypatch.setattr(_columns, "OUTPUT_BUDGET", 24)
+    runs = [
+        TestRun(test_id="p0", outcome="pass", output="x" * 30, output_truncated=True),
+        TestRun(test_id="f1", outcome="fail", output="y" * 30),
+        TestRun(test_id="e2", outcome="error", output="z" * 5),
+        TestRun(test_id="n3", outcome="fail"),  # no output saved
+    ]
+    data = _data(render_report_html(Report(test_runs=runs)))
+    # The budget of 24 takes f1 (10 of 30 characters) and e2 (5) before p0 (10 more: 25).
+    assert data["out"] == [None, "y" * 10, "z" * 5, None]
+    assert data["outLen"] == [30, 30, 5, None]  # the drill-down says what was cut
+    assert data["outTrunc"] == [True, None, None, None]  # cut by the report's own cap
+
+
+def test_checks_are_embedded_failed_first_with_their_names_once() -> None:
+    checks = [
+        CheckRecord(check="regex_required 'a'", passed=True),
+        CheckRecord(check="regex_forbidden 'eval'", passed=False, detail="found at line 3"),
+    ]
+    runs = [
+        TestRun(test_id="a", outcome="fail", checks=checks),
+        TestRun(test_id="b", outcome="pass", checks=checks[:1]),
+        TestRun(test_id="c", outcome="error"),  # not scored
+    ]
+    data = _data(render_report_html(Report(test_runs=runs)))
+    assert data["checkNames"] == ["regex_required 'a'", "regex_forbidden 'eval'"]
+    assert data["checks"] == [[[1, 0, "found at line 3"], [0, 1, ""]], [[0, 1, ""]], None]
+    assert "out" not in data  # no run has an output: the drill-down says none was saved
+
+
+def test_new_per_run_fields_reach_the_drill_down() -> None:
+    run = TestRun(test_id="a", outcome="pass", attempts=3, worker="node-1")
+    run.telemetry = Telemetry(total_latency=1.0, prompt_tokens=12)
+    data = _data(render_report_html(Report(test_runs=[run])))
+    assert data["extra"] == {"attempts": [3], "worker": ["node-1"]}
+    assert data["num"]["prompt_tokens"] == [12]  # type: ignore[index]

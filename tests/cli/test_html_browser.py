@@ -26,12 +26,13 @@ from urllib.parse import quote
 import pytest
 
 from orket_pipeline.cli._html import PAGE_SIZE, render_report_html
-from orket_pipeline.report._model import Report, RunError, Telemetry, TestRun
+from orket_pipeline.report._model import CheckRecord, Report, RunError, Telemetry, TestRun
 
 HOSTILE_ID = (
     "</script><script>document.title='pwned'</script><img src=x onerror=\"document.title='img'\">"
 )
 HOSTILE_REASON = "<script>document.title='reason'</script> & \u2028 done"
+HOSTILE_OUTPUT = "def f():\n    return '</script><script>document.title=\"out\"</script>'\n"
 RUNS = 2 * PAGE_SIZE + 37  # three pages
 TITLE = "orket-pipeline report 2026-12-03T12:00:00Z"
 CHARTS = (
@@ -77,6 +78,11 @@ def _report() -> Report:
                 if outcome == "error"
                 else None,
                 reason=HOSTILE_REASON if i == 5 else ("expected 3, got 4" if i % 4 == 2 else None),
+                output=HOSTILE_OUTPUT if i == 5 else f"answer {i}",
+                checks=[
+                    CheckRecord(check="regex_required 'return'", passed=True),
+                    CheckRecord(check="ast function_name 'g'", passed=False, detail="found f"),
+                ],
             )
         )
     return Report(report_generated_at="2026-12-03T12:00:00Z", test_runs=runs)
@@ -90,7 +96,7 @@ class _Dom(HTMLParser):
         self.title, self.row_ids, self.imgs = "", [], 0
         self.attrs: dict[str, dict[str, str | None]] = {}  # by element id
         self.marks: dict[str, int] = dict.fromkeys(CHARTS, 0)
-        self.detail_heading = ""
+        self.detail_heading = self.detail_text = ""
         self._stack: list[tuple[str, str]] = []  # (tag, nearest enclosing element id)
         self._cell: list[str] | None = None
         self._in_row_id = self._in_title = self._in_heading = False
@@ -131,6 +137,8 @@ class _Dom(HTMLParser):
             self._cell.append(data)
         if self._in_heading:
             self.detail_heading += data
+        if self._stack_has("run-detail"):
+            self.detail_text += data
 
 
 def _chromium(tmp: Path, url: str, *extra: str) -> str:
@@ -180,6 +188,8 @@ def test_hostile_text_stays_text_and_never_runs(page: Path) -> None:
     assert HOSTILE_ID in dom.row_ids  # shown as itself in the table
     assert "hidden" not in dom.attrs["run-detail"]  # the drill-down opened on it
     assert dom.detail_heading == HOSTILE_ID
+    for shown in (HOSTILE_REASON, HOSTILE_OUTPUT, "\u2717 failed", "ast function_name 'g'"):
+        assert shown in dom.detail_text  # the gate's reason, the output, the failed check
 
 
 def test_a_screenshot_is_kept_for_a_person_to_look_at(page: Path) -> None:
