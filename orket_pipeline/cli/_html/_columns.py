@@ -1,6 +1,6 @@
 """The runs of a report as columns: what the charts draw and what the page's script reads.
 
-One pass over `msgspec.to_builtins(report.test_runs)` (plain dicts, so fields a newer report
+One pass over the runs as plain dicts (`msgspec.to_builtins`, so fields a newer report
 model adds — `checks`, `output`, `attempts`, new telemetry — are picked up by name, and their
 absence is no error). Columns are lists aligned by run index, in suite order; JSON of columns is
 much smaller than JSON of per-run objects (the keys are written once), which is what keeps a
@@ -82,11 +82,13 @@ class Columns:
 
 def columns(report: Report) -> Columns:
     """The report's runs as `Columns`, texts cut as the module says."""
-    runs: list[dict[str, Any]] = msgspec.to_builtins(report.test_runs)
-    cols = Columns(n=len(runs), numbers={name: [None] * len(runs) for name in MAIN_METRICS})
+    n = len(report.test_runs)
+    cols = Columns(n=n, numbers={name: [None] * n for name in MAIN_METRICS})
     outcome_index: dict[str, int] = {}
     check_index: dict[str, int] = {}
-    for i, run in enumerate(runs):
+    to_builtins = msgspec.to_builtins
+    for i, one in enumerate(report.test_runs):
+        run: dict[str, Any] = to_builtins(one)  # one at a time: the dicts never all live at once
         cols.ids.append(run["test_id"])
         code = outcome_index.setdefault(run["outcome"], len(outcome_index))
         cols.outcome_codes.append(code)
