@@ -93,13 +93,14 @@ class _Dom(HTMLParser):
 
     def __init__(self, text: str) -> None:
         super().__init__(convert_charrefs=True)
-        self.title, self.row_ids, self.imgs = "", [], 0
+        self.title, self.imgs = "", 0
+        self.rows: list[list[str]] = []  # the run table's rows, as the texts of their cells
         self.attrs: dict[str, dict[str, str | None]] = {}  # by element id
         self.marks: dict[str, int] = dict.fromkeys(CHARTS, 0)
         self.detail_heading = self.detail_text = ""
         self._stack: list[tuple[str, str]] = []  # (tag, nearest enclosing element id)
         self._cell: list[str] | None = None
-        self._in_row_id = self._in_title = self._in_heading = False
+        self._in_title = self._in_heading = False
         self.feed(text)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -112,11 +113,17 @@ class _Dom(HTMLParser):
         if "mark" in (values.get("class") or "").split() and scope in self.marks:
             self.marks[scope] += 1
         self._in_title |= tag == "title" and not self._stack_has("svg")
-        if tag == "a" and self._stack_has("run-table"):
-            self._in_row_id, self._cell = True, []
+        if tag == "tr" and self._stack_has("tbody") and self._stack_has("run-table"):
+            self.rows.append([])
+        if tag == "td" and self._stack_has("run-table"):
+            self._cell = []
         self._in_heading |= tag == "h2" and scope == "run-detail"
         if tag not in ("meta", "input", "br", "img", "line", "circle", "rect", "polyline"):
             self._stack.append((tag, str(scope)))
+
+    @property
+    def row_ids(self) -> list[str]:
+        return [row[0] for row in self.rows]
 
     def _stack_has(self, name: str) -> bool:
         return any(name in (tag, scope) for tag, scope in self._stack)
@@ -124,9 +131,9 @@ class _Dom(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if self._stack and self._stack[-1][0] == tag:
             self._stack.pop()
-        if tag == "a" and self._in_row_id and self._cell is not None:
-            self.row_ids.append("".join(self._cell))
-            self._in_row_id, self._cell = False, None
+        if tag == "td" and self._cell is not None:
+            self.rows[-1].append("".join(self._cell))
+            self._cell = None
         self._in_title &= tag != "title"
         self._in_heading &= tag != "h2"
 
@@ -179,6 +186,20 @@ def test_every_run_is_reachable_through_the_pages_of_the_table(page: Path) -> No
         seen += dom.row_ids
     expected = [HOSTILE_ID if i == 5 else f"task-{i:03d}" for i in range(RUNS)]
     assert seen == expected
+
+
+def test_the_table_sorts_and_filters(page: Path) -> None:
+    runs = _report().test_runs
+    dom = _dom(page, "#sort=-total_latency&outcome=fail")
+    failed = [r for r in runs if r.outcome == "fail"]
+    assert dom.attrs["run-count"]["data-matching"] == str(len(failed))
+    assert {row[1] for row in dom.rows} == {"fail"}
+    totals = [float(row[3]) for row in dom.rows]
+    assert totals == sorted(totals, reverse=True) and len(totals) == min(PAGE_SIZE, len(failed))
+    assert totals[0] == round(max(r.telemetry.total_latency or 0 for r in failed if r.telemetry), 3)
+
+    dom = _dom(page, "#q=expected%203")  # the reason text is searched too
+    assert sorted(dom.row_ids) == sorted(r.test_id for r in runs if r.reason == "expected 3, got 4")
 
 
 def test_hostile_text_stays_text_and_never_runs(page: Path) -> None:

@@ -1,7 +1,8 @@
 // orket-pipeline report page: the run table (sort, filter, pages) and the drill-down per run.
 // Reads the runs from #orket-data (JSON, columns aligned by run index). Every text from the
 // report goes onto the page through textContent or setAttribute, never innerHTML.
-// State lives in the URL hash (#page=N, #run=ID), so a page of the table or a run can be linked.
+// State lives in the URL hash (#sort=-total_latency&outcome=fail&q=text&page=2, #run=ID), so a
+// view of the table or a run can be linked.
 (function () {
   "use strict";
   var D = JSON.parse(document.getElementById("orket-data").textContent);
@@ -10,6 +11,8 @@
   var byId = new Map();
   D.ids.forEach(function (id, i) { if (!byId.has(id)) byId.set(id, i); });
   var state = { key: null, dir: 1, text: "", outcome: -1, page: 0 };
+  var KEYS = ["id", "outcome", "init_latency", "total_latency", "peak_memory_rss",
+              "adherence_score", "why"];
   var view = [];
   var tbody = document.querySelector("#run-table tbody");
   var count = document.getElementById("run-count");
@@ -113,7 +116,12 @@
 
   function go(page) {
     state.page = page;
-    history.replaceState(null, "", "#page=" + (page + 1));
+    var params = new URLSearchParams();
+    if (state.key) params.set("sort", (state.dir < 0 ? "-" : "") + state.key);
+    if (state.outcome >= 0) params.set("outcome", D.outcomes[state.outcome]);
+    if (state.text) params.set("q", state.text);
+    params.set("page", String(page + 1));
+    history.replaceState(null, "", "#" + params.toString());
     render();
   }
 
@@ -192,10 +200,12 @@
     detail.scrollIntoView();
   }
 
+  // #run=ID opens a run (on its page of the current view); otherwise the hash is the view:
+  // #sort=-total_latency&outcome=fail&q=text&page=2 (every part optional).
   function route() {
-    var hash = location.hash.slice(1);
-    if (hash.indexOf("run=") === 0) {
-      var i = byId.get(decodeURIComponent(hash.slice(4)));
+    var params = new URLSearchParams(location.hash.slice(1));
+    if (params.has("run")) {
+      var i = byId.get(params.get("run"));
       if (i !== undefined) {
         var at = view.indexOf(i);
         if (at >= 0) state.page = Math.floor(at / PAGE);
@@ -204,7 +214,16 @@
         return;
       }
     }
-    if (hash.indexOf("page=") === 0) state.page = (parseInt(hash.slice(5), 10) || 1) - 1;
+    var sort = params.get("sort") || "";
+    state.dir = sort.charAt(0) === "-" ? -1 : 1;
+    state.key = sort.replace(/^-/, "") || null;
+    if (KEYS.indexOf(state.key) < 0) state.key = null;
+    state.outcome = D.outcomes.indexOf(params.get("outcome") || "");
+    state.text = params.get("q") || "";
+    select.value = state.outcome >= 0 ? String(state.outcome) : "";
+    filter.value = state.text;
+    state.page = (parseInt(params.get("page") || "1", 10) || 1) - 1;
+    rebuild();
     detail.hidden = true;
     render();
   }
