@@ -57,9 +57,11 @@ def _e(text: str) -> str:
 
 
 def fmt(value: float) -> str:
-    """A number short enough for an axis label: 0.012, 1.5, 250, 12,000."""
+    """A number short enough for an axis label: 0.012, 1.5, 250, 12,000, 3e+07."""
     if value == 0:
         return "0"
+    if abs(value) >= 1_000_000:
+        return f"{value:.3g}"
     if abs(value) >= 1_000 or value == int(value):
         return f"{value:,.0f}"
     return f"{value:.3g}"

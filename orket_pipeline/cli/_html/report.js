@@ -218,7 +218,8 @@
     state.dir = sort.charAt(0) === "-" ? -1 : 1;
     state.key = sort.replace(/^-/, "") || null;
     if (KEYS.indexOf(state.key) < 0) state.key = null;
-    state.outcome = D.outcomes.indexOf(params.get("outcome") || "");
+    var outcome = params.get("outcome");  // "" is an outcome too (a report may say so)
+    state.outcome = outcome === null ? -1 : D.outcomes.indexOf(outcome);
     state.text = params.get("q") || "";
     select.value = state.outcome >= 0 ? String(state.outcome) : "";
     filter.value = state.text;
