@@ -33,8 +33,6 @@ _KNOWN: Final = frozenset(
     ("test_id", "outcome", "telemetry", "error", "reason", "checks", "output", "output_truncated")
 )
 
-Number = float | None
-
 
 @dataclass
 class Columns:
