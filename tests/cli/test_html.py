@@ -15,9 +15,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from orket_pipeline.cli._compare_render import render_compare_html
 from orket_pipeline.cli._html import _columns, render_report_html
 from orket_pipeline.cli._html._charts import SCATTER_POINTS
 from orket_pipeline.cli._html._page import embed_json
+from orket_pipeline.report._compare import compare_reports
 from orket_pipeline.report._model import (
     CheckRecord,
     Metadata,
@@ -185,3 +187,17 @@ def test_new_per_run_fields_reach_the_drill_down() -> None:
     data = _data(render_report_html(Report(test_runs=[run])))
     assert data["extra"] == {"attempts": [3], "worker": ["node-1"]}
     assert data["num"]["prompt_tokens"] == [12]  # type: ignore[index]
+
+
+def test_the_compare_page_shares_the_charts_and_allows_no_script_and_no_fetch() -> None:
+    base, cand = _report(300, seed=1), _report(300, seed=2)
+    cand.test_runs[0].test_id = "</script><script>alert(1)</script>"
+    comparison = compare_reports(base, cand, resamples=2_000)
+    page = render_compare_html(comparison, ("base<b>", "cand"), base, cand)
+    policy = re.search(r"Content-Security-Policy' content=\"([^\"]*)\"", page)
+    assert policy is not None and "script-src" not in policy.group(1)  # default-src 'none'
+    assert "default-src 'none'" in policy.group(1)
+    assert "<script" not in page and "http:" not in page and "style=" not in page
+    assert "base&lt;b&gt;" in page and "&lt;/script&gt;&lt;script&gt;alert(1)" in page
+    for metric in ("init_latency", "total_latency", "peak_memory_rss"):
+        assert _chart(page, f"cdf-{metric}").count("<polyline") == 2  # both runs overlaid
