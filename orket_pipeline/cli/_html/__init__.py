@@ -18,7 +18,7 @@ import msgspec
 
 from ...report._model import Report
 from ...report._summary import MetricSummary, summarize
-from ._charts import charts, outcome_colour
+from ._charts import charts
 from ._columns import columns
 from ._page import asset, page
 
@@ -58,7 +58,6 @@ def render_report_html(report: Report) -> str:
     )
     data: dict[str, Any] = cols.payload()
     data["pageSize"] = PAGE_SIZE
-    data["colours"] = {name: outcome_colour(name) for name in cols.outcome_names}
     return page(title, body, data=data, script=asset("report.js"))
 
 

@@ -25,6 +25,9 @@
     if (cls) node.className = cls;
     return node;
   }
+  function outcomeClass(outcome) {  // a fixed set: a report's text never becomes a class name
+    return "outcome o-" + (["pass", "fail", "error"].indexOf(outcome) >= 0 ? outcome : "other");
+  }
   function fmt(v) { return v === null || v === undefined ? "-" : Number(v).toFixed(3); }
   function why(i) {
     if (D.reason[i]) return D.reason[i];
@@ -79,7 +82,7 @@
       idCell.appendChild(link);
       row.appendChild(idCell);
       var outcome = D.outcomes[D.o[i]];
-      cell(row, outcome, "outcome o-" + (D.colours[outcome] ? outcome : "other"));
+      cell(row, outcome, outcomeClass(outcome));
       ["init_latency", "total_latency", "peak_memory_rss", "adherence_score"].forEach(
         function (key) { cell(row, fmt(num[key][i]), "n"); });
       cell(row, short(why(i), 90), "why");
@@ -179,7 +182,7 @@
     detail.appendChild(close);
     detail.appendChild(el("h2", D.ids[i], "run-id"));
     var outcome = D.outcomes[D.o[i]];
-    detail.appendChild(el("p", outcome, "outcome o-" + (D.colours[outcome] ? outcome : "other")));
+    detail.appendChild(el("p", outcome, outcomeClass(outcome)));
     if (D.extra.prompt && D.extra.prompt[i] !== null) {
       section(detail, "prompt");
       detail.appendChild(el("pre", D.extra.prompt[i], "output"));
