@@ -7,7 +7,7 @@ rows exist only if the script ran, the charts are SVG with data marks, every run
 through the pages of the table, and a test id carrying `<script>` and an `onerror` handler
 shows as text without running (either would change the title). A screenshot is kept for a
 person to look at: under `$ORKET_ARTIFACTS` when set, else `artifacts/` in the repository
-(gitignored); its path is printed (`pytest -s`, or in the report's captured output).
+(gitignored); its path is printed in the test output.
 
 Skipped, saying why, where `chromium` or `unshare -n` is missing; `.ci/run` installs Chromium so
 that in CI it runs.
@@ -214,7 +214,9 @@ def test_hostile_text_stays_text_and_never_runs(page: Path) -> None:
         assert shown in dom.detail_text  # the gate's reason, the output, the failed check
 
 
-def test_a_screenshot_is_kept_for_a_person_to_look_at(page: Path) -> None:
+def test_a_screenshot_is_kept_for_a_person_to_look_at(
+    page: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = Path(__file__).resolve().parents[2]
     folder = Path(os.environ.get("ORKET_ARTIFACTS") or root / "artifacts")
     folder.mkdir(parents=True, exist_ok=True)
@@ -222,5 +224,6 @@ def test_a_screenshot_is_kept_for_a_person_to_look_at(page: Path) -> None:
     shot.unlink(missing_ok=True)
     url = page.as_uri() + "#run=task-002"
     _chromium(page.parent, url, f"--screenshot={shot}", "--window-size=1400,2600")
-    print(f"\nscreenshot of the HTML report: {shot}")
+    with capsys.disabled():  # in the test output even when output is captured (CI's log)
+        print(f"\nscreenshot of the HTML report: {shot}")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
