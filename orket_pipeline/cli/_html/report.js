@@ -138,7 +138,8 @@
       if (p[1] === null || p[1] === undefined) return;
       var div = el("div");
       div.appendChild(el("dt", p[0]));
-      div.appendChild(el("dd", p[1]));
+      var v = p[1];  // the report's numbers have three decimals; a library's may have more
+      div.appendChild(el("dd", typeof v === "number" && !Number.isInteger(v) ? +v.toFixed(3) : v));
       dl.appendChild(div);
     });
     parent.appendChild(dl);
@@ -200,7 +201,7 @@
     facts(detail, Object.keys(num).map(function (k) { return [k, num[k][i]]; }));
     var extra = Object.keys(D.extra).filter(function (k) { return k !== "prompt"; });
     if (extra.length) facts(detail, extra.map(function (k) { return [k, D.extra[k][i]]; }));
-    detail.scrollIntoView();
+    detail.scrollTop = 0;
   }
 
   // #run=ID opens a run (on its page of the current view); otherwise the hash is the view:
@@ -262,6 +263,9 @@
   document.addEventListener("click", function (event) {
     var mark = event.target.closest ? event.target.closest(".run-link") : null;
     if (mark) location.hash = "run=" + encodeURIComponent(D.ids[+mark.dataset.run]);
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && !detail.hidden) { detail.hidden = true; go(state.page); }
   });
   window.addEventListener("hashchange", route);
   rebuild();
