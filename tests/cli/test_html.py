@@ -201,3 +201,12 @@ def test_the_compare_page_shares_the_charts_and_allows_no_script_and_no_fetch() 
     assert "base&lt;b&gt;" in page and "&lt;/script&gt;&lt;script&gt;alert(1)" in page
     for metric in ("init_latency", "total_latency", "peak_memory_rss"):
         assert _chart(page, f"cdf-{metric}").count("<polyline") == 2  # both runs overlaid
+
+
+def test_many_outcomes_and_error_causes_are_drawn_as_a_few_bars() -> None:
+    runs = [
+        TestRun(test_id=f"t{i}", outcome=f"o{i}", error=RunError(type=f"E{i}")) for i in range(500)
+    ]
+    outcomes = _chart(render_report_html(Report(test_runs=runs)), "chart-outcomes")
+    assert outcomes.count("<rect") == 2 * (8 + 1)  # 8 each, and one bar for the rest
+    assert "492 runs of other outcomes" in outcomes and "error others: 492 runs" in outcomes

@@ -25,7 +25,7 @@ __all__ = ["OUTCOME_COLOURS", "SCATTER_POINTS", "charts", "outcome_colour"]
 SCATTER_POINTS: Final = 5_000
 _BINS: Final = 40
 _MEMORY_BARS: Final = 400
-_ERROR_CAUSES: Final = 8
+_BARS: Final = 8  # outcomes, and error causes, drawn each; the rest are summed in one bar
 OUTCOME_COLOURS: Final = {"pass": "#2e8b57", "fail": "#d0453f", "error": "#e69a1c"}
 _INIT, _TOTAL, _MEMORY = "#7b52c4", "#1f6fd1", "#4f7cac"
 
@@ -142,22 +142,24 @@ def _band(i: int) -> str:
 def _outcomes(cols: Columns) -> str:
     counts = Counter(cols.outcome_codes)
     rank = {name: i for i, name in enumerate(OUTCOME_COLOURS)}  # pass, fail, error, the rest
-    order = sorted(range(len(cols.outcome_names)), key=lambda c: rank.get(cols.outcome_names[c], 3))
+    order = sorted(counts, key=lambda c: (rank.get(cols.outcome_names[c], 3), -counts[c]))
     items = [
         Bar(name, counts[code], outcome_colour(name), f"{name}: {counts[code]:,} runs")
-        for code in order
-        if counts[code]
+        for code in order[:_BARS]
         for name in [cols.outcome_names[code]]
     ]
+    rest = sum(counts[code] for code in order[_BARS:])
+    if rest:
+        items.append(Bar("other", rest, outcome_colour(""), f"{rest:,} runs of other outcomes"))
     causes = Counter(t for t in cols.error_types if t is not None).most_common()
-    items += _cause_bars(causes)
+    items += _bars_of(causes, "error ")
     note = "the report records no gate type; errors split by cause" if causes else ""
     return figure("chart-outcomes", "outcomes", bars(items, "", "runs"), note)
 
 
-def _cause_bars(causes: Sequence[tuple[str, int]]) -> list[Bar]:
-    shown = list(causes[:_ERROR_CAUSES])
-    rest = sum(count for _, count in causes[_ERROR_CAUSES:])
+def _bars_of(causes: Sequence[tuple[str, int]], prefix: str) -> list[Bar]:
+    shown = list(causes[:_BARS])
+    rest = sum(count for _, count in causes[_BARS:])
     if rest:
-        shown.append(("other errors", rest))
-    return [Bar(name, count, "#b8860b", f"error {name}: {count:,} runs") for name, count in shown]
+        shown.append(("others", rest))
+    return [Bar(name, n, "#b8860b", f"{prefix}{name}: {n:,} runs") for name, n in shown]
