@@ -2,7 +2,7 @@
 
 Why no charting library: every one worth inlining (Chart.js, uPlot, Vega) is 40 to 800 KB of
 minified script that would have to be pasted into each page and audited for what it does with
-the report's text; the five charts here are axes, rectangles, circles and polylines, which take
+the report's text; the page's seven charts are axes, rectangles, circles and polylines, which take
 a couple of hundred lines of Python, need no script to show (the page's charts appear even with
 JavaScript off), and scale with the number of marks drawn, which the callers cap (bins,
 quantiles, a sample), not with the number of runs. Every text put into the SVG (titles,
