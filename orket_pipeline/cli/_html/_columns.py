@@ -29,6 +29,7 @@ MAIN_METRICS: Final = ("init_latency", "total_latency", "peak_memory_rss", "adhe
 OUTPUT_CHARS: Final = 4_096
 OUTPUT_BUDGET: Final = 16 * 2**20
 TEXT_CHARS: Final = 2_000
+_SCALARS: Final = (str, int, float)
 _KNOWN: Final = frozenset(
     ("test_id", "outcome", "telemetry", "error", "reason", "checks", "output", "output_truncated")
 )
@@ -91,10 +92,10 @@ def columns(report: Report) -> Columns:
         code = outcome_index.setdefault(run["outcome"], len(outcome_index))
         cols.outcome_codes.append(code)
         for name, value in _flat(run.get("telemetry") or {}):
-            _column(cols.numbers, name, cols.n)[i] = value
+            _column(cols.numbers, name, n)[i] = value
         for name, value in run.items():
-            if name not in _KNOWN and (value is None or isinstance(value, (str, int, float))):
-                _column(cols.extras, name, cols.n)[i] = value
+            if value is not None and name not in _KNOWN and isinstance(value, _SCALARS):
+                _column(cols.extras, name, n)[i] = value
         cols.reasons.append(_cut(run.get("reason")))
         error = run.get("error") or {}
         cols.error_types.append(error.get("type"))
@@ -124,13 +125,16 @@ def _kept(table: dict[str, list[Any]], always: tuple[str, ...]) -> dict[str, lis
 
 
 def _flat(telemetry: dict[str, Any]) -> Iterator[tuple[str, Any]]:
-    """Telemetry fields as (name, value), one nested level flattened (`server.prompt_s`)."""
+    """Telemetry fields that hold a value as (name, value), one nested level flattened
+    (`server.prompt_s`). Nulls are skipped: every column starts as nulls."""
     for name, value in telemetry.items():
+        if value is None:
+            continue
         if isinstance(value, dict):
             for inner, inner_value in value.items():
-                if inner_value is None or isinstance(inner_value, (int, float, str)):
+                if inner_value is not None and isinstance(inner_value, _SCALARS):
                     yield f"{name}.{inner}", inner_value
-        elif value is None or isinstance(value, (int, float, str)):
+        elif isinstance(value, _SCALARS):
             yield name, value
 
 
