@@ -57,7 +57,11 @@ def _browser_missing() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif((missing := _browser_missing()) is not None, reason=missing or "")
+pytestmark = [
+    pytest.mark.skipif((missing := _browser_missing()) is not None, reason=missing or ""),
+    pytest.mark.slow,  # a browser start per page looked at: seconds each
+    pytest.mark.timeout(300),  # three browser starts in one test, on a loaded machine
+]
 
 
 def _report() -> Report:
