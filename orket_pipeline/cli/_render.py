@@ -3,12 +3,11 @@
 Everything a report holds is someone else's text: a test id, an outcome, a provider's name can
 carry rich markup (`[/bold]`), ANSI escape sequences (clear the screen, print a fake "ALL TESTS
 PASSED") or HTML (`<script>`). The terminal table shows every cell as plain text with control
-characters escaped (`\\x1b`), and the HTML page escapes every cell.
+characters escaped (`\\x1b`); the HTML page (`_html`) keeps every text as text.
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from typing import Final
 
@@ -20,6 +19,7 @@ from .._text import printable
 from ..report._model import Report, TestRun, encode_json
 from ..report._summary import MetricSummary, Summary, summarize, summarize_report
 from ._hints import hints, summary_lines
+from ._html import render_report_html
 
 __all__ = ["render_html", "render_json", "render_table"]
 
@@ -68,25 +68,9 @@ def render_json(report: Report) -> bytes:
 
 
 def render_html(report: Report) -> str:
-    """A self-contained HTML page: the runs table and the summary, every cell escaped.
-    Never raises."""
-    summary = summarize(report.test_runs)
-    runs = _html_table(_COLUMNS, _run_rows(report.test_runs))
-    stats = _html_table(_STATS_COLUMNS, _metric_rows(summary))
-    title = html.escape(f"orket-pipeline report {report.report_generated_at or ''}".strip())
-    return (
-        "<!doctype html>\n<html><head><meta charset='utf-8'>"
-        f"<title>{title}</title><style>{_CSS}</style></head><body>\n"
-        f"<h1>{title}</h1>\n<p>{html.escape(_outcome_line(summary))}</p>\n"
-        f"{stats}\n<h2>test runs</h2>\n{runs}\n</body></html>\n"
-    )
-
-
-_CSS: Final = (
-    "body{font-family:sans-serif}table{border-collapse:collapse;margin:1em 0}"
-    "td,th{border:1px solid #ccc;padding:2px 8px}td{text-align:right}"
-    "td:first-child,td:nth-child(2){text-align:left}"
-)
+    """A self-contained HTML page with charts, the run table and a drill-down per run (see
+    `_html`). Never raises."""
+    return render_report_html(report)
 
 
 def _reason(run: TestRun) -> str:
@@ -167,12 +151,3 @@ def _table(header: Sequence[str], *, title: str, text_columns: int) -> Table:
     for index, name in enumerate(header):
         table.add_column(name, justify="left" if index < text_columns else "right")
     return table
-
-
-def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>\n"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>"
