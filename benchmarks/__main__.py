@@ -33,6 +33,7 @@ OWN = (
     "memory_accuracy",
     "ttft",
     "loop_lag",
+    "html",
     "http_ttft",
     "concurrency",
 )
