@@ -251,17 +251,31 @@ class ReportAggregator(Stage):
         peak: int | None,
         adherence: float | None,
     ) -> Telemetry:
+        peak_mib = None if peak is None else _peak_mib(peak)
+        score = None if adherence is None else _score(adherence)
+        if latency is None:
+            return Telemetry(peak_memory_rss=peak_mib, adherence_score=score)
+        init, stream = latency.init_latency, latency.stream_duration
         telemetry = Telemetry(
-            peak_memory_rss=None if peak is None else _peak_mib(peak),
-            adherence_score=None if adherence is None else _score(adherence),
+            init_latency=None if init is None else round3(init),
+            total_latency=round3(latency.total_latency),
+            peak_memory_rss=peak_mib,
+            adherence_score=score,
+            chunk_count=latency.chunk_count,
+            output_chars=latency.output_chars,
+            stream_duration=None if stream is None else round3(stream),
+            error_type=latency.error_type,
         )
-        if latency is not None:
-            telemetry.init_latency = round3_or_none(latency.init_latency)
-            telemetry.total_latency = round3(latency.total_latency)
-            telemetry.stream_duration = round3_or_none(latency.stream_duration)
-            telemetry.chunk_count = latency.chunk_count
-            telemetry.output_chars = latency.output_chars
-            telemetry.error_type = latency.error_type
+        if not (
+            latency.first_content_latency is None
+            and latency.inter_chunk_max is None
+            and latency.prompt_tokens is None
+            and latency.completion_tokens is None
+            and latency.reasoning_tokens is None
+            and latency.server is None
+            and latency.time_per_output_token is None
+            and latency.inter_chunk_p50 is None
+        ):
             _extras(telemetry, latency)
         return telemetry
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from ...report._model import ServerTimings
 from .._events import Event, GenerationFinished, LatencyMeasured
 from ._base import Stage, StageErrors
@@ -60,11 +62,8 @@ def measure(
     streaming = finished.streaming
     init = t_first - t0 if streaming and t_first is not None else None
     total = finished.t_perf - t0
-    facts = _facts(finished.facts)
-    gaps = _gaps(finished.chunk_times)
     kept, truncated = _capped(output, output_cap)
-    completion = facts.get("completion_tokens")
-    return LatencyMeasured(
+    measured = LatencyMeasured(
         test_id=finished.test_id,
         init_latency=init,
         total_latency=total,
@@ -73,6 +72,19 @@ def measure(
         output_chars=None if output is None else len(output),
         error_type=finished.error_type,
         error_message=finished.error_message,
+        attempts=finished.attempts,
+        output=kept,
+        output_truncated=truncated,
+    )
+    if finished.facts is None and finished.chunk_times is None and finished.t_first_content is None:
+        # The common case (no stream of two chunks, no facts from the server): every other
+        # field is None, so the work of finding that out is skipped.
+        return measured
+    facts = _facts(finished.facts)
+    gaps = _gaps(finished.chunk_times)
+    completion = _count(facts.get("completion_tokens"))
+    return msgspec.structs.replace(
+        measured,
         first_content_latency=(
             finished.t_first_content - t0
             if streaming and finished.t_first_content is not None
@@ -81,13 +93,11 @@ def measure(
         inter_chunk_p50=gaps[0],
         inter_chunk_max=gaps[1],
         prompt_tokens=_count(facts.get("prompt_tokens")),
-        completion_tokens=_count(completion),
+        completion_tokens=completion,
         reasoning_tokens=_count(facts.get("reasoning_tokens")),
-        time_per_output_token=_per_token(init, total, _count(completion)),
+        time_per_output_token=_per_token(init, total, completion),
         server=_server(facts),
         attempts=_count(facts.get("attempts")) or finished.attempts,
-        output=kept,
-        output_truncated=truncated,
     )
 
 
