@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable
 from time import perf_counter
 from types import AsyncGeneratorType, FunctionType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
@@ -36,16 +36,12 @@ if TYPE_CHECKING:
 __all__ = ["Call", "call_provider", "error_text", "error_type_name"]
 
 
-class _Kind(NamedTuple):
-    function: weakref.ref[FunctionType]
-    is_async: bool
-
-
 # Whether a provider's `generate` (a function or a method's function) is a coroutine function,
 # by the function's id, checked against a weak reference (so a reused id cannot mislead and no
 # provider is kept alive): inspecting on every call would cost a microsecond on the engine's
 # path, and so would hashing its code object.
-_kinds: dict[int, _Kind] = {}
+# A plain tuple (weak reference, is_async): unpacked, it is quicker than a NamedTuple's fields.
+_kinds: dict[int, tuple[weakref.ref[FunctionType], bool]] = {}
 
 
 class Call(msgspec.Struct, gc=False):
@@ -93,8 +89,8 @@ async def call_provider(provider: Provider, prompt: str, call: Call) -> str:
             generate = provider.generate
             function = getattr(generate, "__func__", generate)
             kind = _kinds.get(id(function))
-            if kind is not None and kind.function() is function:
-                is_async = kind.is_async
+            if kind is not None and kind[0]() is function:
+                is_async = kind[1]
             else:
                 is_async = _remember_kind(generate, function)
             if is_async:
@@ -184,7 +180,7 @@ def _remember_kind(generate: Any, function: Any) -> bool:
         # object) is async can depend on more than its identity's type.
         if len(_kinds) > 4096:
             _kinds.clear()  # functions made at run time: keep the cache bounded
-        _kinds[id(function)] = _Kind(weakref.ref(function), is_async)
+        _kinds[id(function)] = (weakref.ref(function), is_async)
     return is_async
 
 
