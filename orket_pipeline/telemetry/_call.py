@@ -120,21 +120,24 @@ async def call_provider(provider: Provider, prompt: str, call: Call) -> str:
 async def _stream(provider: Provider, prompt: str, call: Call) -> str:
     parts: list[str] = []
     times: list[float] = []
+    stamp, keep = times.append, parts.append
+    first_text: float | None = None  # the first plain-text chunk's stamp
     stream = provider.stream(prompt)
     try:
         async for chunk in stream:
             if type(chunk) is str:
                 if chunk:
                     # Stamped as the chunk reaches the engine's task, before anything else.
-                    times.append(perf_counter())
-                    parts.append(chunk)
-                    if call.t_first_content is None:
-                        call.t_first_content = times[-1]
+                    now = perf_counter()
+                    stamp(now)
+                    keep(chunk)
+                    if first_text is None:
+                        first_text = now
             elif isinstance(chunk, Chunk):
                 _take(chunk, call, times, parts)
             elif chunk:
-                times.append(perf_counter())
-                parts.append(chunk)  # not text: "".join raises TypeError below, a failure
+                stamp(perf_counter())
+                keep(chunk)  # not text: "".join raises TypeError below, a failure
         call.t_done = perf_counter()
     except BaseException:
         # As `contextlib.aclosing` does: a failed, cancelled or timed-out run closes the
@@ -147,6 +150,10 @@ async def _stream(provider: Provider, prompt: str, call: Call) -> str:
             call.t_first_chunk, call.t_last_chunk = times[0], times[-1]
             if len(times) > 1:
                 call.chunk_times = times
+        if first_text is not None and (
+            call.t_first_content is None or first_text < call.t_first_content
+        ):
+            call.t_first_content = first_text  # answer text came as plain str first
     if type(stream) is not AsyncGeneratorType:
         await _aclose(stream)  # an exhausted generator is closed already: skip the await
     return "".join(parts)  # a chunk that is not text raises TypeError here: a failure

@@ -3,7 +3,7 @@ latencies, token figures and server timings, and keeps the output as the report 
 
 from __future__ import annotations
 
-from itertools import pairwise
+from operator import sub
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -80,7 +80,7 @@ def measure(
         # The common case (no stream of two chunks, no facts from the server): every other
         # field is None, so the work of finding that out is skipped.
         return measured
-    facts = _facts(finished.facts)
+    facts = _facts(finished.facts) if finished.facts is not None else {}
     gaps = _gaps(finished.chunk_times)
     completion = _count(facts.get("completion_tokens"))
     return msgspec.structs.replace(
@@ -96,7 +96,7 @@ def measure(
         completion_tokens=completion,
         reasoning_tokens=_count(facts.get("reasoning_tokens")),
         time_per_output_token=_per_token(init, total, completion),
-        server=_server(facts),
+        server=_server(facts) if facts else None,
         attempts=_count(facts.get("attempts")) or finished.attempts,
     )
 
@@ -154,7 +154,7 @@ def _gaps(times: list[float] | None) -> tuple[float | None, float | None]:
     """Median and largest gap between consecutive chunks (None with fewer than two)."""
     if not times or len(times) < 2:
         return None, None
-    gaps = sorted(b - a for a, b in pairwise(times))
+    gaps = sorted(map(sub, times[1:], times))
     middle = len(gaps) // 2
     p50 = gaps[middle] if len(gaps) % 2 else (gaps[middle - 1] + gaps[middle]) / 2
     return p50, gaps[-1]
