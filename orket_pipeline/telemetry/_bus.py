@@ -98,6 +98,8 @@ class EventBus:
     def __init__(self, capacity: int = 1 << 18, fill_mark: int = 1024) -> None:
         self.fill_mark = fill_mark
         self._routes: dict[type[Event], tuple[Inbox, ...]] = {}
+        # The same routes as each inbox's bound `append`, for a batch that fits every inbox.
+        self._appends: dict[type[Event], tuple[Callable[[Event], None], ...]] = {}
         self._inboxes: list[Inbox] = []
         self._queue: list[Event] = []
         self._room = capacity  # 0 once closed: every later event is refused (and counted)
@@ -118,6 +120,7 @@ class EventBus:
         self._inboxes.append(inbox)
         for event_type in event_types:
             self._routes[event_type] = (*self._routes.get(event_type, ()), inbox)
+            self._appends[event_type] = (*self._appends.get(event_type, ()), inbox.items.append)
         return inbox
 
     def on_ring(self, ring: Callable[[], None]) -> None:
@@ -158,7 +161,15 @@ class EventBus:
         if not queue:
             return
         self._queue = []
-        self._routed += len(queue)
+        count = len(queue)
+        self._routed += count
+        if all(len(inbox.items) + count <= inbox.capacity for inbox in self._inboxes):
+            # The whole batch fits every inbox (the usual case): no check per event.
+            appends, nowhere = self._appends, ()
+            for event in queue:
+                for append in appends.get(type(event), nowhere):
+                    append(event)
+            return
         routes = self._routes
         for event in queue:
             for inbox in routes.get(type(event), ()):

@@ -109,9 +109,16 @@ class ReportAggregator(Stage):
             run.checks = event.checks  # type: ignore[union-attr]
             run.parts += 1
         elif kind is GenerationStarted:
-            self._started(test_id, run)
+            if run.order is None:  # `_place`, inline: this runs for every run
+                run.order = self._next_order
+                self._next_order += 1
+            if run.generated:
+                self._generated_twice(test_id)
+            run.generated = True
         elif kind is OutcomeRecorded:
-            self._place(run)
+            if run.order is None:
+                run.order = self._next_order
+                self._next_order += 1
             run.outcome, run.reason = event.outcome, event.reason  # type: ignore[union-attr]
             run.run_error = event.error  # type: ignore[union-attr]
         if (
@@ -181,16 +188,14 @@ class ReportAggregator(Stage):
             run.order = self._next_order
             self._next_order += 1
 
-    def _started(self, test_id: str, run: _Run) -> None:
-        self._place(run)
-        if run.generated and not self._warned_duplicate:
+    def _generated_twice(self, test_id: str) -> None:
+        if not self._warned_duplicate:
             self._warned_duplicate = True
             logger.warning(
                 "orket-pipeline: test id %r was generated twice; test ids must be unique "
                 "within a pipeline, or a run's telemetry may mix its attempts",
                 test_id,
             )
-        run.generated = True
 
     def _complete(self, test_id: str, run: _Run) -> None:
         run.complete = True
