@@ -13,7 +13,8 @@ four per generation, whenever the engine yielded between generations, as every r
 does (2.5-3.9x one OpenTelemetry span per generation). Batched, the cost no longer depends on
 how often the engine yields. Measured side by side in one process on a shared 2-core machine
 (`python -m benchmarks.profile_pipeline`, part 3; `python -m benchmarks.bench_bus`): publish
-~100 ns per event (four memory object streams: ~650 ns), routing ~300 ns per event per batch;
+~100 ns per event (four memory object streams: ~650 ns), routing ~300 ns per event per batch
+(~100 ns since a batch that fits every inbox skips the check per event);
 added per generation with constraints=None, against one span: 0.7x never yielding, 0.8x
 yielding once, 1.0x streaming two chunks (with a wake-up per event, in the same session: 0.9x,
 2.7x and 2.8x). What is left is the stages' own work, not waking them.
