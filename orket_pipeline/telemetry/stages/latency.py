@@ -80,23 +80,32 @@ def measure(
         # The common case (no stream of two chunks, no facts from the server): every other
         # field is None, so the work of finding that out is skipped.
         return measured
-    facts = _facts(finished.facts) if finished.facts is not None else {}
-    gaps = _gaps(finished.chunk_times)
+    first_content = (
+        finished.t_first_content - t0
+        if streaming and finished.t_first_content is not None
+        else None
+    )
+    p50, largest = _gaps(finished.chunk_times)
+    if finished.facts is None:
+        # A stream with no facts from the server: only the stream's own figures to add.
+        return msgspec.structs.replace(
+            measured,
+            first_content_latency=first_content,
+            inter_chunk_p50=p50,
+            inter_chunk_max=largest,
+        )
+    facts = _facts(finished.facts)
     completion = _count(facts.get("completion_tokens"))
     return msgspec.structs.replace(
         measured,
-        first_content_latency=(
-            finished.t_first_content - t0
-            if streaming and finished.t_first_content is not None
-            else None
-        ),
-        inter_chunk_p50=gaps[0],
-        inter_chunk_max=gaps[1],
+        first_content_latency=first_content,
+        inter_chunk_p50=p50,
+        inter_chunk_max=largest,
         prompt_tokens=_count(facts.get("prompt_tokens")),
         completion_tokens=completion,
         reasoning_tokens=_count(facts.get("reasoning_tokens")),
         time_per_output_token=_per_token(init, total, completion),
-        server=_server(facts) if facts else None,
+        server=_server(facts),
         attempts=_count(facts.get("attempts")) or finished.attempts,
     )
 
