@@ -33,8 +33,8 @@ _LOST = "the report aggregator failed on this run's events (see pipeline.stage_e
 
 
 class _Run(msgspec.Struct, gc=False):
-    """One run's parts as they arrive from the stages, in any order. (A Struct: made with
-    all its defaults in C, once per run, where a class setting twelve slots costs ~1 us.)"""
+    """One run's parts as they arrive from the stages, in any order (a Struct: its defaults
+    are set in C, once per run)."""
 
     order: int | None = None
     generated: bool = False
