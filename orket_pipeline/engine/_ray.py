@@ -1,0 +1,400 @@
+"""`run --executor ray`: a suite's tasks spread over Ray workers, journaled by the driver.
+
+The driver (this process) starts `workers` actors (`_ray_worker.RayWorker`, one provider
+replica each, spread over the cluster's nodes) and hands them task indices in suite order, never
+more than `concurrency` in flight in all nor `worker_concurrency` on one worker, each to the
+worker with the most free slots, so replicas share the load. Each finished run comes back as
+soon as its worker has it and is appended to the driver's journal (the same `JournalWriter` a
+local run uses) before anything else, so:
+
+- a lost worker (its process or node died) loses no finished run; its tasks in flight run again
+  on another worker, at most once more (`attempts` says so); a task lost twice is an `error`;
+- a lost driver leaves a journal that `run --resume` continues, with either executor.
+
+The report has the local run's shape, in suite order, with `executor: "ray"`, each run's
+`worker` (`NODE/PID`) and the workers' pipeline statistics summed. Ray is imported only here and
+in `_ray_cluster`, and only when `--executor ray` is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import msgspec
+
+from .._exceptions import InputError
+from ..report._io import write_report
+from ..report._journal import JournalWriter, resume_backup
+from ..report._merge import merge_reports
+from ..report._model import Metadata, Report, RunError, TestRun, current_metadata
+from ._ray_cluster import import_ray
+from ._ray_worker import RayWorker, WorkerInfo, WorkerSettings
+from ._resume import (
+    journal_for,
+    kept_runs,
+    park_kept_runs,
+    remove_journal,
+    suite_digest,
+    suite_entries,
+)
+from ._runner import RunResult
+from ._suite import Suite
+from .sandbox import Sandbox, SandboxLimits
+
+__all__ = ["execute_on_ray"]
+
+logger = logging.getLogger("orket_pipeline")
+
+_WAIT_S = 0.5  # longest blocking wait of the collecting thread (a cancelled run ends by then)
+_READY_S = 300.0  # for the workers to start (a node pulling the package, bwrap's trial run)
+
+
+@dataclass(eq=False)
+class _Worker:
+    actor: Any
+    info: WorkerInfo
+    slots: int
+    running: int = 0
+    alive: bool = True
+
+
+@dataclass
+class _Dispatch:
+    """The driver's state: what is left to run, what is in flight, what was lost."""
+
+    suite: Suite
+    queue: deque[int]
+    workers: list[_Worker]
+    concurrency: int
+    in_flight: dict[Any, tuple[_Worker, int]] = field(default_factory=dict)
+    lost: dict[int, list[str]] = field(default_factory=dict)  # index -> workers it was lost on
+    done: dict[int, TestRun] = field(default_factory=dict)
+
+
+async def execute_on_ray(
+    suite: Suite,
+    specs: Sequence[str],
+    *,
+    report_path: str | os.PathLike[str] | None,
+    journal_path: str | os.PathLike[str] | None = None,
+    telemetry: bool = True,
+    provider_name: str | None = None,
+    sandbox: Sandbox | str | None = None,
+    resume_from: str | os.PathLike[str] | None = None,
+    otel: bool = False,
+    workers: int | None = None,
+    worker_concurrency: int | None = None,
+    concurrency: int = 4,
+    timeout_s: float | None = 120.0,
+    gate_limits: SandboxLimits | None = None,
+    on_result: Callable[[RunResult], None] | None = None,
+) -> Report:
+    """Run `suite` on the Ray this process is connected to (`ray_session`); write the report.
+
+    Args:
+        suite: the tasks.
+        specs: provider specs, one per replica; worker `i` uses `specs[i % len(specs)]`. Paths
+            in them must exist on every node (the same path).
+        report_path, journal_path, telemetry, provider_name, resume_from, otel, timeout_s,
+            gate_limits, on_result: as for `execute`. `on_result` is called in the driver as
+            each run is journaled.
+        sandbox: the kind of sandbox (or a resolved one, whose kind is used) each worker
+            resolves on its node for the gates; None when the suite has no gates.
+        workers: actors to start (default: the cluster's CPUs, at least one per spec).
+        worker_concurrency: runs in flight on one worker (default: `concurrency` spread evenly).
+        concurrency: runs in flight in all.
+
+    Raises:
+        InputError: no Ray, too few workers for the specs, a worker could not start (its
+            provider or sandbox); nothing has run then. OSError: as `execute`. Cancellation
+            propagates after the finished runs are written.
+    """
+    ray = import_ray()
+    kept: dict[str, TestRun] = {}
+    if resume_from is not None:
+        kept = await anyio.to_thread.run_sync(kept_runs, suite, resume_from)
+    kind = sandbox.kind if isinstance(sandbox, Sandbox) else sandbox
+    if not any(task.gate is not None for task in suite.tasks):
+        kind = None
+    count = workers or max(len(specs), int(ray.cluster_resources().get("CPU", 1)))
+    _check_sizes(count, specs, concurrency)
+    settings = WorkerSettings(
+        telemetry=telemetry,
+        timeout_s=timeout_s,
+        sandbox=kind,
+        gate_limits=gate_limits,
+        provider_name=provider_name,
+        suite_digest=suite_digest(suite),
+        otel=otel,
+    )
+    slots = worker_concurrency or math.ceil(concurrency / count)
+    pool = await _start_workers(ray, suite, specs, settings, count, slots)
+    metadata = current_metadata(
+        suite=suite.name,
+        provider=provider_name,
+        sandbox=_joined(w.info.sandbox for w in pool),
+        suite_digest=settings.suite_digest,
+    )
+    if hasattr(metadata, "executor"):  # TEMP until schema 1.1 lands from main
+        metadata.executor = "ray"
+    journal = journal_for(report_path, journal_path) if telemetry else None
+    writer = await _open_journal(journal, suite, kept, metadata)
+    skip = {task.id for task in suite.tasks if task.id in kept}
+    queue = deque(i for i, task in enumerate(suite.tasks) if task.id not in skip)
+    state = _Dispatch(suite, queue, pool, concurrency)
+    statistics: list[Any] = []
+    try:
+        await _drive(ray, state, writer, on_result)
+        statistics = await _finish_workers(ray, pool)
+    finally:
+        with anyio.CancelScope(shield=True):
+            for worker in pool:
+                ray.kill(worker.actor)
+            if writer is not None:
+                writer.close()
+            report = _report(suite, kept, state.done, metadata, statistics)
+            if report_path is not None:
+                report = await anyio.to_thread.run_sync(write_report, report_path, report)
+                if journal is not None and journal_path is None:
+                    await anyio.to_thread.run_sync(remove_journal, journal)
+    if state.queue:
+        logger.error(
+            "orket-pipeline: every Ray worker was lost; %d tasks did not run "
+            "(run --resume continues from the journal)",
+            len(state.queue),
+        )
+    return report
+
+
+def _check_sizes(count: int, specs: Sequence[str], concurrency: int) -> None:
+    if not specs:
+        raise InputError("--executor ray: no --provider given")
+    if count < len(specs):
+        raise InputError(
+            f"--workers {count}: fewer workers than the {len(specs)} providers given "
+            "(each replica needs a worker)"
+        )
+    if concurrency < count:
+        raise InputError(
+            f"--concurrency {concurrency}: fewer runs in flight than the {count} workers "
+            "(raise --concurrency, or lower --workers)"
+        )
+
+
+async def _start_workers(
+    ray: Any,
+    suite: Suite,
+    specs: Sequence[str],
+    settings: WorkerSettings,
+    count: int,
+    slots: int,
+) -> list[_Worker]:
+    actor_class = ray.remote(RayWorker).options(
+        max_concurrency=slots,
+        num_cpus=1,
+        max_restarts=0,
+        max_task_retries=0,
+        scheduling_strategy="SPREAD",
+    )
+    suite_ref = ray.put(suite)
+    actors = [actor_class.remote(suite_ref, specs[i % len(specs)], settings) for i in range(count)]
+    refs = [actor.ready.remote() for actor in actors]
+    try:
+        infos = await anyio.to_thread.run_sync(
+            partial(ray.get, refs, timeout=_READY_S), abandon_on_cancel=True
+        )
+    except BaseException as exc:
+        for actor in actors:
+            ray.kill(actor)
+        if isinstance(exc, Exception):
+            message = " ".join(_cause(exc).split())[:300]
+            raise InputError(f"--executor ray: a worker could not start: {message}") from None
+        raise
+    return [_Worker(actor, info, slots) for actor, info in zip(actors, infos, strict=True)]
+
+
+async def _drive(
+    ray: Any,
+    state: _Dispatch,
+    writer: JournalWriter | None,
+    on_result: Callable[[RunResult], None] | None,
+) -> None:
+    while True:
+        _dispatch(state)
+        if not state.in_flight:
+            return  # every task ran, or no worker is left
+        arrived = await anyio.to_thread.run_sync(
+            partial(_collect, ray, list(state.in_flight)), abandon_on_cancel=True
+        )
+        finished = _absorb(ray, state, arrived)
+        if not finished:
+            continue
+        if writer is not None:
+            try:
+                writer.append_many(finished)
+            except OSError as exc:  # kept by the writer for its next batch, as locally
+                logger.error("orket-pipeline: journal write failed, runs go on: %s", exc)
+        if on_result is not None:
+            for _, run in finished:
+                on_result(
+                    RunResult(
+                        test_id=run.test_id, outcome=run.outcome, reason=run.reason, error=run.error
+                    )
+                )
+
+
+def _dispatch(state: _Dispatch) -> None:
+    live = [w for w in state.workers if w.alive]
+    while state.queue and len(state.in_flight) < state.concurrency:
+        worker = max(live, key=lambda w: w.slots - w.running, default=None)
+        if worker is None or worker.running >= worker.slots:
+            return
+        index = state.queue.popleft()
+        worker.running += 1
+        state.in_flight[worker.actor.run.remote(index)] = (worker, index)
+
+
+def _collect(ray: Any, refs: list[Any]) -> list[tuple[Any, Any]]:
+    """The calls that have finished (at least one, unless `_WAIT_S` passed): `(ref, TestRun or
+    the exception its call raised)`. Runs in a thread; blocks."""
+    ready, _ = ray.wait(refs, num_returns=1, timeout=_WAIT_S)
+    if not ready:
+        return []
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+    try:
+        return list(zip(ready, ray.get(ready), strict=True))
+    except Exception:
+        pass
+    arrived: list[tuple[Any, Any]] = []
+    for ref in ready:
+        try:
+            arrived.append((ref, ray.get(ref)))
+        except Exception as exc:
+            arrived.append((ref, exc))
+    return arrived
+
+
+def _absorb(
+    ray: Any, state: _Dispatch, arrived: list[tuple[Any, Any]]
+) -> list[tuple[int, TestRun]]:
+    """Finished runs (stamped with their worker and attempts) to journal; lost ones requeued."""
+    finished: list[tuple[int, TestRun]] = []
+    for ref, value in arrived:
+        worker, index = state.in_flight.pop(ref)
+        worker.running -= 1
+        run: TestRun | None
+        if isinstance(value, TestRun):
+            run = _stamped(value, worker.info.name, 1 + len(state.lost.get(index, ())))
+        elif isinstance(value, ray.exceptions.RayActorError):
+            run = _lost(ray, state, worker, index)
+        else:  # the worker's own code failed on this task: the run is an error, as locally
+            message = " ".join(_cause(value).split())[:300]
+            run = TestRun(
+                test_id=state.suite.tasks[index].id,
+                outcome="error",
+                reason=f"the Ray worker failed: {message}",
+                error=RunError(type=type(value).__name__, message=message),
+            )
+            run = _stamped(run, worker.info.name, 1 + len(state.lost.get(index, ())))
+        if run is not None and index not in state.done:
+            state.done[index] = run
+            finished.append((index, run))
+    return finished
+
+
+def _lost(ray: Any, state: _Dispatch, worker: _Worker, index: int) -> TestRun | None:
+    if worker.alive:
+        worker.alive = False
+        ray.kill(worker.actor)  # an unreachable worker must not finish anything later
+        logger.warning("orket-pipeline: Ray worker %s was lost", worker.info.name)
+    places = state.lost.setdefault(index, [])
+    places.append(worker.info.name)
+    if len(places) < 2:
+        state.queue.appendleft(index)  # runs again, on another worker, before the rest
+        return None
+    reason = f"lost with its Ray worker twice ({', '.join(places)})"
+    run = TestRun(
+        test_id=state.suite.tasks[index].id,
+        outcome="error",
+        reason=reason,
+        error=RunError(type="WorkerLost", message=reason),
+    )
+    return _stamped(run, worker.info.name, len(places))
+
+
+def _stamped(run: TestRun, worker: str, attempts: int) -> TestRun:
+    if not hasattr(run, "worker"):  # TEMP until schema 1.1 lands from main
+        return run
+    return msgspec.structs.replace(run, worker=worker, attempts=max(attempts, run.attempts or 1))
+
+
+async def _finish_workers(ray: Any, pool: list[_Worker]) -> list[Any]:
+    live = [w for w in pool if w.alive]
+    refs = [w.actor.finish.remote() for w in live]
+    ready = await anyio.to_thread.run_sync(partial(_settled, ray, refs), abandon_on_cancel=True)
+    return [value for value in ready if value is not None]
+
+
+def _settled(ray: Any, refs: list[Any]) -> list[Any]:
+    values = []
+    for ref in refs:
+        try:
+            values.append(ray.get(ref, timeout=_READY_S))
+        except Exception:  # a worker lost at the end: its statistics are lost with it
+            values.append(None)
+    return values
+
+
+async def _open_journal(
+    journal: Path | None, suite: Suite, kept: dict[str, TestRun], metadata: Metadata
+) -> JournalWriter | None:
+    if journal is None:
+        return None
+    if kept:  # the new journal truncates the old one: park the kept runs first
+        await anyio.to_thread.run_sync(park_kept_runs, journal, suite, kept)
+    writer = JournalWriter(journal, metadata)
+    await anyio.to_thread.run_sync(writer.open)
+    if kept:
+        writer.append_many(suite_entries(suite, kept))
+        await anyio.to_thread.run_sync(_unlink, resume_backup(journal))
+    return writer
+
+
+def _report(
+    suite: Suite,
+    kept: dict[str, TestRun],
+    done: dict[int, TestRun],
+    metadata: Metadata,
+    statistics: list[Any],
+) -> Report:
+    runs = [kept.get(task.id) or done.get(i) for i, task in enumerate(suite.tasks)]
+    if statistics:
+        shards = [Report(metadata=Metadata(pipeline=s), test_runs=[]) for s in statistics]
+        metadata.pipeline = merge_reports(shards).metadata.pipeline
+    return Report(metadata=metadata, test_runs=[run for run in runs if run is not None])
+
+
+def _joined(values: Any) -> str | None:
+    distinct = list(dict.fromkeys(v for v in values if v is not None))
+    return ", ".join(distinct) if distinct else None
+
+
+def _cause(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None)  # a RayTaskError wraps what the worker raised
+    return str(cause if isinstance(cause, BaseException) else exc)
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
