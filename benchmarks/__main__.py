@@ -25,7 +25,7 @@ from benchmarks import _results
 from benchmarks._common import machine
 
 # Own benchmarks take --quick/--smoke; the others take --quick only (smoke runs them quick).
-OWN = ("overhead", "openllmetry", "cli", "throughput", "memory_accuracy", "ttft", "loop_lag")
+OWN = ("overhead", "openllmetry", "cli", "throughput", "memory_accuracy", "ttft", "loop_lag", "ray")
 OTHERS = ("bus", "validator", "gates")
 NAMES = OWN + OTHERS
 

