@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import inspect
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from .._exceptions import InputError
@@ -108,7 +109,7 @@ def executor(
     raises."""
     if args.executor != "ray":
         return local
-    specs = list(args.provider or [])
+    specs = [_absolute(spec) for spec in args.provider or []]
 
     async def on_ray(
         suite: Suite, provider: Provider, *, memory_pid: int | None = None, **options: Any
@@ -131,3 +132,15 @@ def executor(
                 await aclose()
 
     return on_ray
+
+
+def _absolute(spec: str) -> str:
+    """`spec` with its file made absolute (`python:FILE.py:NAME`, `replay:FILE`), since a
+    worker's directory is not the driver's. Never raises."""
+    scheme, _, rest = spec.partition(":")
+    if scheme == "replay" and rest:
+        return f"replay:{Path(rest).absolute()}"
+    location, _, name = rest.rpartition(":")
+    if scheme == "python" and (location.endswith(".py") or "/" in location):
+        return f"python:{Path(location).absolute()}:{name}"
+    return spec
