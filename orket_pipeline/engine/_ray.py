@@ -24,22 +24,21 @@ import math
 import os
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
-import msgspec
 
 from .._exceptions import InputError
 from ..report._io import write_report
 from ..report._journal import JournalWriter, resume_backup
 from ..report._merge import merge_reports
-from ..report._model import Metadata, Report, RunError, TestRun, current_metadata
+from ..report._model import Metadata, Report, TestRun, current_metadata
 from ._ray_cluster import import_ray
-from ._ray_worker import RayWorker, WorkerInfo, WorkerSettings
+from ._ray_dispatch import Dispatch, Worker, drive
+from ._ray_worker import RayWorker, WorkerSettings
 from ._resume import (
     journal_for,
     kept_runs,
@@ -56,30 +55,8 @@ __all__ = ["execute_on_ray"]
 
 logger = logging.getLogger("orket_pipeline")
 
-_WAIT_S = 0.5  # longest blocking wait of the collecting thread (a cancelled run ends by then)
+_ACTOR_CALLS = 4  # calls a worker serves at once: ready, submit, collect, finish
 _READY_S = 300.0  # for the workers to start (a node pulling the package, bwrap's trial run)
-
-
-@dataclass(eq=False)
-class _Worker:
-    actor: Any
-    info: WorkerInfo
-    slots: int
-    running: int = 0
-    alive: bool = True
-
-
-@dataclass
-class _Dispatch:
-    """The driver's state: what is left to run, what is in flight, what was lost."""
-
-    suite: Suite
-    queue: deque[int]
-    workers: list[_Worker]
-    concurrency: int
-    in_flight: dict[Any, tuple[_Worker, int]] = field(default_factory=dict)
-    lost: dict[int, list[str]] = field(default_factory=dict)  # index -> workers it was lost on
-    done: dict[int, TestRun] = field(default_factory=dict)
 
 
 async def execute_on_ray(
@@ -152,10 +129,10 @@ async def execute_on_ray(
     writer = await _open_journal(journal, suite, kept, metadata)
     skip = {task.id for task in suite.tasks if task.id in kept}
     queue = deque(i for i, task in enumerate(suite.tasks) if task.id not in skip)
-    state = _Dispatch(suite, queue, pool, concurrency)
+    state = Dispatch(suite, queue, pool, concurrency)
     statistics: list[Any] = []
     try:
-        await _drive(ray, state, writer, on_result)
+        await drive(ray, state, writer, on_result)
         statistics = await _finish_workers(ray, pool)
     finally:
         with anyio.CancelScope(shield=True):
@@ -199,16 +176,18 @@ async def _start_workers(
     settings: WorkerSettings,
     count: int,
     slots: int,
-) -> list[_Worker]:
+) -> list[Worker]:
     actor_class = ray.remote(RayWorker).options(
-        max_concurrency=slots,
+        max_concurrency=_ACTOR_CALLS,
         num_cpus=1,
         max_restarts=0,
         max_task_retries=0,
         scheduling_strategy="SPREAD",
     )
     suite_ref = ray.put(suite)
-    actors = [actor_class.remote(suite_ref, specs[i % len(specs)], settings) for i in range(count)]
+    actors = [
+        actor_class.remote(suite_ref, specs[i % len(specs)], settings, slots) for i in range(count)
+    ]
     refs = [actor.ready.remote() for actor in actors]
     try:
         infos = await anyio.to_thread.run_sync(
@@ -221,125 +200,10 @@ async def _start_workers(
             message = " ".join(_cause(exc).split())[:300]
             raise InputError(f"--executor ray: a worker could not start: {message}") from None
         raise
-    return [_Worker(actor, info, slots) for actor, info in zip(actors, infos, strict=True)]
+    return [Worker(actor, info, slots) for actor, info in zip(actors, infos, strict=True)]
 
 
-async def _drive(
-    ray: Any,
-    state: _Dispatch,
-    writer: JournalWriter | None,
-    on_result: Callable[[RunResult], None] | None,
-) -> None:
-    while True:
-        _dispatch(state)
-        if not state.in_flight:
-            return  # every task ran, or no worker is left
-        arrived = await anyio.to_thread.run_sync(
-            partial(_collect, ray, list(state.in_flight)), abandon_on_cancel=True
-        )
-        finished = _absorb(ray, state, arrived)
-        if not finished:
-            continue
-        if writer is not None:
-            try:
-                writer.append_many(finished)
-            except OSError as exc:  # kept by the writer for its next batch, as locally
-                logger.error("orket-pipeline: journal write failed, runs go on: %s", exc)
-        if on_result is not None:
-            for _, run in finished:
-                on_result(
-                    RunResult(
-                        test_id=run.test_id, outcome=run.outcome, reason=run.reason, error=run.error
-                    )
-                )
-
-
-def _dispatch(state: _Dispatch) -> None:
-    live = [w for w in state.workers if w.alive]
-    while state.queue and len(state.in_flight) < state.concurrency:
-        worker = max(live, key=lambda w: w.slots - w.running, default=None)
-        if worker is None or worker.running >= worker.slots:
-            return
-        index = state.queue.popleft()
-        worker.running += 1
-        state.in_flight[worker.actor.run.remote(index)] = (worker, index)
-
-
-def _collect(ray: Any, refs: list[Any]) -> list[tuple[Any, Any]]:
-    """The calls that have finished (at least one, unless `_WAIT_S` passed): `(ref, TestRun or
-    the exception its call raised)`. Runs in a thread; blocks."""
-    ready, _ = ray.wait(refs, num_returns=1, timeout=_WAIT_S)
-    if not ready:
-        return []
-    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-    try:
-        return list(zip(ready, ray.get(ready), strict=True))
-    except Exception:
-        pass
-    arrived: list[tuple[Any, Any]] = []
-    for ref in ready:
-        try:
-            arrived.append((ref, ray.get(ref)))
-        except Exception as exc:
-            arrived.append((ref, exc))
-    return arrived
-
-
-def _absorb(
-    ray: Any, state: _Dispatch, arrived: list[tuple[Any, Any]]
-) -> list[tuple[int, TestRun]]:
-    """Finished runs (stamped with their worker and attempts) to journal; lost ones requeued."""
-    finished: list[tuple[int, TestRun]] = []
-    for ref, value in arrived:
-        worker, index = state.in_flight.pop(ref)
-        worker.running -= 1
-        run: TestRun | None
-        if isinstance(value, TestRun):
-            run = _stamped(value, worker.info.name, 1 + len(state.lost.get(index, ())))
-        elif isinstance(value, ray.exceptions.RayActorError):
-            run = _lost(ray, state, worker, index)
-        else:  # the worker's own code failed on this task: the run is an error, as locally
-            message = " ".join(_cause(value).split())[:300]
-            run = TestRun(
-                test_id=state.suite.tasks[index].id,
-                outcome="error",
-                reason=f"the Ray worker failed: {message}",
-                error=RunError(type=type(value).__name__, message=message),
-            )
-            run = _stamped(run, worker.info.name, 1 + len(state.lost.get(index, ())))
-        if run is not None and index not in state.done:
-            state.done[index] = run
-            finished.append((index, run))
-    return finished
-
-
-def _lost(ray: Any, state: _Dispatch, worker: _Worker, index: int) -> TestRun | None:
-    if worker.alive:
-        worker.alive = False
-        ray.kill(worker.actor)  # an unreachable worker must not finish anything later
-        logger.warning("orket-pipeline: Ray worker %s was lost", worker.info.name)
-    places = state.lost.setdefault(index, [])
-    places.append(worker.info.name)
-    if len(places) < 2:
-        state.queue.appendleft(index)  # runs again, on another worker, before the rest
-        return None
-    reason = f"lost with its Ray worker twice ({', '.join(places)})"
-    run = TestRun(
-        test_id=state.suite.tasks[index].id,
-        outcome="error",
-        reason=reason,
-        error=RunError(type="WorkerLost", message=reason),
-    )
-    return _stamped(run, worker.info.name, len(places))
-
-
-def _stamped(run: TestRun, worker: str, attempts: int) -> TestRun:
-    if not hasattr(run, "worker"):  # TEMP until schema 1.1 lands from main
-        return run
-    return msgspec.structs.replace(run, worker=worker, attempts=max(attempts, run.attempts or 1))
-
-
-async def _finish_workers(ray: Any, pool: list[_Worker]) -> list[Any]:
+async def _finish_workers(ray: Any, pool: list[Worker]) -> list[Any]:
     live = [w for w in pool if w.alive]
     refs = [w.actor.finish.remote() for w in live]
     ready = await anyio.to_thread.run_sync(partial(_settled, ray, refs), abandon_on_cancel=True)

@@ -4,9 +4,9 @@
 module imports no Ray and can be tried without it. Each worker loads its provider from the spec
 (a replica's), opens one pipeline for its life (peak memory is measured in the worker's own
 process, on the node where generation happens) and resolves the sandbox on its own node. The
-driver calls `run(index)` once per task; it runs that task through the very loop a local run
-uses (`run_suite`) and returns the finished run, telemetry and all, as soon as the pipeline has
-put it together, so the driver can journal it at once.
+driver submits task indices (`submit`) and collects finished runs (`collect`); each task runs
+through the very loop a local run uses (`run_suite`), and its run, telemetry and all, is ready
+to collect as soon as the pipeline has put it together, so the driver can journal it at once.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import msgspec
 
 from ..providers import Provider, load_provider
 from ..report._journal import JournalWriter
-from ..report._model import Metadata, PipelineStatistics, TestRun
+from ..report._model import Metadata, PipelineStatistics, RunError, TestRun
 from ..telemetry._pipeline import TelemetryPipeline
 from ._runner import RunResult, run_suite
 from ._suite import Suite
@@ -88,17 +88,23 @@ class _Stream(JournalWriter):
 
 
 class RayWorker:
-    """Runs tasks of one suite, one `run(index)` call per task, as many at once as the actor's
-    `max_concurrency` lets in. Call `ready()` first and `finish()` last.
+    """Runs tasks of one suite: `submit(indices)` starts them, `collect()` hands back the
+    finished runs. Call `ready()` first and `finish()` last. Its methods run in the actor's
+    event loop (asyncio); the runs are tasks of that loop.
 
     Args:
         suite: the whole suite (tasks are named by their index in it).
         spec: the provider spec this worker uses (one replica's).
         settings: what the driver was asked (timeouts, sandbox kind, telemetry).
+        slots: runs in flight at once (the driver never submits more).
     """
 
-    def __init__(self, suite: Suite, spec: str, settings: WorkerSettings) -> None:
+    def __init__(self, suite: Suite, spec: str, settings: WorkerSettings, slots: int) -> None:
         self._suite, self._spec, self._settings = suite, spec, settings
+        self._slots = slots
+        self._started: set[asyncio.Task[None]] = set()
+        self._finished: list[tuple[int, TestRun]] = []
+        self._arrived: asyncio.Event | None = None
         self._provider: Provider | None = None
         self._sandbox: Sandbox | None = None
         self._pipeline: TelemetryPipeline | None = None
@@ -151,6 +157,41 @@ class RayWorker:
             if not self._opened.done():
                 self._opened.set_exception(exc)
             raise
+
+    async def submit(self, indices: list[int]) -> None:
+        """Start the tasks `indices`; returns at once. Never raises."""
+        for index in indices:
+            task = asyncio.get_running_loop().create_task(self._run_and_keep(index))
+            self._started.add(task)
+            task.add_done_callback(self._started.discard)
+
+    async def collect(self, wait_s: float = 10.0) -> list[tuple[int, TestRun]]:
+        """The runs finished since the last call, `(index, run)`; waits up to `wait_s` for the
+        first. Never raises."""
+        if self._arrived is None:
+            self._arrived = asyncio.Event()
+        if not self._finished:
+            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), wait_s)
+        finished, self._finished = self._finished, []
+        self._arrived.clear()
+        return finished
+
+    async def _run_and_keep(self, index: int) -> None:
+        try:
+            run = await self.run(index)
+        except Exception as exc:  # a fault of this code, not of the task: the run's error
+            message = " ".join(str(exc).split())[:300]
+            run = TestRun(
+                test_id=self._suite.tasks[index].id,
+                outcome="error",
+                reason=f"the Ray worker failed: {type(exc).__name__}: {message}",
+                error=RunError(type=type(exc).__name__, message=message),
+            )
+        self._finished.append((index, run))
+        if self._arrived is None:
+            self._arrived = asyncio.Event()
+        self._arrived.set()
 
     async def run(self, index: int) -> TestRun:
         """Run the suite's task `index`: generate, gate, and return the finished run (with its
