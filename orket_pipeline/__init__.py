@@ -36,6 +36,7 @@ from .engine import Suite as Suite
 from .engine import Task as Task
 from .engine import load_suite as load_suite
 from .engine import run_suite as run_suite
+from .providers import Chunk as Chunk
 from .providers import Provider as Provider
 from .providers import load_provider as load_provider
 from .report import Metadata as Metadata
@@ -52,6 +53,7 @@ from .telemetry import TelemetryPipeline as TelemetryPipeline
 
 __all__ = [
     "AstRule",
+    "Chunk",
     "ConstraintError",
     "ConstraintValidator",
     "Constraints",

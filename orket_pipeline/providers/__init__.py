@@ -10,7 +10,9 @@ from .._exceptions import ProviderConnectionError as ProviderConnectionError
 from .._exceptions import ProviderResponseError as ProviderResponseError
 from .._exceptions import ProviderTimeoutError as ProviderTimeoutError
 from .._exceptions import ReplayError as ReplayError
+from ._base import Chunk as Chunk
 from ._base import Provider as Provider
+from ._base import ProviderOptions as ProviderOptions
 from ._http import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
 from ._http import TokenUsage as TokenUsage
 from ._ollama import DEFAULT_OLLAMA_URL as DEFAULT_OLLAMA_URL
@@ -24,6 +26,7 @@ from ._replay import ReplayRecord as ReplayRecord
 from ._spec import load_provider as load_provider
 
 __all__ = [
+    "Chunk",
     "DEFAULT_OLLAMA_URL",
     "DEFAULT_TIMEOUT",
     "OllamaProvider",
@@ -31,6 +34,7 @@ __all__ = [
     "Provider",
     "ProviderCallError",
     "ProviderConnectionError",
+    "ProviderOptions",
     "ProviderResponseError",
     "ProviderTimeoutError",
     "ReplayChunk",

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 
 from .._exceptions import ProviderError
-from ._base import Provider
+from ._base import Provider, ProviderOptions
 from ._ollama import DEFAULT_OLLAMA_URL, OllamaProvider
 from ._openai import OpenAIProvider
 from ._python import load_python_provider
@@ -29,8 +29,8 @@ __all__ = ["load_provider"]
 _URL_SPLIT = re.compile(r"@(?=https?://)")
 
 
-def load_provider(spec: str) -> Provider:
-    """Build the provider a spec names.
+def load_provider(spec: str, options: ProviderOptions | None = None) -> Provider:
+    """Build the provider a spec names, with `options` for the HTTP providers.
 
     Blocks: a `python:` spec imports (and runs) the user's module, a `replay:` spec reads its
     cassette. HTTP providers open no connection until they are first used.
@@ -46,7 +46,7 @@ def load_provider(spec: str) -> Provider:
         raise ProviderError(f"provider {spec!r}: unknown scheme (expected one of {known})")
     if not value:
         raise ProviderError(f"provider {spec!r}: nothing after '{scheme}:'")
-    return loader(spec, value)
+    return loader(spec, value, options or ProviderOptions())
 
 
 def _split_model_url(spec: str, value: str) -> tuple[str, str | None]:
@@ -56,32 +56,43 @@ def _split_model_url(spec: str, value: str) -> tuple[str, str | None]:
     return model, (url[0] if url else None)
 
 
-def _load_openai(spec: str, value: str) -> Provider:
+def _load_openai(spec: str, value: str, options: ProviderOptions) -> Provider:
     model, url = _split_model_url(spec, value)
     if url is None:
         raise ProviderError(
             f"provider {spec!r}: expected openai:MODEL@BASE_URL, "
             "e.g. openai:my-model@http://127.0.0.1:8000/v1"
         )
-    return OpenAIProvider(model, url, api_key=os.environ.get("OPENAI_API_KEY") or None)
+    return OpenAIProvider(
+        model,
+        url,
+        api_key=os.environ.get("OPENAI_API_KEY") or None,
+        supports_streaming=options.stream is not False,
+    )
 
 
-def _load_ollama(spec: str, value: str) -> Provider:
+def _load_ollama(spec: str, value: str, options: ProviderOptions) -> Provider:
     model, url = _split_model_url(spec, value)
     if url is None and "@" in model:  # Ollama model names have no '@': a URL without a scheme
         raise ProviderError(f"provider {spec!r}: BASE_URL must start with http:// or https://")
-    return OllamaProvider(model, url or DEFAULT_OLLAMA_URL)
+    return OllamaProvider(
+        model, url or DEFAULT_OLLAMA_URL, supports_streaming=options.stream is not False
+    )
 
 
-def _load_replay(spec: str, value: str) -> Provider:
+def _load_replay(spec: str, value: str, options: ProviderOptions) -> Provider:
     try:
         return ReplayProvider.from_file(value)
     except ProviderError as exc:
         raise ProviderError(f"provider {spec!r}: {exc}") from exc
 
 
-_LOADERS: dict[str, Callable[[str, str], Provider]] = {
-    "python": load_python_provider,
+def _load_python(spec: str, value: str, options: ProviderOptions) -> Provider:
+    return load_python_provider(spec, value)
+
+
+_LOADERS: dict[str, Callable[[str, str, ProviderOptions], Provider]] = {
+    "python": _load_python,
     "openai": _load_openai,
     "ollama": _load_ollama,
     "replay": _load_replay,

@@ -84,14 +84,31 @@ def _merge_runs(
 def _merge_metadata(shards: Sequence[Metadata], names: Sequence[str]) -> Metadata:
     units = _merge_units(shards, names)
     pipelines = [m.pipeline for m in shards if m.pipeline is not None]
-    return Metadata(
-        python=_joined(m.python for m in shards),
-        platform=_joined(m.platform for m in shards),
+    merged = Metadata(
         units=units,
-        suite=_joined(m.suite for m in shards),
-        provider=_joined(m.provider for m in shards),
         pipeline=_merge_pipeline(pipelines) if pipelines else None,
     )
+    for name in _META_JOINED:
+        setattr(merged, name, _joined(getattr(m, name) for m in shards))
+    for name in _META_SAME:
+        # Kept only when every shard says the same: a mixture has no one value.
+        first, *rest = [getattr(m, name) for m in shards] or [None]
+        setattr(merged, name, first if all(value == first for value in rest) else None)
+    for name in _META_MAXIMUM:
+        found = [v for v in (getattr(m, name) for m in shards) if v is not None]
+        setattr(merged, name, max(found, default=None))
+    return merged
+
+
+# How each metadata field merges: the descriptions joined ("a, b"), the settings kept when the
+# shards agree, and the sizes as their largest (shards may have run one after the other, so a
+# sum could claim a concurrency that never was).
+_META_JOINED: Final = (
+    "python", "platform", "suite", "provider", "sandbox", "model", "executor",
+    "memory_pid_source",
+)  # fmt: skip
+_META_SAME: Final = ("suite_digest", "options", "memory_pid")
+_META_MAXIMUM: Final = ("concurrency", "max_in_flight", "output_cap")
 
 
 def _merge_units(shards: Sequence[Metadata], names: Sequence[str]) -> Units:

@@ -22,11 +22,15 @@ from ._rounding import three_decimals
 
 __all__ = [
     "SCHEMA_VERSION",
+    "SCHEMA_VERSIONS_READ",
+    "CheckRecord",
+    "GenerationOptions",
     "Generator",
     "Metadata",
     "PipelineStatistics",
     "Report",
     "RunError",
+    "ServerTimings",
     "Telemetry",
     "TestRun",
     "Units",
@@ -38,9 +42,21 @@ __all__ = [
     "fields_of_type",
 ]
 
-SCHEMA_VERSION: Final = "1.0"
+SCHEMA_VERSION: Final = "1.1"
+# The versions this reader was written for; a report of another version still loads (unknown
+# fields are ignored), this only lets a tool say which it understands in full.
+SCHEMA_VERSIONS_READ: Final = ("1.0", "1.1")
 
 OUTCOMES: Final = ("pass", "fail", "error")
+
+
+class ServerTimings(msgspec.Struct, kw_only=True, gc=False):
+    """The server's own account of a generation, in seconds, when it sends one (llama.cpp's
+    `timings`, Ollama's `*_duration`): prompt processing, token generation, model loading."""
+
+    prompt_s: float | None = None
+    generation_s: float | None = None
+    load_s: float | None = None
 
 
 class Telemetry(msgspec.Struct, kw_only=True, gc=False):
@@ -49,7 +65,12 @@ class Telemetry(msgspec.Struct, kw_only=True, gc=False):
     The first four fields are the contract. The rest are extras that consumers may ignore:
     `chunk_count` (non-empty chunks received; 1 with a streaming provider means it delivered
     everything in one burst), `output_chars`, `stream_duration` (first to last non-empty chunk,
-    seconds), `error_type` (exception class name when the generation failed).
+    seconds), `error_type` (exception class name when the generation failed), and, from schema
+    1.1, null whenever the provider or server did not give what they need:
+    `first_content_latency` (dispatch → first chunk of answer text; `init_latency` counts a
+    reasoning token too), the server's token counts, `time_per_output_token`
+    ((total - init) / (completion_tokens - 1), streaming only), `inter_chunk_p50` and
+    `inter_chunk_max` (gaps between consecutive non-empty chunks) and `server` (its timings).
     """
 
     init_latency: float | None = None
@@ -60,6 +81,23 @@ class Telemetry(msgspec.Struct, kw_only=True, gc=False):
     output_chars: int | None = None
     stream_duration: float | None = None
     error_type: str | None = None
+    first_content_latency: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    time_per_output_token: float | None = None
+    inter_chunk_p50: float | None = None
+    inter_chunk_max: float | None = None
+    server: ServerTimings | None = None
+
+
+class CheckRecord(msgspec.Struct, kw_only=True, gc=False):
+    """One constraint check of a run: what it asked (`regex_required 'return\\s+a'`), whether
+    it passed, and a short detail (`no match`, `found at line 3`)."""
+
+    check: str
+    passed: bool
+    detail: str = ""
 
 
 class RunError(msgspec.Struct, kw_only=True, gc=False):
@@ -74,7 +112,11 @@ class TestRun(msgspec.Struct, kw_only=True, gc=False):
 
     `telemetry` is null when no generation was instrumented (`--no-telemetry`, or a run recorded
     without a generation). `error` holds the generation's failure, `reason` the gate's short
-    explanation of a failed test.
+    explanation of a failed test. From schema 1.1: `checks` (every constraint check with its
+    result; null when the run was not scored), `output` (the generated text, cut at
+    `metadata.output_cap` bytes with `output_truncated` true; null when none was saved),
+    `attempts` (provider calls the run took, retries included) and `worker` (where it ran, with
+    a distributed executor).
     """
 
     __test__ = False  # not a pytest test class, despite the name
@@ -84,6 +126,11 @@ class TestRun(msgspec.Struct, kw_only=True, gc=False):
     telemetry: Telemetry | None = None
     error: RunError | None = None
     reason: str | None = None
+    checks: list[CheckRecord] | None = None
+    output: str | None = None
+    output_truncated: bool | None = None
+    attempts: int | None = None
+    worker: str | None = None
 
 
 class Generator(msgspec.Struct, kw_only=True):
@@ -120,12 +167,27 @@ class PipelineStatistics(msgspec.Struct, kw_only=True):
     memory_method: str | None = None
 
 
+class GenerationOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What a run asked the model for, beside the prompt; unset options are left out."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    seed: int | None = None
+    stream: bool | None = None
+    system: str | None = None
+    stop: list[str] | None = None
+
+
 class Metadata(msgspec.Struct, kw_only=True):
     """Report-level metadata: who wrote it, where, in which units, for which suite and provider.
 
     `suite_digest` is a hash of the suite's tasks (ids, prompts, constraints, gates, in order),
     so `run --resume` can tell a journal of another suite with the same name and ids; null in
-    reports written without it.
+    reports written without it. From schema 1.1: the `model` and generation `options`, the
+    `executor` (`"local"` or `"ray"`), the nominal `concurrency` and `max_in_flight` (the most
+    generations that were actually in flight at once), the pid whose memory was measured with
+    how it was chosen (`memory_pid_source`: `"self"`, `"option"`, `"auto: listening on
+    HOST:PORT"`), and `output_cap` (bytes of each run's output kept; null: none kept).
     """
 
     generator: Generator = msgspec.field(default_factory=Generator)
@@ -137,6 +199,14 @@ class Metadata(msgspec.Struct, kw_only=True):
     pipeline: PipelineStatistics | None = None
     sandbox: str | None = None  # what ran the gates: "bwrap" or "process"; None: no gates
     suite_digest: str | None = None
+    model: str | None = None
+    options: GenerationOptions | None = None
+    executor: str | None = None
+    concurrency: int | None = None
+    max_in_flight: int | None = None
+    memory_pid: int | None = None
+    memory_pid_source: str | None = None
+    output_cap: int | None = None
 
 
 class Report(msgspec.Struct, kw_only=True):

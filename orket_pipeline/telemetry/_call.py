@@ -28,6 +28,7 @@ import anyio.to_thread
 import msgspec
 
 from .._exceptions import ProviderCallError
+from ..providers import Chunk
 
 if TYPE_CHECKING:
     from ..providers import Provider
@@ -53,6 +54,9 @@ class Call(msgspec.Struct, gc=False):
     `t_started` is set by the caller at dispatch; a plain-`def` provider resets it in its
     worker thread (waiting for a free thread is not latency). `t_first_chunk`/`t_last_chunk`
     are None when no non-empty chunk arrived; a non-streaming answer counts as one chunk.
+    `t_first_content` is the first chunk of answer text (reasoning is a chunk, not content);
+    `chunk_times` the stamp of every non-empty chunk of a stream of two or more; `facts` the
+    `Chunk`s that carried token counts, server timings or attempts.
     """
 
     streaming: bool
@@ -61,6 +65,9 @@ class Call(msgspec.Struct, gc=False):
     chunk_count: int = 0
     t_first_chunk: float | None = None
     t_last_chunk: float | None = None
+    t_first_content: float | None = None
+    chunk_times: list[float] | None = None
+    facts: list[Chunk] | None = None
 
 
 def streams(provider: Provider) -> bool:
@@ -107,21 +114,31 @@ async def call_provider(provider: Provider, prompt: str, call: Call) -> str:
         raise
     if type(output) is str and output.isascii():
         return output  # the common case, checked inline
+    if isinstance(output, Chunk):
+        if output.has_facts():
+            call.facts = [output]
+        output = output.text
     return _text(output)
 
 
 async def _stream(provider: Provider, prompt: str, call: Call) -> str:
-    parts = []
-    t_first = t_last = None
+    parts: list[str] = []
+    times: list[float] = []
     stream = provider.stream(prompt)
     try:
         async for chunk in stream:
-            if chunk:
-                # Stamped as the chunk reaches the engine's task, before anything else.
-                t_last = perf_counter()
-                if t_first is None:
-                    t_first = t_last
-                parts.append(chunk)
+            if type(chunk) is str:
+                if chunk:
+                    # Stamped as the chunk reaches the engine's task, before anything else.
+                    times.append(perf_counter())
+                    parts.append(chunk)
+                    if call.t_first_content is None:
+                        call.t_first_content = times[-1]
+            elif isinstance(chunk, Chunk):
+                _take(chunk, call, times, parts)
+            elif chunk:
+                times.append(perf_counter())
+                parts.append(chunk)  # not text: "".join raises TypeError below, a failure
         call.t_done = perf_counter()
     except BaseException:
         # As `contextlib.aclosing` does: a failed, cancelled or timed-out run closes the
@@ -129,10 +146,28 @@ async def _stream(provider: Provider, prompt: str, call: Call) -> str:
         await _aclose(stream)
         raise
     finally:
-        call.chunk_count, call.t_first_chunk, call.t_last_chunk = len(parts), t_first, t_last
+        call.chunk_count = len(times)
+        if times:
+            call.t_first_chunk, call.t_last_chunk = times[0], times[-1]
+            if len(times) > 1:
+                call.chunk_times = times
     if type(stream) is not AsyncGeneratorType:
         await _aclose(stream)  # an exhausted generator is closed already: skip the await
     return "".join(parts)  # a chunk that is not text raises TypeError here: a failure
+
+
+def _take(chunk: Chunk, call: Call, times: list[float], parts: list[str]) -> None:
+    """A `Chunk` in a stream: reasoning or text is a token (stamped), facts are kept."""
+    if chunk.text or chunk.reasoning:
+        times.append(perf_counter())
+        if chunk.text:
+            parts.append(chunk.text)
+            if call.t_first_content is None:
+                call.t_first_content = times[-1]
+    if chunk.has_facts():
+        if call.facts is None:
+            call.facts = []
+        call.facts.append(chunk)
 
 
 async def _aclose(stream: object) -> None:

@@ -24,7 +24,8 @@ import msgspec
 
 if TYPE_CHECKING:
     from ..constraints import Constraints
-    from ..report._model import RunError
+    from ..providers import Chunk
+    from ..report._model import CheckRecord, RunError, ServerTimings
 
 __all__ = [
     "AdherenceScored",
@@ -52,7 +53,10 @@ class GenerationFinished(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc
     Carries everything the stages need about the run, so that they keep no per-run state from
     earlier events and a dropped earlier event costs nothing: the dispatch stamp again
     (`t_started`), whether the provider streams, the output to score, its constraints, and the
-    chunk accounting (`t_first_chunk`/`t_last_chunk` are None when no non-empty chunk arrived).
+    chunk accounting (`t_first_chunk`/`t_last_chunk` are None when no non-empty chunk arrived;
+    `t_first_content` is the first answer text; `chunk_times` every chunk's stamp, kept for
+    streams of two chunks or more) and the provider's `facts` (token counts, server timings,
+    attempts: the `Chunk`s that carried them, or an error's `attempts`).
     """
 
     test_id: str
@@ -66,6 +70,10 @@ class GenerationFinished(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc
     t_last_chunk: float | None = None
     error_type: str | None = None
     error_message: str | None = None
+    t_first_content: float | None = None
+    chunk_times: list[float] | None = None
+    facts: list[Chunk] | None = None
+    attempts: int | None = None
 
 
 class OutcomeRecorded(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=False):
@@ -79,7 +87,9 @@ class OutcomeRecorded(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=Fa
 
 
 class LatencyMeasured(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=False):
-    """The LatencyTracker's part of a run: raw seconds, chunk accounting, the wrapper's error."""
+    """The LatencyTracker's part of a run: raw seconds, chunk accounting, the server's token
+    counts and timings, the output as the report keeps it (cut at the cap), the wrapper's
+    error."""
 
     test_id: str
     init_latency: float | None
@@ -89,6 +99,17 @@ class LatencyMeasured(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=Fa
     output_chars: int | None
     error_type: str | None = None
     error_message: str | None = None
+    first_content_latency: float | None = None
+    inter_chunk_p50: float | None = None
+    inter_chunk_max: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    time_per_output_token: float | None = None
+    server: ServerTimings | None = None
+    attempts: int | None = None
+    output: str | None = None
+    output_truncated: bool | None = None
 
 
 class MemoryMeasured(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=False):
@@ -99,10 +120,12 @@ class MemoryMeasured(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=Fal
 
 
 class AdherenceScored(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=False):
-    """The ConstraintStage's part of a run: the validator's score (None: nothing to score)."""
+    """The ConstraintStage's part of a run: the validator's score and every check with its
+    result (both None: nothing to score)."""
 
     test_id: str
     score: float | None
+    checks: tuple[CheckRecord, ...] | None = None
 
 
 Part = LatencyMeasured | MemoryMeasured | AdherenceScored

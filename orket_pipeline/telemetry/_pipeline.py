@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
+import msgspec
 
 from .._exceptions import PipelineClosedError
 from ..report._model import Metadata, PipelineStatistics, Report, current_metadata
@@ -32,6 +33,7 @@ from .stages import (
     StageErrors,
 )
 from .stages._base import drain_order
+from .stages.latency import DEFAULT_OUTPUT_CAP
 
 if TYPE_CHECKING:
     from ..report._journal import JournalWriter
@@ -69,6 +71,11 @@ class TelemetryPipeline(GenerationWrapper):
             own TracerProvider/MeterProvider. Raises `InputError` when the `otel` extra is
             not installed.
         suite_digest: a hash of the suite's tasks, for the metadata (see `Metadata`).
+        output_cap: bytes of each run's output the report keeps (default 64 KiB); None
+            keeps no output.
+        metadata: more report metadata (`model`, `options`, `executor`, `concurrency`,
+            `memory_pid_source`...): its fields that are set are kept; the pipeline fills in
+            the interpreter, platform, its statistics, `max_in_flight` and `output_cap`.
     """
 
     def __init__(
@@ -88,6 +95,8 @@ class TelemetryPipeline(GenerationWrapper):
         sandbox: str | None = None,
         otel: bool | OtelExport = False,
         suite_digest: str | None = None,
+        output_cap: int | None = DEFAULT_OUTPUT_CAP,
+        metadata: Metadata | None = None,
     ) -> None:
         self.report_path = None if report_path is None else Path(report_path)
         self._keep_journal = journal_path is not None
@@ -96,6 +105,8 @@ class TelemetryPipeline(GenerationWrapper):
         self.journal_path = None if journal_path is None else Path(journal_path)
         self._suite, self._provider, self._sandbox = suite, provider, sandbox
         self._suite_digest = suite_digest
+        self._output_cap = output_cap
+        self._metadata = metadata
         self._drain_timeout = drain_timeout
         self._state = State.NEW
         self._report: Report | None = None
@@ -105,7 +116,7 @@ class TelemetryPipeline(GenerationWrapper):
         self._journal: JournalWriter | None = None
         self._aggregator = ReportAggregator(self._errors)
         self._stages: tuple[Stage, ...] = (
-            LatencyTracker(self._errors),
+            LatencyTracker(self._errors, output_cap),
             MemorySampler(self._errors, self._probe),
             ConstraintStage(self._errors),
             self._aggregator,
@@ -150,12 +161,7 @@ class TelemetryPipeline(GenerationWrapper):
 
     async def _open(self) -> None:
         if self.journal_path is not None:
-            metadata = current_metadata(
-                suite=self._suite,
-                provider=self._provider,
-                sandbox=self._sandbox,
-                suite_digest=self._suite_digest,
-            )
+            metadata = self._metadata_now(None)
             self._journal = await anyio.to_thread.run_sync(
                 _open_journal, self.journal_path, metadata
             )
@@ -280,14 +286,30 @@ class TelemetryPipeline(GenerationWrapper):
         )
 
     def _build_report(self) -> Report:
+        metadata = self._metadata_now(self.statistics())
+        return Report(metadata=metadata, test_runs=self._aggregator.test_runs())
+
+    def _metadata_now(self, statistics: PipelineStatistics | None) -> Metadata:
         metadata = current_metadata(
             suite=self._suite,
             provider=self._provider,
-            pipeline=self.statistics(),
+            pipeline=statistics,
             sandbox=self._sandbox,
             suite_digest=self._suite_digest,
         )
-        return Report(metadata=metadata, test_runs=self._aggregator.test_runs())
+        given = self._metadata
+        if given is not None:
+            for field in msgspec.structs.fields(Metadata):
+                value = getattr(given, field.name)
+                if value is not None and field.name not in _OWN_METADATA:
+                    setattr(metadata, field.name, value)
+        metadata.output_cap = self._output_cap
+        metadata.max_in_flight = self._max_in_flight if statistics is not None else None
+        return metadata
+
+
+# Metadata the pipeline always writes itself.
+_OWN_METADATA = frozenset({"generator", "python", "platform", "units", "pipeline"})
 
 
 def _open_journal(path: Path, metadata: Metadata) -> JournalWriter:

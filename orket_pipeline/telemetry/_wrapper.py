@@ -46,6 +46,9 @@ class GenerationWrapper:
     _state: State
     _publish: Callable[[Event], None]
     _probe: MemoryProbe
+    #: Generations in flight now, and the most there ever were at once (`max_in_flight`).
+    _in_flight: int = 0
+    _max_in_flight: int = 0
 
     async def generate(
         self,
@@ -77,11 +80,16 @@ class GenerationWrapper:
         # Stamped here, in the engine's task, at dispatch: a slow stage cannot skew it.
         call = Call(streaming, perf_counter())
         publish(GenerationStarted(test_id=test_id, t_perf=call.t_started, streaming=streaming))
+        self._in_flight = in_flight = self._in_flight + 1
+        if in_flight > self._max_in_flight:
+            self._max_in_flight = in_flight
         try:
             text = await call_provider(provider, prompt, call)
         except BaseException as exc:
+            self._in_flight -= 1
             publish(_failed(test_id, call, constraints, exc))
             raise
+        self._in_flight -= 1
         publish(
             GenerationFinished(
                 test_id=test_id,
@@ -93,6 +101,9 @@ class GenerationWrapper:
                 chunk_count=call.chunk_count if text else 0,
                 t_first_chunk=call.t_first_chunk,
                 t_last_chunk=call.t_last_chunk,
+                t_first_content=call.t_first_content,
+                chunk_times=call.chunk_times,
+                facts=call.facts,
             )
         )
         return text
@@ -139,4 +150,17 @@ def _failed(
         t_last_chunk=call.t_last_chunk,
         error_type=error_type_name(exc),
         error_message=error_text(exc),
+        t_first_content=call.t_first_content,
+        chunk_times=call.chunk_times,
+        facts=call.facts,
+        attempts=_attempts(exc),
     )
+
+
+def _attempts(exc: BaseException) -> int | None:
+    # A provider that retried says how often on the error it finally raised. Never raises.
+    try:
+        attempts = getattr(exc, "attempts", None)
+    except Exception:
+        return None
+    return attempts if type(attempts) is int and attempts > 0 else None

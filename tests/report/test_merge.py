@@ -6,8 +6,24 @@ import msgspec
 import pytest
 
 from orket_pipeline._exceptions import InputError
-from orket_pipeline.report._merge import _JOINED, _MAXIMUM, _PER_STAGE, _SUMMED, merge_reports
-from orket_pipeline.report._model import Metadata, PipelineStatistics, Report, TestRun, Units
+from orket_pipeline.report._merge import (
+    _JOINED,
+    _MAXIMUM,
+    _META_JOINED,
+    _META_MAXIMUM,
+    _META_SAME,
+    _PER_STAGE,
+    _SUMMED,
+    merge_reports,
+)
+from orket_pipeline.report._model import (
+    GenerationOptions,
+    Metadata,
+    PipelineStatistics,
+    Report,
+    TestRun,
+    Units,
+)
 
 
 def shard(*runs: tuple[str, str], **metadata: object) -> Report:
@@ -109,6 +125,23 @@ class TestMetadata:
         assert merged.metadata.suite == "demo"
         assert merged.metadata.python == "CPython 3.10.14, CPython 3.12.3"
         assert merged.metadata.provider == "replay:x.jsonl"
+
+    def test_every_metadata_field_has_a_merge_rule(self) -> None:
+        own = {"generator", "units", "pipeline"}
+        rules = [*_META_JOINED, *_META_SAME, *_META_MAXIMUM]
+        assert sorted(rules) == sorted(set(rules))
+        assert {f.name for f in msgspec.structs.fields(Metadata)} == own | set(rules)
+
+    def test_settings_survive_when_the_shards_agree_and_sizes_take_the_largest(self) -> None:
+        same = GenerationOptions(seed=3)
+        merged = merge_reports(
+            [
+                shard(suite_digest="d", options=same, memory_pid=7, concurrency=4, model="m"),
+                shard(suite_digest="d", options=same, memory_pid=8, concurrency=2, model="n"),
+            ]
+        ).metadata
+        assert (merged.suite_digest, merged.options, merged.memory_pid) == ("d", same, None)
+        assert (merged.concurrency, merged.model) == (4, "m, n")
 
     def test_different_units_cannot_be_merged(self) -> None:
         with pytest.raises(InputError, match=r"b\.json: units ms/MiB differ"):

@@ -10,6 +10,8 @@ import pytest
 
 from orket_pipeline.report._model import (
     SCHEMA_VERSION,
+    SCHEMA_VERSIONS_READ,
+    GenerationOptions,
     Report,
     Telemetry,
     TestRun,
@@ -28,7 +30,7 @@ def golden(name: str) -> bytes:
 
 class TestCurrentShape:
     def test_decoding_and_encoding_reproduces_the_golden_file_byte_for_byte(self) -> None:
-        data = golden("report_v1.json")
+        data = golden("report_v1_1.json")
         encoded = encode_json(decode_report(data))
         assert msgspec.json.format(encoded, indent=2) + b"\n" == data
 
@@ -64,6 +66,22 @@ class TestCurrentShape:
             stream_duration=0.041,
         )
 
+    def test_the_1_1_fields_decode(self) -> None:
+        report = decode_report(golden("report_v1_1.json"))
+        assert report.schema_version == SCHEMA_VERSION == "1.1"
+        first, second = report.test_runs[:2]
+        assert first.telemetry is not None and first.telemetry.server is not None
+        assert first.telemetry.server.generation_s == 0.030
+        assert first.telemetry.completion_tokens == 42
+        assert first.checks is not None and first.checks[0].passed
+        assert second.checks is not None and second.checks[0].detail == "found 3"
+        assert (first.attempts, second.attempts) == (1, 2)
+        assert report.metadata.options is not None and report.metadata.options.seed == 7
+        assert report.metadata.max_in_flight == 4
+
+    def test_unset_generation_options_are_left_out(self) -> None:
+        assert encode_json(GenerationOptions(seed=1)) == b'{"seed":1}'
+
     def test_a_run_round_trips_through_a_journal_line(self) -> None:
         run = TestRun(
             test_id="t9",
@@ -74,6 +92,16 @@ class TestCurrentShape:
         assert b'"total_latency":0.100' in encoded
         assert b'"peak_memory_rss":3.000' in encoded
         assert decode_test_run(encoded) == run
+
+
+class TestVersion1_0:
+    def test_a_1_0_report_loads_with_the_new_fields_null(self) -> None:
+        report = decode_report(golden("report_v1.json"))
+        assert report.schema_version in SCHEMA_VERSIONS_READ
+        run = report.test_runs[0]
+        assert (run.checks, run.output, run.attempts, run.worker) == (None, None, None, None)
+        assert run.telemetry is not None and run.telemetry.first_content_latency is None
+        assert report.metadata.options is None
 
 
 class TestOldShape:
@@ -92,7 +120,7 @@ class TestOldShape:
         report = decode_report(golden("report_v0_no_telemetry.json"))
         again = decode_report(encode_json(report))
         assert again == report
-        assert b'"schema_version":"1.0"' in encode_json(report)
+        assert b'"schema_version":"1.1"' in encode_json(report)
 
 
 class TestFutureShape:
@@ -117,5 +145,5 @@ class TestFutureShape:
 
     def test_unknown_fields_are_not_written_back(self, report: Report) -> None:
         text = encode_json(report)
-        for unknown in (b"signature", b"summary", b"energy", b"tokens", b"attempt", b"hostname"):
-            assert unknown not in text
+        for unknown in ("signature", "summary", "energy", "tokens", "attempt", "hostname"):
+            assert f'"{unknown}"'.encode() not in text

@@ -8,6 +8,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
+from time import perf_counter
 
 import anyio
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from orket_pipeline._exceptions import ProviderCallError
 from orket_pipeline.engine import Suite, Task
 from orket_pipeline.engine._runner import execute, generate_directly
+from orket_pipeline.providers import Chunk
 from orket_pipeline.report._io import read_report
 from orket_pipeline.telemetry._call import Call, call_provider, error_text
 from tests.providers_fakes import Blocking, Failing, Streaming
@@ -248,3 +250,25 @@ class TestThroughTheEngine:
             if telemetry:
                 assert bad.telemetry is not None
                 assert bad.telemetry.error_type == bad.error.type
+
+
+class TestChunks:
+    async def test_a_generate_returning_a_chunk_gives_its_text_and_keeps_its_facts(self) -> None:
+        call = Call(False, perf_counter())
+        text = await call_provider(Returning(Chunk(text="ok", completion_tokens=2)), "p", call)
+        assert text == "ok"
+        assert call.facts == [Chunk(text="ok", completion_tokens=2)]
+
+    async def test_reasoning_is_a_chunk_but_not_output_and_not_content(self) -> None:
+        call = Call(True, perf_counter())
+        provider = ChunksOf(Chunk(reasoning="hm"), "", "a", Chunk(text="b"), Chunk(attempts=1))
+        assert await call_provider(provider, "p", call) == "ab"
+        assert call.chunk_count == 3 and call.chunk_times is not None
+        assert call.t_first_chunk is not None and call.t_first_content is not None
+        assert call.t_first_chunk < call.t_first_content
+        assert call.facts == [Chunk(attempts=1)]
+
+    async def test_a_stream_of_one_chunk_keeps_no_chunk_times(self) -> None:
+        call = Call(True, perf_counter())
+        assert await call_provider(ChunksOf("abc"), "p", call) == "abc"
+        assert call.chunk_times is None and call.t_first_content == call.t_first_chunk

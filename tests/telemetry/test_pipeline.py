@@ -13,7 +13,8 @@ import pytest
 
 from orket_pipeline._exceptions import PipelineClosedError
 from orket_pipeline.constraints import Constraints
-from orket_pipeline.report._model import TestRun
+from orket_pipeline.providers import Chunk
+from orket_pipeline.report._model import GenerationOptions, Metadata, TestRun
 from orket_pipeline.telemetry._pipeline import TelemetryPipeline
 from orket_pipeline.telemetry.stages import LatencyTracker
 from tests.providers_fakes import Blocking, Delayed, Failing, Gated, Instant, Streaming
@@ -395,3 +396,79 @@ async def test_an_idle_pipeline_wakes_nothing_and_still_measures_the_loops_lag()
         assert pipeline._scheduler.ticks == ticks
     statistics = pipeline.report.metadata.pipeline
     assert statistics is not None and statistics.max_loop_lag is not None
+
+
+class RichStream:
+    """A reasoning model's stream: thinking first, then answer text, then the server's facts."""
+
+    supports_streaming = True
+
+    def __init__(self, gate: anyio.Event | None = None) -> None:
+        self.gate = gate
+
+    async def stream(self, prompt: str):  # type: ignore[no-untyped-def]
+        yield Chunk(reasoning="let me think")
+        await anyio.sleep(0.02)  # the answer starts measurably later than the thinking
+        yield CODE[:20]
+        yield Chunk(text=CODE[20:])
+        yield Chunk(prompt_tokens=12, completion_tokens=9, reasoning_tokens=3)
+        yield Chunk(server_prompt_s=0.001, server_generation_s=0.0015, attempts=2)
+
+
+class TestSchema11:
+    async def test_reasoning_tokens_server_facts_checks_and_output_reach_the_report(
+        self,
+    ) -> None:
+        rules = Constraints(regex_required=("return a",), regex_forbidden=(r"\bimport\b",))
+        async with TelemetryPipeline() as pipeline:
+            text = await pipeline.generate("t1", RichStream(), "p", constraints=rules)
+            pipeline.record_outcome("t1", "pass")
+        assert text == CODE  # reasoning is not part of the output
+        run = only_run(pipeline)
+        telemetry = run.telemetry
+        assert telemetry is not None
+        assert telemetry.init_latency is not None and telemetry.first_content_latency is not None
+        assert telemetry.first_content_latency - telemetry.init_latency >= 0.02 - ROUNDING
+        assert (telemetry.prompt_tokens, telemetry.completion_tokens) == (12, 9)
+        assert telemetry.reasoning_tokens == 3
+        assert telemetry.chunk_count == 3 and telemetry.inter_chunk_max is not None
+        assert telemetry.server is not None and telemetry.server.generation_s == 0.002
+        assert run.attempts == 2
+        assert (run.output, run.output_truncated) == (CODE, False)
+        assert run.checks is not None
+        assert [check.passed for check in run.checks] == [True, True]
+        assert pipeline.report.metadata.output_cap == 64 * 1024
+
+    async def test_a_failed_check_says_which_and_why(self) -> None:
+        rules = Constraints(regex_required=("return b",))
+        async with TelemetryPipeline() as pipeline:
+            await pipeline.generate("t1", Instant(CODE), "p", constraints=rules)
+            pipeline.record_outcome("t1", "fail")
+        (check,) = only_run(pipeline).checks or []
+        assert not check.passed and "return b" in check.check and check.detail
+
+    async def test_a_failed_generation_has_no_checks_and_no_output(self) -> None:
+        async with TelemetryPipeline() as pipeline:
+            with pytest.raises(RuntimeError):
+                await pipeline.generate("t1", Failing(RuntimeError("down")), "p")
+            pipeline.record_outcome("t1", "error")
+        run = only_run(pipeline)
+        assert (run.checks, run.output) == (None, None)
+
+    async def test_max_in_flight_counts_generations_that_were_really_concurrent(self) -> None:
+        async with TelemetryPipeline() as pipeline:
+            async with anyio.create_task_group() as group:
+                for index in range(3):
+                    group.start_soon(pipeline.generate, f"t{index}", Delayed(0.05, "x"), "p")
+            await pipeline.generate("t9", Instant("x"), "p")
+        assert pipeline.report.metadata.max_in_flight == 3
+
+    async def test_given_metadata_is_kept_and_no_output_cap_keeps_no_output(self) -> None:
+        given = Metadata(model="m", concurrency=4, options=GenerationOptions(seed=1))
+        async with TelemetryPipeline(metadata=given, output_cap=None) as pipeline:
+            await pipeline.generate("t1", Instant(CODE), "p")
+        metadata = pipeline.report.metadata
+        assert (metadata.model, metadata.concurrency, metadata.output_cap) == ("m", 4, None)
+        assert metadata.options == GenerationOptions(seed=1)
+        assert metadata.python is not None  # the pipeline's own fields are still its own
+        assert only_run(pipeline).output is None

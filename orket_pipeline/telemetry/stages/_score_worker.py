@@ -1,7 +1,7 @@
 """The constraint stage's worker process for large outputs.
 
-Reads one msgspec-JSON `ScoreJob` from stdin, validates it, writes the `ScoreResult` to
-stdout. Run as ``python -m orket_pipeline.telemetry.stages._score_worker``. A separate
+Reads one msgspec-JSON `ScoreJob` from stdin, validates it, writes the `ValidationResult`
+(or null) to stdout. Run as ``python -m orket_pipeline.telemetry.stages._score_worker``. A separate
 process, not a thread: `ast.parse` holds the GIL for its whole run, which would stall the
 engine's event loop for tens of milliseconds on a megabyte of code; and a process also
 contains whatever hostile input might do to the parser.
@@ -13,9 +13,9 @@ import sys
 
 import msgspec
 
-from ...constraints import Constraints, validate_output
+from ...constraints import Constraints, ValidationResult, validate_output
 
-__all__ = ["ScoreJob", "ScoreResult", "decode_result", "encode_job", "main"]
+__all__ = ["ScoreJob", "decode_result", "encode_job", "main"]
 
 
 class ScoreJob(msgspec.Struct, frozen=True):
@@ -25,15 +25,10 @@ class ScoreJob(msgspec.Struct, frozen=True):
     output: str
 
 
-class ScoreResult(msgspec.Struct, frozen=True):
-    """Its adherence score (null when there is no code payload)."""
-
-    adherence_score: float | None
-
-
 _ENCODER = msgspec.json.Encoder()
 _JOB_DECODER = msgspec.json.Decoder(ScoreJob)
-_RESULT_DECODER = msgspec.json.Decoder(ScoreResult)
+# The validator's own result travels back: null when there was no code payload.
+_RESULT_DECODER = msgspec.json.Decoder(ValidationResult | None)
 
 
 def encode_job(constraints: Constraints | None, output: str) -> bytes:
@@ -41,17 +36,16 @@ def encode_job(constraints: Constraints | None, output: str) -> bytes:
     return _ENCODER.encode(ScoreJob(constraints, output))
 
 
-def decode_result(data: bytes) -> float | None:
+def decode_result(data: bytes) -> ValidationResult | None:
     """The worker's answer. Raises `msgspec.DecodeError` on anything else."""
-    return _RESULT_DECODER.decode(data).adherence_score
+    return _RESULT_DECODER.decode(data)
 
 
 def main() -> int:
     """Score one job from stdin. Never imports or executes the scored code."""
     job = _JOB_DECODER.decode(sys.stdin.buffer.read())
     result = validate_output(job.constraints, job.output)
-    score = None if result is None else result.adherence_score
-    sys.stdout.buffer.write(_ENCODER.encode(ScoreResult(score)))
+    sys.stdout.buffer.write(_ENCODER.encode(result))
     return 0
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from ...report._model import RunError, Telemetry, TestRun
+from ...report._model import CheckRecord, RunError, ServerTimings, Telemetry, TestRun
 from ...report._rounding import round3, round3_or_none
 from .._events import (
     AdherenceScored,
@@ -35,6 +35,7 @@ class _Run:
 
     __slots__ = (
         "adherence",
+        "checks",
         "complete",
         "generated",
         "latency",
@@ -54,6 +55,7 @@ class _Run:
         self.latency: LatencyMeasured | None = None
         self.peak: int | None = None
         self.adherence: float | None = None
+        self.checks: tuple[CheckRecord, ...] | None = None
         self.outcome: str | None = None
         self.reason: str | None = None
         self.run_error: RunError | None = None
@@ -117,6 +119,7 @@ class ReportAggregator(Stage):
             run.parts += 1
         elif kind is AdherenceScored:
             run.adherence = event.score  # type: ignore[union-attr]
+            run.checks = event.checks  # type: ignore[union-attr]
             run.parts += 1
         elif kind is GenerationStarted:
             self._started(test_id, run)
@@ -232,9 +235,15 @@ class ReportAggregator(Stage):
                 outcome, reason = "error", "generation did not finish"
             else:
                 outcome = "error" if error is not None else "pass"
-        return TestRun(
+        result = TestRun(
             test_id=test_id, outcome=outcome, telemetry=telemetry, error=error, reason=reason
         )
+        if run.checks is not None:
+            result.checks = list(run.checks)
+        if latency is not None:
+            result.output, result.output_truncated = latency.output, latency.output_truncated
+            result.attempts = latency.attempts
+        return result
 
     def _telemetry(
         self,
@@ -253,7 +262,26 @@ class ReportAggregator(Stage):
             telemetry.chunk_count = latency.chunk_count
             telemetry.output_chars = latency.output_chars
             telemetry.error_type = latency.error_type
+            _extras(telemetry, latency)
         return telemetry
+
+
+def _extras(telemetry: Telemetry, latency: LatencyMeasured) -> None:
+    """The telemetry schema 1.1 added: tokens, chunk gaps, the server's timings."""
+    telemetry.first_content_latency = round3_or_none(latency.first_content_latency)
+    telemetry.prompt_tokens = latency.prompt_tokens
+    telemetry.completion_tokens = latency.completion_tokens
+    telemetry.reasoning_tokens = latency.reasoning_tokens
+    telemetry.time_per_output_token = round3_or_none(latency.time_per_output_token)
+    telemetry.inter_chunk_p50 = round3_or_none(latency.inter_chunk_p50)
+    telemetry.inter_chunk_max = round3_or_none(latency.inter_chunk_max)
+    server = latency.server
+    if server is not None:
+        telemetry.server = ServerTimings(
+            prompt_s=round3_or_none(server.prompt_s),
+            generation_s=round3_or_none(server.generation_s),
+            load_s=round3_or_none(server.load_s),
+        )
 
 
 # Peaks are whole kibibytes and scores a few fractions: most repeat from run to run, so their

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, NamedTuple
 import anyio
 import anyio.to_thread
 
-from ...constraints import extract_payload, validate_output
+from ...constraints import ValidationResult, extract_payload, validate_output
+from ...report._model import CheckRecord
 from .._events import AdherenceScored, Event, GenerationFinished
 from ._base import Stage, StageErrors
 from ._score_worker import decode_result, encode_job
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
 __all__ = ["ConstraintStage"]
 
 _ONE = 1.0
+_NO_CHECKS: tuple[CheckRecord, ...] = ()
+
+#: A run's score and its checks; both None when there was no code to score.
+Scored = tuple[float | None, tuple[CheckRecord, ...] | None]
 
 
 class _Job(NamedTuple):
@@ -73,8 +78,10 @@ class ConstraintStage(Stage):
                 has_code = extract_payload(output) is not None
             else:
                 has_code = bool(output) and not output.isspace()
-            score = _ONE if has_code else None
-            self.emit(AdherenceScored(test_id=event.test_id, score=score))
+            if has_code:
+                self.emit(AdherenceScored(test_id=event.test_id, score=_ONE, checks=_NO_CHECKS))
+            else:
+                self.emit(AdherenceScored(test_id=event.test_id, score=None))
             return
         job = _Job(event.test_id, event.constraints, output)
         # Only validation needs a process; finding the code in a large output (no
@@ -110,32 +117,42 @@ class ConstraintStage(Stage):
         self.abandoned += len(self._small) + len(self._large)
         self._small, self._large = [], []
 
-    def _deliver(self, jobs: Sequence[_Job], scores: Sequence[float | Exception | None]) -> None:
-        for job, score in zip(jobs, scores, strict=True):
-            if isinstance(score, Exception):
-                self.errors.record(self.name, score)
-                score = None
-            self.emit(AdherenceScored(test_id=job.test_id, score=score))
+    def _deliver(self, jobs: Sequence[_Job], scores: Sequence[Scored | Exception]) -> None:
+        for job, scored in zip(jobs, scores, strict=True):
+            if isinstance(scored, Exception):
+                self.errors.record(self.name, scored)
+                scored = (None, None)
+            self.emit(AdherenceScored(test_id=job.test_id, score=scored[0], checks=scored[1]))
 
-    async def _score_in_process(self, job: _Job) -> float | Exception | None:
+    async def _score_in_process(self, job: _Job) -> Scored | Exception:
         command = [sys.executable, "-m", "orket_pipeline.telemetry.stages._score_worker"]
         try:
             with anyio.fail_after(self.worker_timeout):
                 done = await anyio.run_process(
                     command, input=encode_job(job.constraints, job.output)
                 )
-            return decode_result(done.stdout)
+            return scored(decode_result(done.stdout))
         except Exception as exc:  # a crashed or hung worker, or garbage on its stdout
             return exc
 
 
-def _score(constraints: Constraints | None, output: str) -> float | None:
-    result = validate_output(constraints, output)
-    return None if result is None else result.adherence_score
+def scored(result: ValidationResult | None) -> Scored:
+    """A validation result as the report keeps it: the score and one record per check."""
+    if result is None or result.adherence_score is None:
+        return None, None
+    checks = tuple(
+        CheckRecord(check=check.rule, passed=check.passed, detail=check.reason or "")
+        for check in result.checks
+    )
+    return result.adherence_score, checks
 
 
-def _score_batch(jobs: Sequence[_Job], stop: threading.Event) -> list[float | Exception | None]:
-    scores: list[float | Exception | None] = []
+def _score(constraints: Constraints | None, output: str) -> Scored:
+    return scored(validate_output(constraints, output))
+
+
+def _score_batch(jobs: Sequence[_Job], stop: threading.Event) -> list[Scored | Exception]:
+    scores: list[Scored | Exception] = []
     for job in jobs:
         if stop.is_set():
             break  # the awaiting task is gone; nobody will read what comes next

@@ -1,18 +1,36 @@
-"""LatencyTracker: turns the wrapper's timestamps into each run's latencies."""
+"""LatencyTracker: turns the wrapper's timestamps and the provider's facts into each run's
+latencies, token figures and server timings, and keeps the output as the report saves it."""
 
 from __future__ import annotations
 
-from .._events import Event, GenerationFinished, LatencyMeasured
-from ._base import Stage
+from itertools import pairwise
+from typing import TYPE_CHECKING
 
-__all__ = ["LatencyTracker"]
+from ...report._model import ServerTimings
+from .._events import Event, GenerationFinished, LatencyMeasured
+from ._base import Stage, StageErrors
+
+if TYPE_CHECKING:
+    from ...providers import Chunk
+
+__all__ = ["DEFAULT_OUTPUT_CAP", "LatencyTracker", "measure"]
+
+#: Bytes of each run's output the report keeps by default (UTF-8).
+DEFAULT_OUTPUT_CAP = 64 * 1024
 
 
 class LatencyTracker(Stage):
-    """`init_latency`: dispatch → first non-empty chunk, only for providers that declare
-    streaming; `total_latency`: dispatch → completion or failure. Every timestamp was taken
-    by the wrapper in the engine's task, so how late this stage runs changes nothing. Emits
-    one `LatencyMeasured` per finished generation, in raw (unrounded) seconds."""
+    """`init_latency`: dispatch → first non-empty chunk of any kind, only for providers that
+    declare streaming; `first_content_latency`: dispatch → first chunk of answer text;
+    `total_latency`: dispatch → completion or failure. Every timestamp was taken by the wrapper
+    in the engine's task, so how late this stage runs changes nothing. Emits one
+    `LatencyMeasured` per finished generation, in raw (unrounded) seconds.
+
+    Args:
+        errors: the pipeline's stage error counts.
+        output_cap: bytes of output the report keeps per run (cut on a character boundary);
+            None keeps none.
+    """
 
     name = "latency"
     # GenerationFinished repeats the dispatch and first-chunk stamps, so this stage needs no
@@ -20,25 +38,125 @@ class LatencyTracker(Stage):
     event_types = (GenerationFinished,)
     produces = (LatencyMeasured,)
 
+    def __init__(self, errors: StageErrors, output_cap: int | None = DEFAULT_OUTPUT_CAP) -> None:
+        super().__init__(errors)
+        self.output_cap = output_cap
+
     def handle(self, event: Event) -> None:
         """Compute a finished run's latencies and hand them on. Never blocks."""
         if type(event) is GenerationFinished:
-            self.emit(measure(event))
+            self.emit(measure(event, self.output_cap))
 
 
-def measure(finished: GenerationFinished) -> LatencyMeasured:
-    """The latencies of one finished generation, from the wrapper's stamps. Never raises."""
+def measure(
+    finished: GenerationFinished, output_cap: int | None = DEFAULT_OUTPUT_CAP
+) -> LatencyMeasured:
+    """The measurements of one finished generation, from the wrapper's stamps and the
+    provider's facts. Never raises."""
     t0 = finished.t_started
     t_first = finished.t_first_chunk
     t_last = finished.t_last_chunk
     output = finished.output
+    streaming = finished.streaming
+    init = t_first - t0 if streaming and t_first is not None else None
+    total = finished.t_perf - t0
+    facts = _facts(finished.facts)
+    gaps = _gaps(finished.chunk_times)
+    kept, truncated = _capped(output, output_cap)
+    completion = facts.get("completion_tokens")
     return LatencyMeasured(
         test_id=finished.test_id,
-        init_latency=t_first - t0 if finished.streaming and t_first is not None else None,
-        total_latency=finished.t_perf - t0,
+        init_latency=init,
+        total_latency=total,
         stream_duration=t_last - t_first if t_first is not None and t_last is not None else None,
         chunk_count=finished.chunk_count,
         output_chars=None if output is None else len(output),
         error_type=finished.error_type,
         error_message=finished.error_message,
+        first_content_latency=(
+            finished.t_first_content - t0
+            if streaming and finished.t_first_content is not None
+            else None
+        ),
+        inter_chunk_p50=gaps[0],
+        inter_chunk_max=gaps[1],
+        prompt_tokens=_count(facts.get("prompt_tokens")),
+        completion_tokens=_count(completion),
+        reasoning_tokens=_count(facts.get("reasoning_tokens")),
+        time_per_output_token=_per_token(init, total, _count(completion)),
+        server=_server(facts),
+        attempts=_count(facts.get("attempts")) or finished.attempts,
+        output=kept,
+        output_truncated=truncated,
     )
+
+
+_FACTS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "server_prompt_s",
+    "server_generation_s",
+    "server_load_s",
+    "attempts",
+)
+
+
+def _facts(chunks: list[Chunk] | None) -> dict[str, object]:
+    """The provider's facts, a later value replacing an earlier one."""
+    facts: dict[str, object] = {}
+    for chunk in chunks or ():
+        for name in _FACTS:
+            value = getattr(chunk, name)
+            if value is not None:
+                facts[name] = value
+    return facts
+
+
+def _count(value: object) -> int | None:
+    # A server's count is a non-negative int; anything else (a bool, a float) is not one.
+    return value if type(value) is int and value >= 0 else None
+
+
+def _seconds(value: object) -> float | None:
+    if type(value) in (int, float) and 0 <= value < float("inf"):  # type: ignore[operator]
+        return float(value)  # type: ignore[arg-type]
+    return None
+
+
+def _server(facts: dict[str, object]) -> ServerTimings | None:
+    prompt = _seconds(facts.get("server_prompt_s"))
+    generation = _seconds(facts.get("server_generation_s"))
+    load = _seconds(facts.get("server_load_s"))
+    if prompt is None and generation is None and load is None:
+        return None
+    return ServerTimings(prompt_s=prompt, generation_s=generation, load_s=load)
+
+
+def _per_token(init: float | None, total: float, completion: int | None) -> float | None:
+    """(total - init) / (completion_tokens - 1): the first token is in `init`."""
+    if init is None or completion is None or completion < 2:
+        return None
+    return (total - init) / (completion - 1)
+
+
+def _gaps(times: list[float] | None) -> tuple[float | None, float | None]:
+    """Median and largest gap between consecutive chunks (None with fewer than two)."""
+    if not times or len(times) < 2:
+        return None, None
+    gaps = sorted(b - a for a, b in pairwise(times))
+    middle = len(gaps) // 2
+    p50 = gaps[middle] if len(gaps) % 2 else (gaps[middle - 1] + gaps[middle]) / 2
+    return p50, gaps[-1]
+
+
+def _capped(output: str | None, cap: int | None) -> tuple[str | None, bool | None]:
+    """The output the report keeps: at most `cap` bytes of UTF-8, whole characters."""
+    if output is None or cap is None:
+        return None, None
+    if len(output) * 4 <= cap:
+        return output, False  # no character takes more than four bytes
+    data = output.encode("utf-8", "surrogatepass")
+    if len(data) <= cap:
+        return output, False
+    return data[:cap].decode("utf-8", "ignore"), True

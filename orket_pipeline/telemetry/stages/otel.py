@@ -322,13 +322,17 @@ def _names(provider: str | None) -> tuple[str, str, str | None]:
 
 
 def _token_counts(finished: GenerationFinished) -> list[tuple[str, int]]:
-    """The generation's token counts, once events carry them (the hook: none do yet)."""
-    counts = []
-    for token_type in ("input", "output"):
-        count = getattr(finished, f"{token_type}_tokens", None)
-        if isinstance(count, int):
-            counts.append((token_type, count))
-    return counts
+    """The generation's token counts as the server sent them (input: prompt, output:
+    completion), the last value of each winning."""
+    found: dict[str, int] = {}
+    for chunk in finished.facts or ():
+        for token_type, count in (
+            ("input", chunk.prompt_tokens),
+            ("output", chunk.completion_tokens),
+        ):
+            if type(count) is int and count >= 0:
+                found[token_type] = count
+    return list(found.items())
 
 
 def _epoch_offset_ns() -> int:

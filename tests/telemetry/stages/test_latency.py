@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from orket_pipeline.providers import Chunk
+from orket_pipeline.report._model import ServerTimings
 from orket_pipeline.telemetry._bus import EventBus
 from orket_pipeline.telemetry._events import GenerationFinished, LatencyMeasured
 from orket_pipeline.telemetry.stages import LatencyTracker, StageErrors
@@ -65,3 +67,59 @@ async def test_the_tracker_emits_one_part_per_finished_generation_onto_the_bus()
     await tracker.run()
     assert [part.test_id for part in sink.items] == ["a", "b"]
     assert all(isinstance(part, LatencyMeasured) for part in sink.items)
+
+
+class TestSchema11Figures:
+    def test_a_reasoning_token_starts_init_latency_and_answer_text_first_content(self) -> None:
+        part = measure(finished(t_first_content=10.25))
+        assert (part.init_latency, part.first_content_latency) == (0.125, 0.25)
+
+    def test_a_non_streaming_run_has_no_first_content_latency(self) -> None:
+        part = measure(finished(streaming=False, t_first_content=10.25))
+        assert part.first_content_latency is None
+
+    def test_chunk_gaps_give_their_median_and_maximum(self) -> None:
+        part = measure(finished(chunk_times=[10.0, 10.25, 10.375, 11.0, 11.125]))
+        # gaps 0.25, 0.125, 0.625, 0.125: median of four is the mean of the middle two
+        assert (part.inter_chunk_p50, part.inter_chunk_max) == (0.1875, 0.625)
+
+    def test_one_chunk_has_no_gaps(self) -> None:
+        part = measure(finished(chunk_times=None, chunk_count=1))
+        assert (part.inter_chunk_p50, part.inter_chunk_max) == (None, None)
+
+    def test_token_counts_and_time_per_output_token_come_from_the_last_facts(self) -> None:
+        facts = [
+            Chunk(prompt_tokens=3, completion_tokens=1),
+            Chunk(completion_tokens=5, reasoning_tokens=2, server_generation_s=0.25),
+        ]
+        part = measure(finished(facts=facts))
+        assert (part.prompt_tokens, part.completion_tokens, part.reasoning_tokens) == (3, 5, 2)
+        # (total 0.5 - init 0.125) / (5 - 1)
+        assert part.time_per_output_token == 0.09375
+        assert part.server == ServerTimings(prompt_s=None, generation_s=0.25, load_s=None)
+
+    def test_counts_that_are_not_counts_are_dropped(self) -> None:
+        facts = [Chunk(prompt_tokens=-1, completion_tokens=True, server_load_s=float("nan"))]  # type: ignore[arg-type]
+        part = measure(finished(facts=facts))
+        assert (part.prompt_tokens, part.completion_tokens, part.server) == (None, None, None)
+        assert part.time_per_output_token is None
+
+    def test_attempts_come_from_the_facts_or_from_the_error(self) -> None:
+        assert measure(finished(facts=[Chunk(attempts=3)])).attempts == 3
+        assert measure(finished(output=None, attempts=2)).attempts == 2
+        assert measure(finished()).attempts is None
+
+
+class TestOutputCap:
+    def test_an_output_under_the_cap_is_kept_whole(self) -> None:
+        part = measure(finished(output="é" * 10), output_cap=20)
+        assert (part.output, part.output_truncated) == ("é" * 10, False)
+
+    def test_an_output_over_the_cap_is_cut_on_a_character_boundary(self) -> None:
+        part = measure(finished(output="é" * 10), output_cap=5)
+        assert (part.output, part.output_truncated) == ("éé", True)
+        assert part.output_chars == 10
+
+    def test_no_cap_keeps_no_output(self) -> None:
+        part = measure(finished(), output_cap=None)
+        assert (part.output, part.output_truncated) == (None, None)

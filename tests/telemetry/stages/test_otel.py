@@ -5,6 +5,7 @@ In-memory exporters here; tests/reliability/test_otel_export.py sends them over 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 from opentelemetry.trace import SpanKind, StatusCode
 
 from orket_pipeline.constraints import Constraints
+from orket_pipeline.providers import Chunk
 from orket_pipeline.telemetry import TelemetryPipeline
 from orket_pipeline.telemetry._events import GenerationFinished
 from orket_pipeline.telemetry.stages.otel import (
@@ -141,6 +143,29 @@ async def test_client_metrics_are_histograms_with_the_advised_buckets() -> None:
     assert first.count == 1 and tuple(first.explicit_bounds) == DURATION_BUCKETS
     # No provider reports tokens yet: no token metric rather than a made-up one.
     assert "gen_ai.client.token.usage" not in metrics
+
+
+class WithUsage:
+    supports_streaming = True
+
+    async def stream(self, prompt: str) -> AsyncIterator[object]:
+        yield "x = 1\n"
+        yield Chunk(prompt_tokens=7, completion_tokens=1)
+        yield Chunk(completion_tokens=4)  # a later count replaces an earlier one
+
+
+@pytest.mark.anyio
+async def test_the_servers_token_counts_become_span_attributes_and_the_token_metric() -> None:
+    export = Export()
+    async with TelemetryPipeline(provider="openai:m@http://h/v1", otel=export.export) as pipeline:
+        await pipeline.generate("t", WithUsage(), "p")  # type: ignore[arg-type]
+        pipeline.record_outcome("t", "pass")
+    attributes = export.by_test()["t"].attributes
+    assert attributes is not None
+    assert attributes["gen_ai.usage.input_tokens"] == 7
+    assert attributes["gen_ai.usage.output_tokens"] == 4
+    points = export.histograms()["gen_ai.client.token.usage"].data.data_points
+    assert {p.attributes["gen_ai.token.type"]: p.sum for p in points} == {"input": 7, "output": 4}
 
 
 @pytest.mark.anyio
