@@ -32,6 +32,7 @@ import anyio
 import anyio.to_thread
 
 from .._exceptions import InputError
+from ..providers import ProviderOptions
 from ..report._io import write_report
 from ..report._journal import JournalWriter, resume_backup
 from ..report._merge import merge_reports
@@ -76,6 +77,8 @@ async def execute_on_ray(
     timeout_s: float | None = 120.0,
     gate_limits: SandboxLimits | None = None,
     on_result: Callable[[RunResult], None] | None = None,
+    metadata: Metadata | None = None,
+    provider_options: ProviderOptions | None = None,
 ) -> Report:
     """Run `suite` on the Ray this process is connected to (`ray_session`); write the report.
 
@@ -91,6 +94,8 @@ async def execute_on_ray(
         workers: actors to start (default: the cluster's CPUs, at least one per spec).
         worker_concurrency: runs in flight on one worker (default: `concurrency` spread evenly).
         concurrency: runs in flight in all.
+        metadata: more report metadata (`model`, `options`...), as `TelemetryPipeline` takes.
+        provider_options: what each worker builds its provider with (`load_provider`).
 
     Raises:
         InputError: no Ray, too few workers for the specs, a worker could not start (its
@@ -114,33 +119,29 @@ async def execute_on_ray(
         provider_name=provider_name,
         suite_digest=suite_digest(suite),
         otel=otel,
+        metadata=metadata,
+        provider_options=provider_options,
     )
     slots = worker_concurrency or math.ceil(concurrency / count)
     pool = await _start_workers(ray, suite, specs, settings, count, slots)
-    metadata = current_metadata(
-        suite=suite.name,
-        provider=provider_name,
-        sandbox=_joined(w.info.sandbox for w in pool),
-        suite_digest=settings.suite_digest,
-    )
-    if hasattr(metadata, "executor"):  # TEMP until schema 1.1 lands from main
-        metadata.executor = "ray"
+    header = _driver_metadata(settings, suite, _joined(w.info.sandbox for w in pool), concurrency)
     journal = journal_for(report_path, journal_path) if telemetry else None
-    writer = await _open_journal(journal, suite, kept, metadata)
+    writer = await _open_journal(journal, suite, kept, header)
     skip = {task.id for task in suite.tasks if task.id in kept}
     queue = deque(i for i, task in enumerate(suite.tasks) if task.id not in skip)
     state = Dispatch(suite, queue, pool, concurrency)
-    statistics: list[Any] = []
+    shards: list[Metadata] = []
     try:
         await drive(ray, state, writer, on_result)
-        statistics = await _finish_workers(ray, pool)
+        shards = await _finish_workers(ray, pool)
     finally:
         with anyio.CancelScope(shield=True):
             for worker in pool:
                 ray.kill(worker.actor)
             if writer is not None:
                 writer.close()
-            report = _report(suite, kept, state.done, metadata, statistics)
+            header.max_in_flight = state.max_in_flight
+            report = _report(suite, kept, state.done, header, shards)
             if report_path is not None:
                 report = await anyio.to_thread.run_sync(write_report, report_path, report)
                 if journal is not None and journal_path is None:
@@ -203,7 +204,7 @@ async def _start_workers(
     return [Worker(actor, info, slots) for actor, info in zip(actors, infos, strict=True)]
 
 
-async def _finish_workers(ray: Any, pool: list[Worker]) -> list[Any]:
+async def _finish_workers(ray: Any, pool: list[Worker]) -> list[Metadata]:
     live = [w for w in pool if w.alive]
     refs = [w.actor.finish.remote() for w in live]
     ready = await anyio.to_thread.run_sync(partial(_settled, ray, refs), abandon_on_cancel=True)
@@ -235,18 +236,44 @@ async def _open_journal(
     return writer
 
 
+def _driver_metadata(
+    settings: WorkerSettings, suite: Suite, sandbox: str | None, concurrency: int
+) -> Metadata:
+    metadata = current_metadata(
+        suite=suite.name,
+        provider=settings.provider_name,
+        sandbox=sandbox,
+        suite_digest=settings.suite_digest,
+    )
+    given = settings.metadata
+    if given is not None:
+        for name in _GIVEN:
+            if getattr(given, name) is not None:
+                setattr(metadata, name, getattr(given, name))
+    metadata.executor, metadata.concurrency = "ray", concurrency
+    return metadata
+
+
 def _report(
     suite: Suite,
     kept: dict[str, TestRun],
     done: dict[int, TestRun],
     metadata: Metadata,
-    statistics: list[Any],
+    shards: list[Metadata],
 ) -> Report:
+    """The runs in suite order; the driver's metadata with what the workers measured: their
+    pipeline statistics summed (as `merge` sums shards), where and how they ran."""
     runs = [kept.get(task.id) or done.get(i) for i, task in enumerate(suite.tasks)]
-    if statistics:
-        shards = [Report(metadata=Metadata(pipeline=s), test_runs=[]) for s in statistics]
-        metadata.pipeline = merge_reports(shards).metadata.pipeline
+    if shards:
+        merged = merge_reports([Report(metadata=m, test_runs=[]) for m in shards]).metadata
+        for name in _FROM_WORKERS:
+            setattr(metadata, name, getattr(merged, name))
     return Report(metadata=metadata, test_runs=[run for run in runs if run is not None])
+
+
+# What the driver takes from the caller's metadata, and what from its workers' pipelines.
+_GIVEN = ("model", "options", "output_cap", "memory_pid_source")
+_FROM_WORKERS = ("python", "platform", "pipeline", "output_cap", "memory_pid_source")
 
 
 def _joined(values: Any) -> str | None:

@@ -57,6 +57,7 @@ class Dispatch:
     concurrency: int
     lost: dict[int, list[str]] = field(default_factory=dict)  # index -> workers lost on
     done: dict[int, TestRun] = field(default_factory=dict)
+    max_in_flight: int = 0  # the most runs submitted and not yet collected, in all
 
 
 async def drive(
@@ -102,6 +103,7 @@ def _dispatch(state: Dispatch) -> None:
             worker.actor.submit.remote(batch)  # a lost worker shows in its `collect`
             worker.running.update(batch)
             in_flight += len(batch)
+            state.max_in_flight = max(state.max_in_flight, in_flight)
         if worker.running and worker.collecting is None:
             worker.collecting = worker.actor.collect.remote()
 

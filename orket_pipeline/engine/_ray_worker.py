@@ -22,9 +22,9 @@ from typing import Any
 import anyio
 import msgspec
 
-from ..providers import Provider, load_provider
+from ..providers import Provider, ProviderOptions, load_provider
 from ..report._journal import JournalWriter
-from ..report._model import Metadata, PipelineStatistics, RunError, TestRun
+from ..report._model import Metadata, RunError, TestRun
 from ..telemetry._pipeline import TelemetryPipeline
 from ._runner import RunResult, run_suite
 from ._suite import Suite
@@ -48,6 +48,8 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     provider_name: str | None = None
     suite_digest: str | None = None
     otel: bool = False
+    metadata: Metadata | None = None  # more report metadata (`model`, `options`...)
+    provider_options: ProviderOptions | None = None
 
 
 class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -121,7 +123,9 @@ class RayWorker:
                 not available on this node (the driver reports it and stops).
         """
         settings = self._settings
-        self._provider = await anyio.to_thread.run_sync(load_provider, self._spec)
+        self._provider = await anyio.to_thread.run_sync(
+            load_provider, self._spec, settings.provider_options
+        )
         if settings.sandbox is not None:
             self._sandbox = await anyio.to_thread.run_sync(resolve_sandbox, settings.sandbox)
         if settings.telemetry:
@@ -144,6 +148,7 @@ class RayWorker:
             sandbox=None if self._sandbox is None else self._sandbox.kind,
             suite_digest=settings.suite_digest,
             otel=settings.otel,
+            metadata=settings.metadata,
         )
         try:
             async with pipeline:
@@ -217,21 +222,21 @@ class RayWorker:
         self._stream.waiting.pop(task.id, None)
         return made if made is not None else _outcome_only(result)
 
-    async def finish(self) -> PipelineStatistics | None:
+    async def finish(self) -> Metadata | None:
         """Close the pipeline (every run has been returned) and the provider; the pipeline's
-        statistics for the driver to sum, None without telemetry. Never raises for the close
-        of the provider."""
-        statistics = None
+        report metadata (its statistics, for the driver to sum), None without telemetry. Never
+        raises for the close of the provider."""
+        metadata = None
         if self._host is not None and self._stop is not None and self._pipeline is not None:
             self._stop.set()
             await self._host
-            statistics = self._pipeline.report.metadata.pipeline
+            metadata = self._pipeline.report.metadata
         aclose = getattr(self._provider, "aclose", None)
         if aclose is not None and asyncio.iscoroutinefunction(aclose):
             # The runs are in; a provider failing to close changes none of them.
             with contextlib.suppress(Exception):
                 await aclose()
-        return statistics
+        return metadata
 
     def pid(self) -> int:
         """This worker's process id (for the fault tests). Never raises."""

@@ -148,6 +148,10 @@ async def test_oracle_answers_through_ray_equal_the_local_run(cluster: Any, tmp_
     assert triples(ray_report) == triples(local)
     assert {run.outcome for run in ray_report.test_runs} == {"pass"}
     assert ray_report.metadata.executor == "ray"
+    assert ray_report.metadata.concurrency == 4
+    assert ray_report.metadata.max_in_flight is not None
+    assert 1 <= ray_report.metadata.max_in_flight <= 4
+    assert ray_report.metadata.output_cap == local.metadata.output_cap
     assert ray_report.metadata.sandbox == "bwrap"
     # Each worker's pipeline statistics, summed: as many events as the one local pipeline.
     assert ray_report.metadata.pipeline is not None and local.metadata.pipeline is not None
