@@ -109,8 +109,9 @@ async def execute_on_ray(
     kind = sandbox.kind if isinstance(sandbox, Sandbox) else sandbox
     if not any(task.gate is not None for task in suite.tasks):
         kind = None
-    count = workers or max(len(specs), int(ray.cluster_resources().get("CPU", 1)))
-    _check_sizes(count, specs, concurrency)
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    count = workers or max(len(specs), cpus)
+    _check_sizes(count, specs, concurrency, cpus)
     settings = WorkerSettings(
         telemetry=telemetry,
         timeout_s=timeout_s,
@@ -155,9 +156,14 @@ async def execute_on_ray(
     return report
 
 
-def _check_sizes(count: int, specs: Sequence[str], concurrency: int) -> None:
+def _check_sizes(count: int, specs: Sequence[str], concurrency: int, cpus: int) -> None:
     if not specs:
         raise InputError("--executor ray: no --provider given")
+    if count > cpus:
+        raise InputError(
+            f"--workers {count}: the Ray cluster has {cpus} CPUs and a worker takes one "
+            "(lower --workers, raise --worker-concurrency, or add nodes)"
+        )
     if count < len(specs):
         raise InputError(
             f"--workers {count}: fewer workers than the {len(specs)} providers given "

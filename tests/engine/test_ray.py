@@ -237,3 +237,44 @@ async def test_resume_on_ray_keeps_the_journaled_runs_and_runs_the_rest(
         r for r in first.test_runs if r.test_id in kept
     ]
     assert len(calls(tmp_path)) == TASKS - 3  # only the tasks the journal did not hold ran
+
+
+@pytest.mark.anyio
+async def test_with_every_worker_lost_the_finished_runs_are_kept_and_resume_runs_the_rest(
+    cluster: Any, tmp_path: Path
+) -> None:
+    suite_path, spec = humaneval_like(tmp_path, hold=True)
+    journal = tmp_path / "journal.jsonl"
+    out = tmp_path / "r.json"
+    reports: list[Report] = []
+
+    async def run() -> None:
+        options: dict[str, Any] = {"journal_path": journal, "workers": 1, "concurrency": 1}
+        reports.append(await on_ray(suite_path, [spec], out, **options))
+
+    listener = await anyio.create_unix_listener(tmp_path / "held.sock")
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        with anyio.fail_after(60):
+            async with await listener.accept() as held:
+                os.kill(int((await held.receive()).decode()), signal.SIGKILL)
+    [first] = reports
+    assert [run.test_id for run in first.test_runs] == ["HumanEval/0"]  # finished before
+    assert [run.test_id for _, run in read_journal(journal).runs] == ["HumanEval/0"]
+    resumed = await on_ray(suite_path, [spec], out, journal_path=journal, resume_from=journal)
+    assert [run.test_id for run in resumed.test_runs] == [f"HumanEval/{i}" for i in range(TASKS)]
+    assert resumed.test_runs[0] == first.test_runs[0]
+    assert {run.outcome for run in resumed.test_runs} == {"pass"}
+
+
+@pytest.mark.anyio
+async def test_more_workers_than_the_cluster_has_cpus_is_refused_before_anything_runs(
+    cluster: Any, tmp_path: Path
+) -> None:
+    from orket_pipeline._exceptions import InputError
+
+    suite_path, spec = humaneval_like(tmp_path)
+    with pytest.raises(InputError, match="--workers 3: the Ray cluster has 2 CPUs"):
+        await on_ray(suite_path, [spec], tmp_path / "r.json", workers=3)
+    assert not (tmp_path / "calls.log").exists()
+    assert not (tmp_path / "r.json").exists()
