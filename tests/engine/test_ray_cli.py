@@ -73,3 +73,16 @@ def test_run_on_a_local_ray_end_to_end(tmp_path: Path) -> None:
     assert [run["outcome"] for run in report["test_runs"]] == ["pass"] * TASKS
     assert len({run["worker"] for run in report["test_runs"]}) == 2
     assert "Traceback" not in done.stderr
+
+
+def test_provider_files_are_made_absolute_for_the_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orket_pipeline.cli._executor import _absolute
+
+    monkeypatch.chdir(tmp_path)
+    assert _absolute("python:oracle.py:Oracle") == f"python:{tmp_path}/oracle.py:Oracle"
+    assert _absolute("python:sub/mod.py:Oracle") == f"python:{tmp_path}/sub/mod.py:Oracle"
+    assert _absolute("replay:c.jsonl") == f"replay:{tmp_path}/c.jsonl"
+    for unchanged in ("python:pkg.mod:Name", "ollama:qwen2.5-coder:7b", "openai:m@http://h:1/v1"):
+        assert _absolute(unchanged) == unchanged
