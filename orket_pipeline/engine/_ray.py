@@ -192,9 +192,7 @@ async def _start_workers(
         scheduling_strategy="SPREAD",
     )
     suite_ref = ray.put(suite)
-    actors = [
-        actor_class.remote(suite_ref, specs[i % len(specs)], settings, slots) for i in range(count)
-    ]
+    actors = [actor_class.remote(suite_ref, specs[i % len(specs)], settings) for i in range(count)]
     refs = [actor.ready.remote() for actor in actors]
     try:
         infos = await anyio.to_thread.run_sync(

@@ -98,12 +98,12 @@ class RayWorker:
         suite: the whole suite (tasks are named by their index in it).
         spec: the provider spec this worker uses (one replica's).
         settings: what the driver was asked (timeouts, sandbox kind, telemetry).
-        slots: runs in flight at once (the driver never submits more).
+
+    The driver never submits more runs than the worker's share of the concurrency.
     """
 
-    def __init__(self, suite: Suite, spec: str, settings: WorkerSettings, slots: int) -> None:
+    def __init__(self, suite: Suite, spec: str, settings: WorkerSettings) -> None:
         self._suite, self._spec, self._settings = suite, spec, settings
-        self._slots = slots
         self._started: set[asyncio.Task[None]] = set()
         self._finished: list[tuple[int, TestRun]] = []
         self._arrived: asyncio.Event | None = None
