@@ -16,6 +16,9 @@
    cores with the driver). With 4 in flight each `collect` brings back a run or two, so the
    driver pays Ray's cost of a call nearly per run; with 64, many runs per call.
 
+3. Ray alone: the driver's CPU per bare actor call, and per outstanding ref of the `ray.wait`
+   scans the driver makes each cycle, for the 1,000-node plan in benchmarks/README.md.
+
 Every report is checked: every task once, every gate passed. Needs the `ray` extra (without it
 this prints "skipped").
 
@@ -174,6 +177,42 @@ async def driver(
     return 1 / per_run
 
 
+class _Echo:
+    """A bare Ray actor: what Ray alone costs the driver, for the 1,000-node plan."""
+
+    async def one(self, i: int) -> int:
+        return i
+
+    async def hold(self) -> None:
+        await anyio.sleep(3600)
+
+
+def ray_floor(ray: Any, calls: int, refs: int) -> None:
+    """Driver CPU per bare actor call (64 in flight, as `drive` waits for them), and per
+    outstanding ref of one `ray.wait` scan (as `drive` scans one `collect` per worker)."""
+    echo = ray.remote(_Echo).options(max_concurrency=refs + 64).remote()
+    ray.get(echo.one.remote(0))
+    cpu0, pending, sent = process_time(), [], 0
+    while sent < calls or pending:
+        while sent < calls and len(pending) < 64:
+            pending.append(echo.one.remote(sent))
+            sent += 1
+        ready, pending = ray.wait(pending, num_returns=1)
+        ray.get(ready)
+    per_call = (process_time() - cpu0) / calls
+    held = [echo.hold.remote() for _ in range(refs)]
+    cpu0 = process_time()
+    for _ in range(20):
+        ray.wait(held, num_returns=1, timeout=0)
+        ray.wait(held, num_returns=len(held), timeout=0)
+    per_ref = (process_time() - cpu0) / 20 / refs
+    ray.kill(echo)
+    print(
+        f"Ray alone: {per_call * 1e6:,.0f} µs driver CPU per actor call; a driver cycle's two "
+        f"ray.wait scans {per_ref * 1e6:.2f} µs per outstanding ref ({refs:,} refs)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_mode(argv, __doc__.splitlines()[0])
     print(header("--executor ray: gates on 2 workers vs local, the driver's cost per run"))
@@ -184,12 +223,13 @@ def main(argv: list[str] | None = None) -> int:
     instant = pick(args.mode, 5000, 1000, 200)
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as name:
         t0 = perf_counter()
-        with ray_session(None, num_cpus=2):
+        with ray_session(None, num_cpus=2) as ray:
             print(f"a local Ray on loopback started in {perf_counter() - t0:.2f} s")
             started = anyio.run(start, Path(name))
             anyio.run(gates, Path(name), gated, started)
             anyio.run(driver, Path(name), instant // 5, 4, started)
             rate = anyio.run(driver, Path(name), instant, 64, started)
+            ray_floor(ray, instant // 2, pick(args.mode, 4000, 1000, 200))
     verdict(
         BENCH,
         "runs/s one driver core absorbs",
