@@ -1,11 +1,12 @@
 """The driver's loop over its Ray workers: hand out tasks, take finished runs, requeue lost ones.
 
-Per worker, two kinds of call: `submit(indices)` starts tasks (as many as the worker has free
-slots, in suite order, one call for all of them) and `collect()` returns every run the worker
-finished since the last one, waiting for at least one. One `collect` is outstanding per worker
-with runs in flight, so a finished run reaches the driver as soon as it is finished, and a busy
-worker's runs come back many to a call: the driver pays Ray's cost of a call per batch, not per
-run (see benchmarks/README.md, "--executor ray").
+Per worker, one call is outstanding while it has runs in flight: `exchange(indices)` starts
+tasks (as many as the worker has free slots, in suite order) and returns every run the worker
+finished since the last call, waiting for at least one (`collect()` is the same with nothing to
+start, `submit` starts without collecting). So a finished run reaches the driver as soon as it
+is finished, a busy worker's runs come back many to a call, and the next tasks ride on the
+same call: the driver pays Ray's cost of a call per batch, not per run (see
+benchmarks/README.md, "--executor ray").
 """
 
 from __future__ import annotations
@@ -99,8 +100,12 @@ def _dispatch(state: Dispatch) -> None:
             continue
         free = min(worker.slots - len(worker.running), state.concurrency - in_flight)
         batch = [state.queue.popleft() for _ in range(min(free, len(state.queue)))]
-        if batch:
+        if batch and worker.collecting is None:
+            # The usual case: the runs it returned freed its slots; one call both ways.
+            worker.collecting = worker.actor.exchange.remote(batch)
+        elif batch:  # tasks requeued from a lost worker, for one still busy
             worker.actor.submit.remote(batch)  # a lost worker shows in its `collect`
+        if batch:
             worker.running.update(batch)
             in_flight += len(batch)
             state.max_in_flight = max(state.max_in_flight, in_flight)

@@ -91,8 +91,8 @@ class _Stream(JournalWriter):
 
 class RayWorker:
     """Runs tasks of one suite: `submit(indices)` starts them, `collect()` hands back the
-    finished runs. Call `ready()` first and `finish()` last. Its methods run in the actor's
-    event loop (asyncio); the runs are tasks of that loop.
+    finished runs, `exchange(indices)` does both. Call `ready()` first and `finish()` last.
+    Its methods run in the actor's event loop (asyncio); the runs are tasks of that loop.
 
     Args:
         suite: the whole suite (tasks are named by their index in it).
@@ -181,6 +181,11 @@ class RayWorker:
         finished, self._finished = self._finished, []
         self._arrived.clear()
         return finished
+
+    async def exchange(self, indices: list[int]) -> list[tuple[int, TestRun]]:
+        """`submit(indices)`, then `collect()`: one call each way. Never raises."""
+        await self.submit(indices)
+        return await self.collect()
 
     async def _run_and_keep(self, index: int) -> None:
         try:

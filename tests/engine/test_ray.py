@@ -40,13 +40,14 @@ import anyio
 
 ANSWERS = {answers!r}
 CONTROL = Path({control!r})
+HOLD = {hold!r}
 CALLS = []
 
 
 class Oracle:
-    """The canonical answer to each prompt; one line per call in calls.log. With HOLD, the
-    second call in the first process to get there is held (its pid sent to held.sock) until
-    the test kills it."""
+    """The canonical answer to each prompt; one line per call in calls.log. With HOLD
+    "second", the second call in the first process to get there is held (its pid sent to
+    held.sock) until the test kills it; with "first twice", the first task's first two calls."""
 
     supports_streaming = False
 
@@ -54,14 +55,17 @@ class Oracle:
         with open(CONTROL / "calls.log", "a") as log:
             log.write(f"{{os.getpid()}} {{prompt}}\\n")
         CALLS.append(prompt)
-        if {hold!r} and len(CALLS) == 2 and _claim():
+        if HOLD == "second" and len(CALLS) == 2 and _claim("claimed"):
+            await anyio.sleep(3600)
+        first = next(iter(ANSWERS))
+        if HOLD == "first twice" and prompt == first and (_claim("1") or _claim("2")):
             await anyio.sleep(3600)
         return ANSWERS[prompt]
 
 
-def _claim():
+def _claim(name):
     try:
-        os.close(os.open(CONTROL / "claimed", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        os.close(os.open(CONTROL / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:
         return False  # another worker holds its call: this one answers
     with socket.socket(socket.AF_UNIX) as held:  # tells the test, which listens there
@@ -88,7 +92,7 @@ def cluster() -> Iterator[Any]:
 
 
 def humaneval_like(
-    directory: Path, *, hold: bool = False, name: str = "oracle"
+    directory: Path, *, hold: str | None = None, name: str = "oracle"
 ) -> tuple[Path, str]:
     """A HumanEval-style suite (a function per task, a `check(candidate)` of asserts as its
     python_tests gate) and a python: provider spec answering each prompt canonically."""
@@ -170,7 +174,7 @@ async def test_oracle_answers_through_ray_equal_the_local_run(cluster: Any, tmp_
 async def test_a_killed_worker_loses_no_run_and_duplicates_none(
     cluster: Any, tmp_path: Path
 ) -> None:
-    suite_path, spec = humaneval_like(tmp_path, hold=True)
+    suite_path, spec = humaneval_like(tmp_path, hold="second")
     journal = tmp_path / "journal.jsonl"
     reports: list[Report] = []
 
@@ -243,7 +247,7 @@ async def test_resume_on_ray_keeps_the_journaled_runs_and_runs_the_rest(
 async def test_with_every_worker_lost_the_finished_runs_are_kept_and_resume_runs_the_rest(
     cluster: Any, tmp_path: Path
 ) -> None:
-    suite_path, spec = humaneval_like(tmp_path, hold=True)
+    suite_path, spec = humaneval_like(tmp_path, hold="second")
     journal = tmp_path / "journal.jsonl"
     out = tmp_path / "r.json"
     reports: list[Report] = []
@@ -278,3 +282,35 @@ async def test_more_workers_than_the_cluster_has_cpus_is_refused_before_anything
         await on_ray(suite_path, [spec], tmp_path / "r.json", workers=3)
     assert not (tmp_path / "calls.log").exists()
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.anyio
+async def test_a_task_lost_with_two_workers_is_an_error_and_is_not_run_a_third_time(
+    cluster: Any, tmp_path: Path
+) -> None:
+    suite_path, spec = humaneval_like(tmp_path, hold="first twice")
+    journal = tmp_path / "journal.jsonl"
+    reports: list[Report] = []
+
+    async def run() -> None:
+        options: dict[str, Any] = {"journal_path": journal, "workers": 2, "concurrency": 2}
+        reports.append(await on_ray(suite_path, [spec], tmp_path / "r.json", **options))
+
+    listener = await anyio.create_unix_listener(tmp_path / "held.sock")
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        with anyio.fail_after(60):
+            for _ in range(2):  # the first task, held on one worker, then on the other
+                async with await listener.accept() as held:
+                    os.kill(int((await held.receive()).decode()), signal.SIGKILL)
+    [report] = reports
+    first = report.test_runs[0]
+    assert first.test_id == "HumanEval/0" and first.outcome == "error"
+    assert first.attempts == 2 and first.error is not None
+    assert first.error.type == "WorkerLost" and "twice" in str(first.reason)
+    prompts = [prompt for _, prompt in calls(tmp_path)]
+    assert prompts.count(load_suite(suite_path).tasks[0].prompt) == 2  # never a third time
+    ids = [run.test_id for run in report.test_runs]
+    assert len(ids) == len(set(ids))
+    assert all(run.outcome == "pass" for run in report.test_runs[1:])
+    assert read_journal(journal).duplicate_orders == []
