@@ -25,7 +25,17 @@ from benchmarks import _results
 from benchmarks._common import machine
 
 # Own benchmarks take --quick/--smoke; the others take --quick only (smoke runs them quick).
-OWN = ("overhead", "openllmetry", "cli", "throughput", "memory_accuracy", "ttft", "loop_lag", "ray")
+OWN = (
+    "overhead",
+    "openllmetry",
+    "cli",
+    "throughput",
+    "memory_accuracy",
+    "ttft",
+    "loop_lag",
+    "html",
+    "ray",
+)
 OTHERS = ("bus", "validator", "gates")
 NAMES = OWN + OTHERS
 

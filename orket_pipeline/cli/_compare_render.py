@@ -1,19 +1,18 @@
 """`compare`'s renderers: a terminal table and a self-contained HTML page.
 
 The terminal table shows every string from a report as plain text with control characters
-escaped. The HTML page has no script and fetches nothing (it opens from file://), and every
-text taken from a report is HTML-escaped. Per metric, both runs' distributions are drawn as
-empirical CDFs on one inline SVG (baseline grey, candidate blue): a shift right is slower, a
-fatter upper tail shows as a later approach to 1. Hand-written SVG is a few dozen lines here,
-smaller than any charting library inlined, and needs no script at all. Each curve is drawn
-through at most `_POINTS` quantiles, so a 100,000-run report makes a page of the same size as a
-100-run one.
+escaped. The HTML page has no script and fetches nothing (it opens from file://; its
+Content-Security-Policy allows no fetch and no script), and every text taken from a report is
+HTML-escaped. It shares the report page's stylesheet and SVG charts (`_html`). Per metric, both
+runs' distributions are drawn as empirical CDFs on one chart (baseline grey, candidate blue):
+a shift right is slower, a fatter upper tail shows as a later approach to 1. Each curve is
+drawn through at most `_POINTS` quantiles, so a 100,000-run report makes a page of the same
+size as a 100-run one.
 """
 
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Sequence
 from typing import Final
 
@@ -24,7 +23,8 @@ from rich.text import Text
 from .._text import printable
 from ..report._compare import Comparison, MetricChange, finished_values
 from ..report._model import Report
-from ..report._stats import nearest_rank
+from ._html._page import page
+from ._html._svg import Series, cdf, figure
 
 __all__ = ["render_compare_html", "render_compare_table"]
 
@@ -36,15 +36,7 @@ _VERDICTS: Final = {
     "not_tested": "-",
 }
 _POINTS: Final = 200  # quantiles drawn per curve
-_W, _H, _PAD = 420, 160, 30
 _COLOURS: Final = ("#888888", "#1f6fd1")
-_CSS: Final = (
-    "body{font-family:sans-serif;max-width:70em}table{border-collapse:collapse;margin:1em 0}"
-    "td,th{border:1px solid #ccc;padding:2px 8px}td{text-align:right}"
-    "td:first-child,td:nth-child(2){text-align:left}.regression{background:#fdd}"
-    ".improvement{background:#dfd}figure{display:inline-block;margin:0.5em}"
-    "svg text{font-size:11px}"
-)
 
 
 def render_compare_html(
@@ -59,14 +51,14 @@ def render_compare_html(
     )
     base_values, cand_values = finished_values(baseline), finished_values(candidate)
     charts = "".join(
-        _chart(metric, base_values[metric], cand_values[metric])
+        _chart(metric, names, base_values[metric], cand_values[metric])
         for metric in dict.fromkeys(c.metric for c in comparison.changes)
         if metric != "pass_rate"
     )
-    title = _e(f"{names[0]} → {names[1]}")
+    title = f"compare {names[0]} → {names[1]}"
     legend = (
-        f"<p><span style='color:{_COLOURS[0]}'>■ baseline</span> {_e(names[0])} &nbsp; "
-        f"<span style='color:{_COLOURS[1]}'>■ candidate</span> {_e(names[1])}</p>"
+        f"<p class='legend'><span class='base'>■ baseline</span> {_e(names[0])} &nbsp; "
+        f"<span class='cand'>■ candidate</span> {_e(names[1])}</p>"
     )
     only = "".join(
         f"<h2>{label} ({len(ids)})</h2><p>{_e(', '.join(ids))}</p>"
@@ -76,14 +68,14 @@ def render_compare_html(
         )
         if ids
     )
-    return (
-        "<!doctype html>\n<html><head><meta charset='utf-8'>"
-        f"<title>compare {title}</title><style>{_CSS}</style></head><body>\n"
-        f"<h1>compare {title}</h1>\n<p><strong>{_e(verdict_line(comparison))}</strong></p>\n"
+    body = (
+        f"<header><h1>{_e(title)}</h1></header>\n"
+        f"<p><strong>{_e(verdict_line(comparison))}</strong></p>\n"
         f"{changes}\n<p>{_e(pass_rate_line(comparison))}</p>\n"
-        f"<h2>distributions (finished runs)</h2>\n{legend}\n{charts}\n"
-        f"<h2>flips ({len(comparison.flips)})</h2>\n{flips}\n{only}\n</body></html>\n"
+        f"<h2>distributions (finished runs)</h2>\n{legend}\n<div class='grid'>{charts}</div>\n"
+        f"<h2>flips ({len(comparison.flips)})</h2>\n{flips}\n{only}"
     )
+    return page(title, body)
 
 
 def render_compare_table(
@@ -195,56 +187,17 @@ def _html_table(header: Sequence[str], rows: Sequence[tuple[Sequence[str], str]]
         f"<tr class='{_e(kind)}'>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>\n"
         for row, kind in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>"
+    return f"<table class='stats'><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>"
 
 
-def _chart(metric: str, base: list[float], cand: list[float]) -> str:
-    """An SVG figure with both empirical CDFs of `metric` on shared axes.
-
-    The x axis ends at the larger of the two p99s, so one extreme run cannot squash the rest
-    into a corner; the curves run on to the right edge and the label says where it is.
-    """
-    tops = [v for v in (nearest_rank(base, 99), nearest_rank(cand, 99)) if v is not None]
-    if not tops:
+def _chart(metric: str, names: tuple[str, str], base: list[float], cand: list[float]) -> str:
+    """A figure with both empirical CDFs of `metric` on shared axes (the x axis to the larger
+    p99, so one extreme run cannot squash the rest into a corner)."""
+    if not base and not cand:
         return ""
-    low, high = min(base[:1] + cand[:1]), max(tops)
-    span = (high - low) or 1.0
-
-    def x(value: float) -> float:
-        return _PAD + min(1.0, (value - low) / span) * (_W - 2 * _PAD)
-
-    def y(fraction: float) -> float:
-        return _H - _PAD + fraction * (2 * _PAD - _H)
-
-    lines = []
-    for sorted_values, colour in zip((base, cand), _COLOURS, strict=True):
-        points = " ".join(f"{x(v):.1f},{y(f):.3f}" for v, f in _quantiles(sorted_values))
-        if points:
-            lines.append(
-                f"<polyline fill='none' stroke='{colour}' stroke-width='1.5' points='{points}'/>"
-            )
-    axes = (
-        f"<line x1='{_PAD}' y1='{y(0)}' x2='{_W - _PAD}' y2='{y(0)}' stroke='#000'/>"
-        f"<line x1='{_PAD}' y1='{y(0)}' x2='{_PAD}' y2='{y(1)}' stroke='#000'/>"
-        f"<text x='{_PAD}' y='{_H - 8}'>{low:.4g}</text>"
-        f"<text x='{_W - _PAD}' y='{_H - 8}' text-anchor='end'>{high:.4g} (p99)</text>"
-        f"<text x='4' y='{y(1) + 4}'>1</text><text x='4' y='{y(0) + 4}'>0</text>"
-    )
-    return (
-        f"<figure><figcaption>{_e(metric)} (n = {len(base)} / {len(cand)})</figcaption>"
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{_W}' height='{_H}' "
-        f"role='img' aria-label='{_e(metric)} CDF'>{axes}{''.join(lines)}</svg></figure>"
-    )
-
-
-def _quantiles(sorted_values: list[float]) -> list[tuple[float, float]]:
-    """At most `_POINTS` (value, cumulative fraction) steps of the empirical CDF."""
-    n = len(sorted_values)
-    if n == 0:
-        return []
-    steps = min(n, _POINTS)
-    points = [(sorted_values[0], 0.0)]
-    for i in range(1, steps + 1):
-        rank = max(1, math.ceil(i * n / steps))
-        points.append((sorted_values[rank - 1], rank / n))
-    return points
+    series = [
+        Series(f"baseline {names[0]}", base, _COLOURS[0]),
+        Series(f"candidate {names[1]}", cand, _COLOURS[1]),
+    ]
+    body = cdf(series, f"{metric} (axis to p99)", points=_POINTS)
+    return figure(f"cdf-{metric}", metric, body, f"n = {len(base):,} / {len(cand):,}")

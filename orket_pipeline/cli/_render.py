@@ -3,12 +3,11 @@
 Everything a report holds is someone else's text: a test id, an outcome, a provider's name can
 carry rich markup (`[/bold]`), ANSI escape sequences (clear the screen, print a fake "ALL TESTS
 PASSED") or HTML (`<script>`). The terminal table shows every cell as plain text with control
-characters escaped (`\\x1b`), and the HTML page escapes every cell.
+characters escaped (`\\x1b`); the HTML page (`_html`) keeps every text as text.
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from typing import Final
 
@@ -19,10 +18,13 @@ from rich.text import Text
 from .._text import printable
 from ..report._model import Report, TestRun, encode_json
 from ..report._summary import MetricSummary, Summary, summarize, summarize_report
+from ._hints import hints, summary_lines
+from ._html import render_report_html
 
 __all__ = ["render_html", "render_json", "render_table"]
 
 _METRICS: Final = ("init_latency", "total_latency", "peak_memory_rss")
+_EXTRA_METRICS: Final = ("first_content_latency", "time_per_output_token")  # when measured
 _COLUMNS: Final = ("test id", "outcome", "init s", "total s", "peak MiB", "adherence")
 _STATS_COLUMNS: Final = ("metric", "count", "p50", "p90", "p99", "max")
 _REASON_CHARS: Final = 80  # the reason column shows a short form; the report keeps it whole
@@ -38,6 +40,9 @@ def render_table(report: Report, console: Console, *, max_rows: int | None = Non
     With `max_rows`, a report with more runs than that shows only the runs that did not pass
     (at most `max_rows` of them) and says so; the summary always covers every run. Every cell
     is plain text with control characters escaped: nothing in a report acts on the terminal.
+
+    Under the summary: the errors grouped by cause, token totals, the concurrency with the
+    most generations in flight, and a hint when the runs show a known symptom (`_hints`).
     """
     runs: Sequence[TestRun] = report.test_runs
     title = "test runs"
@@ -51,7 +56,10 @@ def render_table(report: Report, console: Console, *, max_rows: int | None = Non
     for run, row in zip(runs, _run_rows(runs), strict=True):
         table.add_row(*map(_cell, (*row, _reason(run))))
     console.print(table)
-    console.print(_summary_table(summarize(report.test_runs)))
+    summary = summarize(report.test_runs)
+    console.print(_summary_table(summary))
+    for line in summary_lines(summary, report.metadata) + hints(report, summary):
+        console.print(_cell(line))
 
 
 def render_json(report: Report) -> bytes:
@@ -60,25 +68,9 @@ def render_json(report: Report) -> bytes:
 
 
 def render_html(report: Report) -> str:
-    """A self-contained HTML page: the runs table and the summary, every cell escaped.
-    Never raises."""
-    summary = summarize(report.test_runs)
-    runs = _html_table(_COLUMNS, _run_rows(report.test_runs))
-    stats = _html_table(_STATS_COLUMNS, _metric_rows(summary))
-    title = html.escape(f"orket-pipeline report {report.report_generated_at or ''}".strip())
-    return (
-        "<!doctype html>\n<html><head><meta charset='utf-8'>"
-        f"<title>{title}</title><style>{_CSS}</style></head><body>\n"
-        f"<h1>{title}</h1>\n<p>{html.escape(_outcome_line(summary))}</p>\n"
-        f"{stats}\n<h2>test runs</h2>\n{runs}\n</body></html>\n"
-    )
-
-
-_CSS: Final = (
-    "body{font-family:sans-serif}table{border-collapse:collapse;margin:1em 0}"
-    "td,th{border:1px solid #ccc;padding:2px 8px}td{text-align:right}"
-    "td:first-child,td:nth-child(2){text-align:left}"
-)
+    """A self-contained HTML page with charts, the run table and a drill-down per run (see
+    `_html`). Never raises."""
+    return render_report_html(report)
 
 
 def _reason(run: TestRun) -> str:
@@ -136,13 +128,22 @@ def _outcome_line(summary: Summary) -> str:
 
 
 def _summary_table(summary: Summary) -> Table:
-    table = _table(
-        _STATS_COLUMNS, title="summary (s, MiB; nearest-rank percentiles)", text_columns=1
-    )
+    title = "summary (s, MiB; nearest-rank percentiles"
+    title += f", {summary.errors} errored runs left out)" if summary.errors else ")"
+    table = _table(_STATS_COLUMNS, title=title, text_columns=1)
     table.caption = _cell(_outcome_line(summary))  # outcomes are the report's own text
-    for row in _metric_rows(summary):
+    for row in _metric_rows(summary) + _extra_rows(summary):
         table.add_row(*map(_cell, row))
     return table
+
+
+def _extra_rows(summary: Summary) -> list[tuple[str, ...]]:
+    rows = []
+    for name in _EXTRA_METRICS:
+        metric: MetricSummary | None = getattr(summary, name)
+        if metric is not None and metric.count:
+            rows.append((name, str(metric.count), *map(_fmt, _quartet(metric))))
+    return rows
 
 
 def _table(header: Sequence[str], *, title: str, text_columns: int) -> Table:
@@ -150,12 +151,3 @@ def _table(header: Sequence[str], *, title: str, text_columns: int) -> Table:
     for index, name in enumerate(header):
         table.add_column(name, justify="left" if index < text_columns else "right")
     return table
-
-
-def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>\n"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>"

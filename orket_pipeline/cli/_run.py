@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -20,22 +21,31 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import psutil
 from anyio.abc import TaskStatus
 from rich.console import Console
 
-from .._exceptions import InputError
+from .._exceptions import InputError, ProviderConnectionError
 from .._text import printable
 from ..engine import load_suite
+from ..engine._guard import SuiteStopped
 from ..engine._resume import kept_runs
 from ..engine._runner import RunResult, execute
 from ..engine._suite import Suite
 from ..providers import Provider, load_provider
 from ..report._journal import read_journal
-from ..report._model import Report
+from ..report._model import Metadata, Report
 from ._args import positive_int
 from ._executor import add_executor_options, check_executor, executor, executor_session, label
 from ._gate_options import add_gate_options, gate_options
+from ._gen_options import (
+    add_generation_options,
+    generation_options,
+    output_cap,
+    provider_options,
+    run_metadata,
+    say_if_not_sent,
+)
+from ._memory import memory_pid_arg, memory_target
 from ._output import OutputLock, check_outputs, default_journal, same_file
 from ._progress import ProgressReporter
 from ._render import render_table
@@ -90,9 +100,10 @@ def register(sub: Any) -> None:
     )
     parser.add_argument(
         "--memory-pid",
-        type=_existing_pid,
-        metavar="PID",
-        help="measure this process's peak memory (a local model server) instead of our own "
+        type=memory_pid_arg,
+        metavar="PID|auto",
+        help="measure this process's peak memory (a local model server) instead of our own; "
+        "auto: the process listening on the provider's loopback host:port "
         "(default: this process)",
     )
     parser.add_argument(
@@ -117,6 +128,7 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     add_gate_options(parser)
+    add_generation_options(parser)
     add_executor_options(parser)
     parser.set_defaults(handler=run_command)
 
@@ -137,6 +149,8 @@ def run_command(args: argparse.Namespace) -> int:
     explicit = None if args.journal is None else _writable(args.journal, "--journal")
     if explicit is not None and args.no_telemetry and not args.resume:
         raise InputError("run: --journal needs telemetry; drop --no-telemetry")
+    if args.memory_pid is not None and args.no_telemetry:
+        raise InputError("run: --memory-pid needs telemetry; drop --no-telemetry")
     if args.force and not args.resume:
         raise InputError("run: --force goes with --resume")
     journal = None if args.no_telemetry else (explicit or default_journal(out))
@@ -155,17 +169,43 @@ def run_command(args: argparse.Namespace) -> int:
         suite = load_suite(suite_path)
         checked = None if args.force else spec_label
         kept = 0 if resume_from is None else _kept(suite, resume_from, checked)
-        provider = load_provider(spec)
+        options = generation_options(args, suite)
+        provider = load_provider(spec, provider_options(args, options))
+        metadata, measured = _metadata(args, provider, spec, options)
+        say_if_not_sent(spec, options)  # after the last refusal: a note, then an error, reads ill
         try:
-            report = _run(args, suite, provider, spec_label, out, journal, resume_from, kept)
+            report = _run(
+                args, suite, provider, spec_label, out, journal, resume_from, kept, metadata
+            )
         except Terminated:
             print("orket-pipeline: terminated", file=sys.stderr)
             return 128 + signal.SIGTERM
+        except SuiteStopped as exc:
+            where = f"{exc.finished} finished runs are in {printable(str(out))}"
+            raise InputError(f"run: {exc}; the {where}") from None
+        except ProviderConnectionError as exc:
+            raise InputError(f"run: cannot reach the provider: {exc}") from None
     # A suite of hundreds of tasks: show what needs a look, not every run (the report has all).
+    # Printed with the results, not at the start: a run refused later (a journal that cannot
+    # be opened) must leave stdout empty, its one line on stderr being all it says.
+    print(measured)
     render_table(report, Console(highlight=False), max_rows=_TABLE_ROWS)
     print(f"report written to {printable(str(out))}")
     failed = sum(run.outcome != "pass" for run in report.test_runs)
     return 1 if failed or len(report.test_runs) < len(suite.tasks) else 0
+
+
+def _metadata(
+    args: argparse.Namespace, provider: Provider, spec: str, options: Any
+) -> tuple[Metadata, str]:
+    """The run's own metadata, and the line saying whose memory is measured (the first line
+    of the run's output). Raises `InputError` for a `--memory-pid auto` it cannot honour."""
+    if args.no_telemetry:
+        none = run_metadata(provider, options, args.concurrency, None, "none")
+        return none, "memory: not measured (--no-telemetry)"
+    target = memory_target(args.memory_pid, provider, spec)
+    pid = os.getpid() if target.pid is None else target.pid
+    return run_metadata(provider, options, args.concurrency, pid, target.source), target.line
 
 
 def _run(
@@ -177,6 +217,7 @@ def _run(
     journal: Path | None,
     resume_from: Path | None,
     kept: int,
+    metadata: Metadata,
 ) -> Report:
     gates = gate_options(args, suite)  # may refuse (exit 2) before anything starts
     reporter = ProgressReporter(len(suite.tasks) - kept, quiet=args.quiet)
@@ -199,7 +240,9 @@ def _run(
                     journal_path=journal if args.journal is not None else None,
                     telemetry=not args.no_telemetry,
                     provider_name=spec,
-                    memory_pid=args.memory_pid,
+                    memory_pid=metadata.memory_pid if args.memory_pid is not None else None,
+                    metadata=metadata,
+                    output_cap=output_cap(args),
                     otel=args.otel,
                     concurrency=args.concurrency,
                     timeout_s=args.timeout,
@@ -330,13 +373,6 @@ def _writable(name: str, option: str) -> Path:
     if not path.parent.is_dir():
         raise InputError(f"run: {option} {name}: directory {path.parent} does not exist")
     return path
-
-
-def _existing_pid(text: str) -> int:
-    pid = positive_int(text)
-    if not psutil.pid_exists(pid):
-        raise argparse.ArgumentTypeError(f"no process with id {text}")
-    return pid
 
 
 def _positive_float(text: str) -> float:

@@ -18,7 +18,7 @@ from typing import Any
 
 from .._exceptions import SuiteError
 from .._text import printable as _printable
-from ._suite import Suite, Task, native_task, task_where
+from ._suite import Suite, Task, convert_options, native_task, task_where
 from ._taskbank import bank_tasks
 
 if sys.version_info >= (3, 11):
@@ -57,6 +57,7 @@ def parse_suite(data: bytes, *, name: str) -> Suite:
     document, suspect = _decode(data, name)
     if suspect:  # only then is the walk worth its cost (a third of the load of a big suite)
         _check_text(document, name)
+    options = None
     if isinstance(document, list):
         tasks = bank_tasks(document, name)
         suite_name = _printable(Path(name).stem)
@@ -64,11 +65,12 @@ def parse_suite(data: bytes, *, name: str) -> Suite:
         suite_name = document.get("name", _printable(Path(name).stem))
         if not isinstance(suite_name, str):
             raise SuiteError(f"{name}: field `name`: expected a string")
+        options = convert_options(document.get("options"), name)
         tasks = _native_tasks(document.get("tasks"), name)
     else:
         raise SuiteError(f"{name}: expected an object with `tasks` or an array of tasks")
     _check_unique(tasks, name)
-    return Suite(name=suite_name, tasks=tuple(tasks))
+    return Suite(name=suite_name, tasks=tuple(tasks), options=options)
 
 
 def _decode(data: bytes, name: str) -> tuple[Any, bool]:

@@ -10,6 +10,11 @@ next one starts), at most `concurrency` at a time; `pipeline.register` gets the 
 Gates run in the sandbox resolved once for the suite, at most `gate_concurrency` at a time. A
 gate that cannot judge (no sandbox, too many open files) makes the run an `error`, and a run
 interrupted while its gate runs is recorded as an `error`: an unfinished gate is never a pass.
+
+A provider that is not there is told once, not as a column of errors (see `_guard`): `execute`
+connects before the first run (`provider.connect()`, when it has one), and a suite whose runs
+keep failing to connect (`stop_after` in a row) stops starting runs and raises `SuiteStopped`
+once the finished runs are recorded.
 """
 
 from __future__ import annotations
@@ -29,10 +34,12 @@ from anyio.abc import TaskStatus
 
 from ..constraints import extract_payload
 from ..report._io import write_report
-from ..report._model import Report, RunError, TestRun, current_metadata
+from ..report._model import Metadata, Report, RunError, TestRun, current_metadata
 from ..telemetry._call import Call, call_provider, error_text, error_type_name, streams
 from ..telemetry._pipeline import TelemetryPipeline
+from ..telemetry.stages.latency import DEFAULT_OUTPUT_CAP
 from ._gates import GateResult, run_gate
+from ._guard import UNREACHABLE_LIMIT, InFlight, UnreachableWatch, connect
 from ._resume import journal_for, kept_runs, remove_journal, resume_with_telemetry, suite_digest
 from ._suite import Suite, Task
 from .sandbox import Sandbox, SandboxLimits, resolve_sandbox
@@ -70,6 +77,8 @@ class _Loop:
     sandbox: Sandbox | None = None
     gate_slots: anyio.Semaphore | None = None
     results: dict[str, RunResult] = field(default_factory=dict)
+    watch: UnreachableWatch | None = None
+    in_flight: InFlight = field(default_factory=InFlight)
 
 
 async def run_suite(
@@ -84,6 +93,8 @@ async def run_suite(
     sandbox: Sandbox | None = None,
     gate_concurrency: int | None = None,
     skip: Collection[str] = (),
+    stop_after: int | None = None,
+    in_flight: InFlight | None = None,
 ) -> list[RunResult]:
     """Run every task of `suite` through `provider`, at most `concurrency` at a time.
 
@@ -99,6 +110,9 @@ async def run_suite(
         gate_concurrency: gates running at once (None: as many as runs in flight).
         skip: ids of tasks not to run (finished by an earlier run being resumed); they are
             still registered with `pipeline`, so every run keeps its suite index.
+        stop_after: stop starting runs once this many in a row failed to connect (fewer when
+            fewer run); None: never stop.
+        in_flight: counts the generations in flight without a pipeline (`max_in_flight`).
 
     Returns:
         The runs made, in suite order. Awaits generations and gates; never blocks the event loop.
@@ -106,6 +120,8 @@ async def run_suite(
     Raises:
         ValueError: `concurrency` or `gate_concurrency` < 1, or `timeout_s` <= 0. Cancellation
             propagates; runs already finished have been recorded (and passed to `on_result`).
+        SuiteStopped: `stop_after` runs in a row failed to connect; the runs in flight were
+            let finish and every finished run was recorded.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
@@ -121,12 +137,21 @@ async def run_suite(
     loop.sandbox = sandbox
     if gate_concurrency is not None:
         loop.gate_slots = anyio.Semaphore(gate_concurrency)
+    if in_flight is not None:
+        loop.in_flight = in_flight
     skipped = set(skip)
     tasks = [task for task in suite.tasks if task.id not in skipped]
+    if stop_after is not None and tasks:
+        loop.watch = UnreachableWatch(max(1, min(stop_after, len(tasks))))
     async with anyio.create_task_group() as tg:
         for task in tasks:
             await loop.semaphore.acquire()
+            if loop.watch is not None and loop.watch.stopped is not None:
+                loop.semaphore.release()
+                break
             await tg.start(_run_one, loop, task)
+    if loop.watch is not None and loop.watch.stopped is not None:
+        raise loop.watch.stopped
     return [loop.results[task.id] for task in tasks]
 
 
@@ -140,6 +165,8 @@ async def _run_one(loop: _Loop, task: Task, *, task_status: TaskStatus[None]) ->
             loop.pipeline.record_outcome(task.id, result.outcome, result.reason, result.error)
         if loop.on_result is not None:
             loop.on_result(result)
+        if loop.watch is not None:
+            loop.watch.record(result.error)
     finally:
         loop.semaphore.release()
 
@@ -192,7 +219,11 @@ def _error(task: Task, reason: str, error: RunError) -> RunResult:
 async def _generate(loop: _Loop, task: Task) -> Any:
     if loop.pipeline is not None:
         return await loop.pipeline.generate(task.id, loop.provider, task.prompt, task.constraints)
-    return await generate_directly(loop.provider, task.prompt)
+    loop.in_flight.enter()
+    try:
+        return await generate_directly(loop.provider, task.prompt)
+    finally:
+        loop.in_flight.leave()
 
 
 async def generate_directly(provider: Provider, prompt: str) -> str:
@@ -215,6 +246,9 @@ async def execute(
     sandbox: Sandbox | str | None = "auto",
     resume_from: str | os.PathLike[str] | None = None,
     otel: bool | OtelExport = False,
+    metadata: Metadata | None = None,
+    output_cap: int | None = DEFAULT_OUTPUT_CAP,
+    stop_after: int | None = UNREACHABLE_LIMIT,
     **options: Any,
 ) -> Report:
     """Run `suite` and write the report; what `orket-pipeline run` does.
@@ -227,7 +261,12 @@ async def execute(
     server) instead of this one. `sandbox` (a `Sandbox`, or a kind for `resolve_sandbox`) runs
     the gates; it is resolved before any run starts, only when the suite has gates, and named
     in the report's metadata. `otel` exports spans and metrics (see `TelemetryPipeline`).
-    `options` go to `run_suite`.
+    `metadata` adds to the report's metadata (model, generation options, executor,
+    concurrency, the memory pid and how it was chosen); `max_in_flight` is counted either way.
+    `output_cap` bytes of each answer are kept in the report (None: none). Before the first
+    run the provider connects (`provider.connect()`, when it has one), and the suite stops
+    once `stop_after` runs in a row failed to connect (None: never). `options` go to
+    `run_suite`.
 
     `resume_from` continues a run that did not finish: the runs that journal holds are kept as
     they are (not run again), the other tasks run, and the report holds all in suite order.
@@ -240,6 +279,9 @@ async def execute(
             (before any run started) or the report could not be written. InputError: the suite
             has gates and the sandbox asked for is not available (nothing has run), or
             `resume_from` is missing or belongs to another suite (see `kept_runs`).
+        ProviderConnectionError: the provider's `connect()` could not reach it (nothing has
+            run, nothing was written). SuiteStopped: the suite stopped early (see `run_suite`);
+            the finished runs are in the report.
     """
     try:
         kept: dict[str, TestRun] = {}
@@ -248,10 +290,13 @@ async def execute(
             options["skip"] = frozenset(kept)
         chosen = await _sandbox_for(suite, sandbox)
         options["sandbox"] = chosen
+        options["stop_after"] = stop_after
         kind = None if chosen is None else chosen.kind
+        await connect(provider)  # before anything is written: unreachable is one line, exit 2
         if not telemetry:
+            facts = _metadata_without_telemetry(metadata, provider_name, kind, suite)
             return await _execute_without_telemetry(
-                suite, provider, report_path, provider_name, kind, options, kept, resume_from
+                suite, provider, report_path, facts, options, kept, resume_from
             )
         settings: dict[str, Any] = {
             "suite": suite.name,
@@ -260,6 +305,8 @@ async def execute(
             "sandbox": kind,
             "otel": otel,
             "suite_digest": suite_digest(suite),
+            "metadata": metadata,
+            "output_cap": output_cap,
         }
         if resume_from is not None:
             return await resume_with_telemetry(
@@ -279,36 +326,47 @@ async def execute(
             await _aclose(provider)
 
 
+def _metadata_without_telemetry(
+    given: Metadata | None, provider_name: str | None, sandbox: str | None, suite: Suite
+) -> Metadata:
+    metadata = current_metadata(
+        suite=suite.name,
+        provider=provider_name,
+        sandbox=sandbox,
+        suite_digest=suite_digest(suite),
+    )
+    if given is not None:
+        for name in ("model", "options", "executor", "concurrency"):
+            value = getattr(given, name)
+            if value is not None:
+                setattr(metadata, name, value)
+    # Nothing is measured and no output is kept without telemetry: no memory pid, no cap.
+    return metadata
+
+
 async def _execute_without_telemetry(
     suite: Suite,
     provider: Provider,
     report_path: str | os.PathLike[str] | None,
-    provider_name: str | None,
-    sandbox: str | None,
+    metadata: Metadata,
     options: dict[str, Any],
     kept: dict[str, TestRun],
     resume_from: str | os.PathLike[str] | None,
 ) -> Report:
     finished: dict[str, RunResult] = {}
     user_hook: ResultHook | None = options.pop("on_result", None)
+    flight = options["in_flight"] = InFlight()
 
     def collect(result: RunResult) -> None:
         finished[result.test_id] = result
         if user_hook is not None:
             user_hook(result)
 
-    report = Report(
-        metadata=current_metadata(
-            suite=suite.name,
-            provider=provider_name,
-            sandbox=sandbox,
-            suite_digest=suite_digest(suite),
-        ),
-        test_runs=[],
-    )
+    report = Report(metadata=metadata, test_runs=[])
     try:
         await run_suite(suite, provider, on_result=collect, **options)
     finally:
+        metadata.max_in_flight = flight.most
         runs = [kept.get(t.id) or _made(finished.get(t.id)) for t in suite.tasks]
         report.test_runs = [run for run in runs if run is not None]
         if report_path is not None:

@@ -1,7 +1,8 @@
 """The suite model (tasks and gates) and the checks that convert a native task into it.
 
-Native: `{"name": str, "tasks": [{"id", "prompt", "constraints"?, "gate"?}]}`. Everything is
-checked at load (`_load`): any problem is one `SuiteError` line naming the file, the task and
+Native: `{"name": str, "options"?: {...}, "tasks": [{"id", "prompt", "constraints"?, "gate"?}]}`
+(`options`: the generation options of every run, see `SuiteOptions`). Everything is checked
+at load (`_load`): any problem is one `SuiteError` line naming the file, the task and
 the field.
 """
 
@@ -24,11 +25,13 @@ __all__ = [
     "Gate",
     "PythonTestsGate",
     "Suite",
+    "SuiteOptions",
     "Task",
     "native_task",
     "check_id",
     "convert_constraints",
     "convert_gate",
+    "convert_options",
     "task_where",
 ]
 
@@ -92,11 +95,50 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     gate: Gate | None = None
 
 
+class SuiteOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Generation options a suite asks of every run (the command line's flags override each).
+
+    They go into every request of an HTTP provider: at most `max_tokens` tokens, `temperature`,
+    `seed`, a `system` prompt, `stop` sequences; `stream` false asks for whole replies. Unset
+    options are the server's defaults.
+    """
+
+    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=100)] | None = None
+    seed: int | None = None
+    system: str | None = None
+    stop: tuple[Annotated[str, msgspec.Meta(min_length=1)], ...] | None = None
+    stream: bool | None = None
+
+
 class Suite(msgspec.Struct, frozen=True, kw_only=True):
-    """A named, ordered set of tasks with unique ids."""
+    """A named, ordered set of tasks with unique ids, and the generation options of its runs."""
 
     name: str
     tasks: tuple[Task, ...]
+    options: SuiteOptions | None = None
+
+
+def convert_options(obj: Any, name: str) -> SuiteOptions | None:
+    """The suite's checked `options`, or None when absent. Raises `SuiteError` naming the file
+    and the field (`options.temperature`)."""
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        raise SuiteError(f"{name}: field `options`: expected an object")
+    try:
+        options = msgspec.convert(obj, SuiteOptions)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        unknown = re.match(r"Object contains unknown field `([^`]*)`", text)
+        if unknown is not None:
+            known = ", ".join(f.name for f in msgspec.structs.fields(SuiteOptions))
+            field = f"options.{unknown[1]}"
+            raise SuiteError(f"{name}: field `{field}`: unknown option (known: {known})") from None
+        raise SuiteError(f"{name}: {_field_message(text, 'options')}") from None
+    if options.system is not None and "\0" in options.system:
+        raise SuiteError(f"{name}: field `options.system`: contains a NUL byte")
+    return options
 
 
 def native_task(obj: Any, index: int, name: str) -> Task:

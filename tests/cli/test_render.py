@@ -75,9 +75,9 @@ class TestRenderers:
             Report(test_runs=[*report.test_runs, TestRun(test_id="<script>", outcome="pass")])
         )
         assert page.startswith("<!doctype html>")
-        assert "<script>" not in page
-        assert "&lt;script&gt;" in page
-        assert "http" not in page  # nothing fetched from elsewhere
+        assert page.count("<script") == 2  # the embedded data and the page's own script
+        assert "\\u003cscript\\u003e" in page  # the test id, as escaped JSON
+        assert "http:" not in page and "https:" not in page  # nothing fetched from elsewhere
 
 
 HOSTILE = [
@@ -117,6 +117,8 @@ def test_html_escapes_test_ids_and_outcomes() -> None:
             ]
         )
     )
-    assert "<script>alert" not in page and "<img" not in page
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert page.count("<script") == 2  # the embedded data and the page's own script
+    assert "<script>alert" not in page and "<img" not in page and "</script>alert" not in page
+    # In the embedded data, as JSON escapes (tests/cli/test_html_browser.py: shown as text).
+    assert "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e" in page
+    assert "\\u003cimg src=x onerror=alert(1)\\u003e" in page

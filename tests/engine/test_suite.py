@@ -19,6 +19,7 @@ from orket_pipeline.engine import (
     load_suite,
     parse_suite,
 )
+from orket_pipeline.engine._suite import SuiteOptions
 from orket_pipeline.engine._taskbank import signature_rule
 
 GOOD_TASKS: list[dict[str, Any]] = [
@@ -332,3 +333,48 @@ def test_any_json_document_gives_a_suite_or_a_suite_error(document: Any) -> None
         parse_suite(json.dumps(document).encode(), name="doc.json")
     except SuiteError as exc:
         assert "\n" not in str(exc)
+
+
+class TestSuiteOptions:
+    def test_generation_options_at_the_top_level_are_loaded(self) -> None:
+        document = {
+            "options": {"max_tokens": 64, "temperature": 0, "seed": 7, "stop": ["\n\n"]},
+            "tasks": [{"id": "a", "prompt": "p"}],
+        }
+        suite = parse_suite(json.dumps(document).encode(), name="s.json")
+        assert suite.options == SuiteOptions(max_tokens=64, temperature=0.0, seed=7, stop=("\n\n",))
+        assert parse_suite(b'{"tasks": [{"id": "a", "prompt": "p"}]}', name="s").options is None
+
+    def test_toml_suites_take_them_too(self) -> None:
+        text = 'name = "s"\n[options]\nsystem = "be brief"\nstream = false\n'
+        text += '[[tasks]]\nid = "a"\nprompt = "p"\n'
+        suite = parse_suite(text.encode(), name="s.toml")
+        assert suite.options == SuiteOptions(system="be brief", stream=False)
+
+    @pytest.mark.parametrize(
+        ("options", "field"),
+        [
+            ({"max_tokens": 0}, "options.max_tokens"),
+            ({"max_tokens": True}, "options.max_tokens"),
+            ({"temperature": "hot"}, "options.temperature"),
+            ({"temperature": -1}, "options.temperature"),
+            ({"seed": 1.5}, "options.seed"),
+            ({"stop": "x"}, "options.stop"),
+            ({"stop": [""]}, "options.stop[0]"),
+            ({"max_token": 5}, "options.max_token"),
+            ({"system": "a\u0000b"}, "options.system"),
+            ([1], "options"),
+        ],
+    )
+    def test_a_bad_option_is_one_line_naming_file_and_field(self, options: Any, field: str) -> None:
+        document = {"options": options, "tasks": [{"id": "a", "prompt": "p"}]}
+        with pytest.raises(SuiteError) as caught:
+            parse_suite(json.dumps(document).encode(), name="s.json")
+        message = str(caught.value)
+        assert message.startswith(f"s.json: field `{field}`"), message
+        assert "\n" not in message
+
+    def test_an_unknown_option_lists_the_known_ones(self) -> None:
+        document = {"options": {"top_p": 1}, "tasks": [{"id": "a", "prompt": "p"}]}
+        with pytest.raises(SuiteError, match=r"unknown option \(known: max_tokens, temperature"):
+            parse_suite(json.dumps(document).encode(), name="s.json")

@@ -1,0 +1,59 @@
+"""Why a run errored, in a few words: the groups of the summary's error line.
+
+`error_cause(type, message)` maps a run's error to a short cause ("connection refused",
+"HTTP 404", "timed out") so a summary can say "12 errors: 10 connection refused, 2 HTTP 404"
+instead of twelve messages that differ only in a URL or a port. It reads only the text the
+report holds (type and message), so it works on any report, old or new. It is the fallback
+grouping; a command may pass a better one (the providers' own) to `summarize`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+__all__ = ["CONNECT_CAUSES", "error_cause"]
+
+#: Causes that mean no connection could be made at all (nothing was sent): the server is not
+#: there. Used to stop a suite early; a connection broken mid-reply is not among them.
+CONNECT_CAUSES: Final = frozenset({"connection refused", "cannot connect", "connect timeout"})
+
+_HTTP_STATUS: Final = re.compile(r"\bHTTP (\d{3})\b")
+# First match wins: the most specific wording first.
+_WORDS: Final = (
+    ("connection refused", "connection refused"),
+    ("timed out connecting", "connect timeout"),
+    ("cannot connect", "cannot connect"),
+    ("name or service not known", "cannot connect"),
+    ("peer closed connection", "connection closed mid-reply"),
+    ("incomplete chunked read", "connection closed mid-reply"),
+    ("incomplete read", "connection closed mid-reply"),
+    ("connection reset", "connection reset"),
+    ("connection broken", "connection broken"),
+    ("malformed reply", "malformed reply"),
+    ("error in reply", "error in reply"),
+    ("timed out", "timed out"),
+)
+_TYPES: Final = {
+    "TimeoutError": "timed out",
+    "ProviderTimeoutError": "timed out",
+    "ConnectionRefusedError": "connection refused",
+    "ConnectionResetError": "connection reset",
+    "GateError": "gate could not run",
+}
+
+
+def error_cause(error_type: str, message: str) -> str:
+    """A short, stable cause for an error of `error_type` with `message`. Never raises.
+
+    An HTTP status wins (`HTTP 404`), then known wording of transport failures, then the
+    error type's own meaning; otherwise the type name itself (`ValueError`), or `unknown`.
+    """
+    status = _HTTP_STATUS.search(message)
+    if status is not None:
+        return f"HTTP {status[1]}"
+    lowered = message.lower()
+    for words, cause in _WORDS:
+        if words in lowered:
+            return cause
+    return _TYPES.get(error_type) or error_type or "unknown"
