@@ -18,8 +18,16 @@ from ..engine._suite import Suite
 from ..providers import Provider
 from ..report._model import Report
 from ._args import positive_int
+from ._gen_options import generation_options, provider_options
 
-__all__ = ["add_executor_options", "check_executor", "executor", "executor_session", "label"]
+__all__ = [
+    "add_executor_options",
+    "check_executor",
+    "executor",
+    "executor_session",
+    "label",
+    "memory_line",
+]
 
 _RAY_ONLY = ("ray_address", "workers", "worker_concurrency")
 
@@ -83,6 +91,14 @@ def label(args: argparse.Namespace, spec: str) -> str:
     return spec
 
 
+def memory_line(args: argparse.Namespace, local: str) -> str:
+    """The line saying whose memory is measured: `local`'s, or each Ray worker's. Never
+    raises."""
+    if args.executor != "ray" or args.no_telemetry:
+        return local
+    return "memory: each Ray worker's own process, on its node (a run's `worker`: NODE/PID)"
+
+
 def executor_session(args: argparse.Namespace) -> contextlib.AbstractContextManager[Any]:
     """A Ray session for the run (started on loopback, or joined), or nothing for local.
 
@@ -116,7 +132,7 @@ def executor(
     ) -> Report:
         from ..engine._ray import execute_on_ray
 
-        del memory_pid  # refused with ray by `check_executor`
+        del memory_pid  # refused with ray by `check_executor`: each worker measures itself
         options.pop("gate_concurrency", None)
         try:
             return await execute_on_ray(
@@ -124,6 +140,8 @@ def executor(
                 specs or [str(options.get("provider_name"))],
                 workers=args.workers,
                 worker_concurrency=args.worker_concurrency,
+                # What the driver's provider was built with, for each worker's own.
+                provider_options=provider_options(args, generation_options(args, suite)),
                 **options,
             )
         finally:

@@ -35,7 +35,14 @@ from ..providers import Provider, load_provider
 from ..report._journal import read_journal
 from ..report._model import Metadata, Report
 from ._args import positive_int
-from ._executor import add_executor_options, check_executor, executor, executor_session, label
+from ._executor import (
+    add_executor_options,
+    check_executor,
+    executor,
+    executor_session,
+    label,
+    memory_line,
+)
 from ._gate_options import add_gate_options, gate_options
 from ._gen_options import (
     add_generation_options,
@@ -172,6 +179,7 @@ def run_command(args: argparse.Namespace) -> int:
         options = generation_options(args, suite)
         provider = load_provider(spec, provider_options(args, options))
         metadata, measured = _metadata(args, provider, spec, options)
+        measured = memory_line(args, measured)  # with Ray: each worker's own
         say_if_not_sent(spec, options)  # after the last refusal: a note, then an error, reads ill
         try:
             report = _run(

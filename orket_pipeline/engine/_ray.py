@@ -30,6 +30,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import msgspec
 
 from .._exceptions import InputError
 from ..providers import ProviderOptions
@@ -37,6 +38,7 @@ from ..report._io import write_report
 from ..report._journal import JournalWriter, resume_backup
 from ..report._merge import merge_reports
 from ..report._model import Metadata, Report, TestRun, current_metadata
+from ..telemetry.stages.latency import DEFAULT_OUTPUT_CAP
 from ._ray_cluster import import_ray
 from ._ray_dispatch import Dispatch, Worker, drive
 from ._ray_worker import RayWorker, WorkerSettings
@@ -79,6 +81,7 @@ async def execute_on_ray(
     on_result: Callable[[RunResult], None] | None = None,
     metadata: Metadata | None = None,
     provider_options: ProviderOptions | None = None,
+    output_cap: int | None = DEFAULT_OUTPUT_CAP,
 ) -> Report:
     """Run `suite` on the Ray this process is connected to (`ray_session`); write the report.
 
@@ -94,8 +97,10 @@ async def execute_on_ray(
         workers: actors to start (default: the cluster's CPUs, at least one per spec).
         worker_concurrency: runs in flight on one worker (default: `concurrency` spread evenly).
         concurrency: runs in flight in all.
-        metadata: more report metadata (`model`, `options`...), as `TelemetryPipeline` takes.
+        metadata: more report metadata (`model`, `options`...), as `TelemetryPipeline` takes;
+            its `memory_pid` is dropped (each worker measures its own process).
         provider_options: what each worker builds its provider with (`load_provider`).
+        output_cap: bytes of each answer the report keeps (None: none), as for `execute`.
 
     Raises:
         InputError: no Ray, too few workers for the specs, a worker could not start (its
@@ -120,8 +125,9 @@ async def execute_on_ray(
         provider_name=provider_name,
         suite_digest=suite_digest(suite),
         otel=otel,
-        metadata=metadata,
+        metadata=None if metadata is None else msgspec.structs.replace(metadata, memory_pid=None),
         provider_options=provider_options,
+        output_cap=output_cap,
     )
     slots = worker_concurrency or math.ceil(concurrency / count)
     pool = await _start_workers(ray, suite, specs, settings, count, slots)

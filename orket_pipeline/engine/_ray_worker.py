@@ -26,6 +26,7 @@ from ..providers import Provider, ProviderOptions, load_provider
 from ..report._journal import JournalWriter
 from ..report._model import Metadata, RunError, TestRun
 from ..telemetry._pipeline import TelemetryPipeline
+from ..telemetry.stages.latency import DEFAULT_OUTPUT_CAP
 from ._runner import RunResult, run_suite
 from ._suite import Suite
 from .sandbox import Sandbox, SandboxLimits, resolve_sandbox
@@ -50,6 +51,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     otel: bool = False
     metadata: Metadata | None = None  # more report metadata (`model`, `options`...)
     provider_options: ProviderOptions | None = None
+    output_cap: int | None = DEFAULT_OUTPUT_CAP
 
 
 class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -149,6 +151,7 @@ class RayWorker:
             suite_digest=settings.suite_digest,
             otel=settings.otel,
             metadata=settings.metadata,
+            output_cap=settings.output_cap,
         )
         try:
             async with pipeline:

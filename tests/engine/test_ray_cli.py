@@ -73,6 +73,7 @@ def test_run_on_a_local_ray_end_to_end(tmp_path: Path) -> None:
     assert [run["outcome"] for run in report["test_runs"]] == ["pass"] * TASKS
     assert len({run["worker"] for run in report["test_runs"]}) == 2
     assert "Traceback" not in done.stderr
+    assert done.stdout.startswith("memory: each Ray worker's own process")
 
 
 def test_provider_files_are_made_absolute_for_the_workers(
