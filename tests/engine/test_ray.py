@@ -314,3 +314,17 @@ async def test_a_task_lost_with_two_workers_is_an_error_and_is_not_run_a_third_t
     assert len(ids) == len(set(ids))
     assert all(run.outcome == "pass" for run in report.test_runs[1:])
     assert read_journal(journal).duplicate_orders == []
+
+
+@pytest.mark.anyio
+async def test_a_worker_that_cannot_load_its_provider_stops_the_run_before_any_task(
+    cluster: Any, tmp_path: Path
+) -> None:
+    from orket_pipeline._exceptions import InputError
+
+    suite_path, spec = humaneval_like(tmp_path)
+    missing = f"python:{tmp_path / 'nope.py'}:Oracle"
+    with pytest.raises(InputError, match=r"a worker could not start: provider .*no such file"):
+        await on_ray(suite_path, [spec, missing], tmp_path / "r.json", workers=2)
+    assert not (tmp_path / "calls.log").exists()
+    assert not (tmp_path / "r.json").exists()
