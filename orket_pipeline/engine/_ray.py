@@ -2,8 +2,9 @@
 
 The driver (this process) starts `workers` actors (`_ray_worker.RayWorker`, one provider
 replica each, spread over the cluster's nodes) and hands them task indices in suite order, never
-more than `concurrency` in flight in all nor `worker_concurrency` on one worker, each to the
-worker with the most free slots, so replicas share the load. Each finished run comes back as
+more than `concurrency` in flight in all nor `worker_concurrency` on one worker: each worker
+gets the next tasks as its slots free up, so replicas share the load (a faster one takes
+more). Each finished run comes back as
 soon as its worker has it and is appended to the driver's journal (the same `JournalWriter` a
 local run uses) before anything else, so:
 
