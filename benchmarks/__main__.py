@@ -34,6 +34,7 @@ OWN = (
     "ttft",
     "loop_lag",
     "html",
+    "ray",
 )
 OTHERS = ("bus", "validator", "gates")
 NAMES = OWN + OTHERS
