@@ -34,6 +34,7 @@ OWN = (
     "ttft",
     "loop_lag",
     "html",
+    "ray",
     "http_ttft",
     "concurrency",
 )

@@ -11,7 +11,11 @@ Not a benchmark (no target): a profile in five parts:
    yields, so the provider decides how often the stages could run;
 4. where a generation's time goes: the engine's loop alone, then closing (every stage's work,
    done in batches at close when nothing yields), with and without finding the code payload;
-5. cProfile of the event loop's thread (worker threads are not in it), top functions.
+5. cProfile of the event loop's thread (worker threads are not in it), top functions;
+6. each stage's share: the loop thread's CPU (`time.thread_time()`, which other processes on a
+   shared machine do not inflate as they do wall time) per generation in each stage's `handle`
+   and `after_batch`, the bus's routing and the report's build, for a plain answer and for a
+   stream of 8 chunks.
 
 Usage: python -m benchmarks.profile_pipeline [--quick]
 """
@@ -24,8 +28,9 @@ import io
 import pstats
 import sys
 import timeit
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from time import perf_counter
+from time import perf_counter, thread_time
 from typing import Any
 
 import anyio
@@ -35,9 +40,13 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from benchmarks._common import header
 from benchmarks._fixtures import CODE_OUTPUT, TelemetryPipeline, check_lossless, typical_constraints
-from benchmarks.bench_overhead import NeverYields, YieldsOnce
+from benchmarks.bench_overhead import NeverYields, YieldsOnce, YieldsPerChunk
 from orket_pipeline.constraints import extract_payload, validate_output
+from orket_pipeline.constraints._payload import has_payload
+from orket_pipeline.telemetry import _bus
+from orket_pipeline.telemetry import _pipeline as pipeline_module
 from orket_pipeline.telemetry._events import GenerationFinished, GenerationStarted, OutcomeRecorded
+from orket_pipeline.telemetry.stages import _base
 
 
 class StreamsTwo:
@@ -154,7 +163,8 @@ def validator_costs() -> None:
     constraints, payload = typical_constraints(), extract_payload(CODE_OUTPUT) or ""
     print("\n2. scoring one output (us, best of 5), as the ConstraintStage pays it:")
     for name, fn in (
-        ("extract_payload (constraints=None: on the loop)", lambda: extract_payload(CODE_OUTPUT)),
+        ("has_payload (constraints=None: on the loop)", lambda: has_payload(CODE_OUTPUT)),
+        ("extract_payload", lambda: extract_payload(CODE_OUTPUT)),
         ("validate_output(None, output)", lambda: validate_output(None, CODE_OUTPUT)),
         ("validate_output(6 checks, output)", lambda: validate_output(constraints, CODE_OUTPUT)),
         (
@@ -202,14 +212,14 @@ async def _split(n: int, reps: int) -> None:
         return (t1 - t0) / n * 1e6, (perf_counter() - t1) / n * 1e6
 
     print(f"\n4. a generation's time, never yielding, {n:,} generations (us/gen, best of {reps}):")
-    saved = stage.extract_payload
+    saved = stage.has_payload
     for label in ("whole pipeline", "code payload not looked for"):
         if label != "whole pipeline":
-            stage.extract_payload = lambda output: output  # type: ignore[assignment]
+            stage.has_payload = lambda output: True
         results = [await once() for _ in range(reps)]
         engine, close = min(r[0] for r in results), min(r[1] for r in results)
         print(f"  {label:30s} engine's loop {engine:6.2f}   close (every stage) {close:6.2f}")
-    stage.extract_payload = saved
+    stage.has_payload = saved
 
 
 def loop_profile(n: int, constraints: Any, label: str) -> None:
@@ -226,6 +236,68 @@ def loop_profile(n: int, constraints: Any, label: str) -> None:
     print("\n".join(f"  {line}" for line in lines[3:]))
 
 
+def _timing(owner: Any, name: str, key: Callable[[Any], str], spent: dict[str, float]) -> Any:
+    """Patch `owner.name` to add its thread CPU to `spent[key(self)]`; returns the original."""
+    original = getattr(owner, name)
+    if name == "_after_batch_isolated":
+
+        async def timed_async(self: Any) -> None:
+            t0 = thread_time()
+            await original(self)
+            spent[key(self)] += thread_time() - t0
+
+        setattr(owner, name, timed_async)
+    else:
+
+        def timed(self: Any, *args: Any) -> Any:
+            t0 = thread_time()
+            result = original(self, *args)
+            spent[key(self)] += thread_time() - t0
+            return result
+
+        setattr(owner, name, timed)
+    return original
+
+
+async def _shares(provider: Any, n: int) -> tuple[float, dict[str, float]]:
+    spent: dict[str, float] = defaultdict(float)
+    patches = [
+        (_base.Stage, "_handle_slice", lambda stage: f"{stage.name}.handle"),
+        (_base.Stage, "_after_batch_isolated", lambda stage: f"{stage.name}.after_batch"),
+        (_bus.EventBus, "route", lambda bus: "bus.route"),
+        (pipeline_module.TelemetryPipeline, "_build_report", lambda pipeline: "report build"),
+    ]
+    originals = [_timing(owner, name, key, spent) for owner, name, key in patches]
+    try:
+        ids = [f"t{i:07d}" for i in range(n)]
+        async with TelemetryPipeline(inbox_capacity=4 * n + 16) as pipeline:
+            t0 = thread_time()
+            for test_id in ids:
+                await pipeline.generate(test_id, provider, "p")
+                pipeline.record_outcome(test_id, "pass")
+            engine = thread_time() - t0
+    finally:
+        for (owner, name, _), original in zip(patches, originals, strict=True):
+            setattr(owner, name, original)
+    return engine / n * 1e6, {key: value / n * 1e6 for key, value in spent.items()}
+
+
+def stage_shares(n: int, reps: int) -> None:
+    print(f"\n6. loop thread CPU per generation, {n:,} generations, best of {reps} (us):")
+    for label, provider in (("plain answer", NeverYields()), ("8 chunks", YieldsPerChunk(8))):
+        best: dict[str, float] = {}
+        for _ in range(reps):
+            engine, spent = anyio.run(_shares, provider, n)
+            spent["engine's loop (the provider's own work included)"] = engine
+            for key, value in spent.items():
+                best[key] = min(best.get(key, value), value)
+        stages = sum(value for key, value in best.items() if not key.startswith("engine"))
+        print(f"  {label}: stages, routing and report build {stages:.2f} in all")
+        for key, value in sorted(best.items(), key=lambda item: -item[1]):
+            if value >= 0.05:
+                print(f"    {key:52s} {value:6.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -238,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     anyio.run(_split, n, reps)
     loop_profile(n, None, "constraints=None, yields once")
     loop_profile(n, typical_constraints(), "6-check constraints, yields once")
+    stage_shares(n, reps)
     return 0
 
 

@@ -35,6 +35,14 @@ from ..providers import Provider, load_provider
 from ..report._journal import read_journal
 from ..report._model import Metadata, Report
 from ._args import positive_int
+from ._executor import (
+    add_executor_options,
+    check_executor,
+    executor,
+    executor_session,
+    label,
+    memory_line,
+)
 from ._gate_options import add_gate_options, gate_options
 from ._gen_options import (
     add_generation_options,
@@ -73,7 +81,9 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--provider",
         metavar="SPEC",
-        help="e.g. ollama:MODEL, replay:FILE (default: none; required unless --demo)",
+        action="append",  # several: replicas, with --executor ray
+        help="e.g. ollama:MODEL, replay:FILE (default: none; required unless --demo); "
+        "with --executor ray, once per replica",
     )
     parser.add_argument(
         "--demo", action="store_true", help="default SUITE and --provider to the bundled demo"
@@ -126,6 +136,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     add_gate_options(parser)
     add_generation_options(parser)
+    add_executor_options(parser)
     parser.set_defaults(handler=run_command)
 
 
@@ -139,6 +150,8 @@ def run_command(args: argparse.Namespace) -> int:
     exit 143 likewise).
     """
     suite_path, spec = _suite_and_spec(args)
+    check_executor(args)
+    spec_label = label(args, spec)  # the provider the report names (replicas: all of them)
     out = _writable(args.out, "--out")
     explicit = None if args.journal is None else _writable(args.journal, "--journal")
     if explicit is not None and args.no_telemetry and not args.resume:
@@ -161,13 +174,17 @@ def run_command(args: argparse.Namespace) -> int:
             held.enter_context(OutputLock(explicit, "--journal"))
         check_outputs(out, journal, _inputs(suite_path, spec), resume=args.resume)
         suite = load_suite(suite_path)
-        kept = 0 if resume_from is None else _kept(suite, resume_from, None if args.force else spec)
+        checked = None if args.force else spec_label
+        kept = 0 if resume_from is None else _kept(suite, resume_from, checked)
         options = generation_options(args, suite)
         provider = load_provider(spec, provider_options(args, options))
         metadata, measured = _metadata(args, provider, spec, options)
+        measured = memory_line(args, measured)  # with Ray: each worker's own
         say_if_not_sent(spec, options)  # after the last refusal: a note, then an error, reads ill
         try:
-            report = _run(args, suite, provider, spec, out, journal, resume_from, kept, metadata)
+            report = _run(
+                args, suite, provider, spec_label, out, journal, resume_from, kept, metadata
+            )
         except Terminated:
             print("orket-pipeline: terminated", file=sys.stderr)
             return 128 + signal.SIGTERM
@@ -219,12 +236,12 @@ def _run(
         reporter.advance(result)
 
     try:
-        with reporter:
+        with reporter, executor_session(args):
             watchdog.start()
             return anyio.run(
                 _until_interrupted,
                 partial(
-                    execute,
+                    executor(args, execute),
                     suite,
                     provider,
                     report_path=out,
@@ -348,7 +365,8 @@ def _runs_in(journal: Path) -> int:
 def _suite_and_spec(args: argparse.Namespace) -> tuple[str, str]:
     demo_suite, demo_cassette = demo_paths()
     suite = args.suite or (str(demo_suite) if args.demo else None)
-    spec = args.provider or (f"replay:{demo_cassette}" if args.demo else None)
+    spec = args.provider[0] if args.provider else None
+    spec = spec or (f"replay:{demo_cassette}" if args.demo else None)
     if suite is None:
         raise InputError("run: SUITE is required (or `--demo` for the bundled demo)")
     if spec is None:

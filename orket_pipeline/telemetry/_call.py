@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable
 from time import perf_counter
 from types import AsyncGeneratorType, FunctionType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
@@ -36,16 +36,12 @@ if TYPE_CHECKING:
 __all__ = ["Call", "call_provider", "error_text", "error_type_name"]
 
 
-class _Kind(NamedTuple):
-    function: weakref.ref[FunctionType]
-    is_async: bool
-
-
 # Whether a provider's `generate` (a function or a method's function) is a coroutine function,
 # by the function's id, checked against a weak reference (so a reused id cannot mislead and no
 # provider is kept alive): inspecting on every call would cost a microsecond on the engine's
 # path, and so would hashing its code object.
-_kinds: dict[int, _Kind] = {}
+# A plain tuple (weak reference, is_async): unpacked, it is quicker than a NamedTuple's fields.
+_kinds: dict[int, tuple[weakref.ref[FunctionType], bool]] = {}
 
 
 class Call(msgspec.Struct, gc=False):
@@ -93,8 +89,8 @@ async def call_provider(provider: Provider, prompt: str, call: Call) -> str:
             generate = provider.generate
             function = getattr(generate, "__func__", generate)
             kind = _kinds.get(id(function))
-            if kind is not None and kind.function() is function:
-                is_async = kind.is_async
+            if kind is not None and kind[0]() is function:
+                is_async = kind[1]
             else:
                 is_async = _remember_kind(generate, function)
             if is_async:
@@ -124,21 +120,24 @@ async def call_provider(provider: Provider, prompt: str, call: Call) -> str:
 async def _stream(provider: Provider, prompt: str, call: Call) -> str:
     parts: list[str] = []
     times: list[float] = []
+    stamp, keep = times.append, parts.append
+    first_text: float | None = None  # the first plain-text chunk's stamp
     stream = provider.stream(prompt)
     try:
         async for chunk in stream:
             if type(chunk) is str:
                 if chunk:
                     # Stamped as the chunk reaches the engine's task, before anything else.
-                    times.append(perf_counter())
-                    parts.append(chunk)
-                    if call.t_first_content is None:
-                        call.t_first_content = times[-1]
+                    now = perf_counter()
+                    stamp(now)
+                    keep(chunk)
+                    if first_text is None:
+                        first_text = now
             elif isinstance(chunk, Chunk):
                 _take(chunk, call, times, parts)
             elif chunk:
-                times.append(perf_counter())
-                parts.append(chunk)  # not text: "".join raises TypeError below, a failure
+                stamp(perf_counter())
+                keep(chunk)  # not text: "".join raises TypeError below, a failure
         call.t_done = perf_counter()
     except BaseException:
         # As `contextlib.aclosing` does: a failed, cancelled or timed-out run closes the
@@ -151,6 +150,10 @@ async def _stream(provider: Provider, prompt: str, call: Call) -> str:
             call.t_first_chunk, call.t_last_chunk = times[0], times[-1]
             if len(times) > 1:
                 call.chunk_times = times
+        if first_text is not None and (
+            call.t_first_content is None or first_text < call.t_first_content
+        ):
+            call.t_first_content = first_text  # answer text came as plain str first
     if type(stream) is not AsyncGeneratorType:
         await _aclose(stream)  # an exhausted generator is closed already: skip the await
     return "".join(parts)  # a chunk that is not text raises TypeError here: a failure
@@ -184,7 +187,7 @@ def _remember_kind(generate: Any, function: Any) -> bool:
         # object) is async can depend on more than its identity's type.
         if len(_kinds) > 4096:
             _kinds.clear()  # functions made at run time: keep the cache bounded
-        _kinds[id(function)] = _Kind(weakref.ref(function), is_async)
+        _kinds[id(function)] = (weakref.ref(function), is_async)
     return is_async
 
 

@@ -33,8 +33,14 @@ import tempfile
 import threading
 from collections.abc import Callable
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 import psutil
+
+if TYPE_CHECKING:
+    from collections import deque
+
+    from ._events import GenerationFinished
 
 __all__ = ["MemoryProbe"]
 
@@ -207,6 +213,28 @@ class MemoryProbe:
             first = bisect.bisect_left(times, t_start)
             last = bisect.bisect_left(times, t_end, first)
             return max(self._peaks[first : last + 1])
+
+    def peaks_until(
+        self, windows: deque[GenerationFinished], emit: Callable[[str, int | None], None]
+    ) -> None:
+        """Settle the windows at the head of `windows` (each a finished generation, from its
+        `t_started` to its `t_perf`, in order of end time) that a sample covers: pop each and
+        `emit(test_id, peak)` (`peak_between` for many windows, under one lock). Never blocks
+        beyond the lock; raises only what `emit` raises."""
+        settled: list[tuple[str, int]] = []
+        with self._lock:
+            times, peaks = self._times, self._peaks
+            if not times:
+                return
+            last_sample = times[-1]
+            bisect_left = bisect.bisect_left
+            while windows and windows[0].t_perf <= last_sample:
+                window = windows.popleft()
+                first = bisect_left(times, window.t_started)
+                last = bisect_left(times, window.t_perf, first)
+                settled.append((window.test_id, max(peaks[first : last + 1])))
+        for test_id, peak in settled:
+            emit(test_id, peak)
 
     def prune(self, before: float) -> None:
         """Forget segments that end before `before` (no open window can overlap them)."""

@@ -398,6 +398,15 @@ def aborting_server() -> Iterator[str]:
             head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
             head += b"Transfer-Encoding: chunked\r\n\r\n"
             conn.sendall(head + b"%x\r\n%s\r\n" % (len(event), event))
+            # End with a FIN, never a RST: closing with part of the request unread (its body
+            # may come in a later segment) would reset the connection, and the client could
+            # then lose the event before it reads it: another error than a stream cut short.
+            conn.shutdown(socket.SHUT_WR)
+            try:
+                while conn.recv(65536):
+                    pass
+            except OSError:
+                pass
 
     def accept() -> None:
         while not stop.is_set():

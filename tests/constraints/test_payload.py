@@ -1,4 +1,7 @@
+import pytest
+
 from orket_pipeline.constraints import extract_payload
+from orket_pipeline.constraints._payload import has_payload
 
 
 def test_python_block_is_taken_from_prose():
@@ -73,3 +76,31 @@ def test_no_payload_is_none():
 def test_fence_with_attributes_and_trailing_text_on_the_info_line():
     answer = "```python title=add.py\nx = 1\n```"
     assert extract_payload(answer) == "x = 1"
+
+
+HAS_PAYLOAD_CASES = [
+    ("```python\ndef f(): pass\n```", True),
+    ("```python\n   \n```\n```\nx = 1\n```", False),  # a blank python block wins, blank
+    ("```bash\n\n```\n```py\nrun()\n```", True),
+    ("```\n\t\n```\n~~~text\ny = 2\n~~~", True),
+    ("plain code, no fence", True),
+    ("  \n\t ", False),
+    ("", False),
+    (None, False),
+    ("a```python\n```", False),  # the first line is no fence, the second opens an empty block
+    ("x = 1  # ```py", True),  # no fence line: the whole text
+    ("  ```python\n  \n  ```", False),
+    ("Here:\n```python\ndef f():\n", True),  # left open, runs to the end
+    ("```python", False),
+    ("```python\r\nx = 1\r\n```\r\n", True),
+    ("````python\ndoc = '''\n```\n'''\n````", True),
+    ("~~~\n~~~\n```python\n```", False),
+]
+
+
+@pytest.mark.parametrize(("answer", "expected"), HAS_PAYLOAD_CASES)
+def test_has_payload_says_whether_extract_payload_finds_one(
+    answer: str | None, expected: bool
+) -> None:
+    assert has_payload(answer) is expected
+    assert (extract_payload(answer) is not None) is expected

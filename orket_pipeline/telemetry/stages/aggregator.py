@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from ...report._model import CheckRecord, RunError, ServerTimings, Telemetry, TestRun
 from ...report._rounding import round3, round3_or_none
 from .._events import (
@@ -30,37 +32,22 @@ _MIB = 1024 * 1024
 _LOST = "the report aggregator failed on this run's events (see pipeline.stage_errors)"
 
 
-class _Run:
-    """One run's parts as they arrive from the stages, in any order."""
+class _Run(msgspec.Struct, gc=False):
+    """One run's parts as they arrive from the stages, in any order (a Struct: its defaults
+    are set in C, once per run)."""
 
-    __slots__ = (
-        "adherence",
-        "checks",
-        "complete",
-        "generated",
-        "latency",
-        "order",
-        "outcome",
-        "parts",
-        "peak",
-        "reason",
-        "result",
-        "run_error",
-    )
-
-    def __init__(self) -> None:
-        self.order: int | None = None
-        self.generated = False
-        self.parts = 0  # how many of the expected parts have arrived
-        self.latency: LatencyMeasured | None = None
-        self.peak: int | None = None
-        self.adherence: float | None = None
-        self.checks: tuple[CheckRecord, ...] | None = None
-        self.outcome: str | None = None
-        self.reason: str | None = None
-        self.run_error: RunError | None = None
-        self.complete = False
-        self.result: TestRun | None = None
+    order: int | None = None
+    generated: bool = False
+    parts: int = 0  # how many of the expected parts have arrived
+    latency: LatencyMeasured | None = None
+    peak: int | None = None
+    adherence: float | None = None
+    checks: tuple[CheckRecord, ...] | None = None
+    outcome: str | None = None
+    reason: str | None = None
+    run_error: RunError | None = None
+    complete: bool = False
+    result: TestRun | None = None
 
 
 class ReportAggregator(Stage):
@@ -122,9 +109,16 @@ class ReportAggregator(Stage):
             run.checks = event.checks  # type: ignore[union-attr]
             run.parts += 1
         elif kind is GenerationStarted:
-            self._started(test_id, run)
+            if run.order is None:  # `_place`, inline: this runs for every run
+                run.order = self._next_order
+                self._next_order += 1
+            if run.generated:
+                self._generated_twice(test_id)
+            run.generated = True
         elif kind is OutcomeRecorded:
-            self._place(run)
+            if run.order is None:
+                run.order = self._next_order
+                self._next_order += 1
             run.outcome, run.reason = event.outcome, event.reason  # type: ignore[union-attr]
             run.run_error = event.error  # type: ignore[union-attr]
         if (
@@ -194,16 +188,14 @@ class ReportAggregator(Stage):
             run.order = self._next_order
             self._next_order += 1
 
-    def _started(self, test_id: str, run: _Run) -> None:
-        self._place(run)
-        if run.generated and not self._warned_duplicate:
+    def _generated_twice(self, test_id: str) -> None:
+        if not self._warned_duplicate:
             self._warned_duplicate = True
             logger.warning(
                 "orket-pipeline: test id %r was generated twice; test ids must be unique "
                 "within a pipeline, or a run's telemetry may mix its attempts",
                 test_id,
             )
-        run.generated = True
 
     def _complete(self, test_id: str, run: _Run) -> None:
         run.complete = True
@@ -251,17 +243,31 @@ class ReportAggregator(Stage):
         peak: int | None,
         adherence: float | None,
     ) -> Telemetry:
+        peak_mib = None if peak is None else _peak_mib(peak)
+        score = None if adherence is None else _score(adherence)
+        if latency is None:
+            return Telemetry(peak_memory_rss=peak_mib, adherence_score=score)
+        init, stream = latency.init_latency, latency.stream_duration
         telemetry = Telemetry(
-            peak_memory_rss=None if peak is None else _peak_mib(peak),
-            adherence_score=None if adherence is None else _score(adherence),
+            init_latency=None if init is None else round3(init),
+            total_latency=round3(latency.total_latency),
+            peak_memory_rss=peak_mib,
+            adherence_score=score,
+            chunk_count=latency.chunk_count,
+            output_chars=latency.output_chars,
+            stream_duration=None if stream is None else round3(stream),
+            error_type=latency.error_type,
         )
-        if latency is not None:
-            telemetry.init_latency = round3_or_none(latency.init_latency)
-            telemetry.total_latency = round3(latency.total_latency)
-            telemetry.stream_duration = round3_or_none(latency.stream_duration)
-            telemetry.chunk_count = latency.chunk_count
-            telemetry.output_chars = latency.output_chars
-            telemetry.error_type = latency.error_type
+        if not (
+            latency.first_content_latency is None
+            and latency.inter_chunk_max is None
+            and latency.prompt_tokens is None
+            and latency.completion_tokens is None
+            and latency.reasoning_tokens is None
+            and latency.server is None
+            and latency.time_per_output_token is None
+            and latency.inter_chunk_p50 is None
+        ):
             _extras(telemetry, latency)
         return telemetry
 

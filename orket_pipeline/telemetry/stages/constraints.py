@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, NamedTuple
 import anyio
 import anyio.to_thread
 
-from ...constraints import ValidationResult, extract_payload, validate_output
+from ...constraints import ValidationResult, validate_output
+from ...constraints._payload import has_payload
 from ...report._model import CheckRecord
 from .._events import AdherenceScored, Event, GenerationFinished
 from ._base import Stage, StageErrors
@@ -71,14 +72,9 @@ class ConstraintStage(Stage):
             self.emit(AdherenceScored(test_id=event.test_id, score=None))
             return
         if event.constraints is None and len(output) <= self.inline_output_chars:
-            # Nothing to validate, only whether there is code: a few microseconds of
-            # linear scanning, cheaper here than the hand-off to a worker thread. With no
-            # fence the payload is the whole text (dedented), so it is code unless blank.
-            if "```" in output or "~~~" in output:
-                has_code = extract_payload(output) is not None
-            else:
-                has_code = bool(output) and not output.isspace()
-            if has_code:
+            # Nothing to validate, only whether there is code: a linear scan of a few
+            # microseconds, cheaper here than the hand-off to a worker thread.
+            if has_payload(output):
                 self.emit(AdherenceScored(test_id=event.test_id, score=_ONE, checks=_NO_CHECKS))
             else:
                 self.emit(AdherenceScored(test_id=event.test_id, score=None))

@@ -3,8 +3,10 @@ latencies, token figures and server timings, and keeps the output as the report 
 
 from __future__ import annotations
 
-from itertools import pairwise
+from operator import sub
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from ...report._model import ServerTimings
 from .._events import Event, GenerationFinished, LatencyMeasured
@@ -60,11 +62,8 @@ def measure(
     streaming = finished.streaming
     init = t_first - t0 if streaming and t_first is not None else None
     total = finished.t_perf - t0
-    facts = _facts(finished.facts)
-    gaps = _gaps(finished.chunk_times)
     kept, truncated = _capped(output, output_cap)
-    completion = facts.get("completion_tokens")
-    return LatencyMeasured(
+    measured = LatencyMeasured(
         test_id=finished.test_id,
         init_latency=init,
         total_latency=total,
@@ -73,21 +72,41 @@ def measure(
         output_chars=None if output is None else len(output),
         error_type=finished.error_type,
         error_message=finished.error_message,
-        first_content_latency=(
-            finished.t_first_content - t0
-            if streaming and finished.t_first_content is not None
-            else None
-        ),
-        inter_chunk_p50=gaps[0],
-        inter_chunk_max=gaps[1],
-        prompt_tokens=_count(facts.get("prompt_tokens")),
-        completion_tokens=_count(completion),
-        reasoning_tokens=_count(facts.get("reasoning_tokens")),
-        time_per_output_token=_per_token(init, total, _count(completion)),
-        server=_server(facts),
-        attempts=_count(facts.get("attempts")) or finished.attempts,
+        attempts=finished.attempts,
         output=kept,
         output_truncated=truncated,
+    )
+    if finished.facts is None and finished.chunk_times is None and finished.t_first_content is None:
+        # The common case (no stream of two chunks, no facts from the server): every other
+        # field is None, so the work of finding that out is skipped.
+        return measured
+    first_content = (
+        finished.t_first_content - t0
+        if streaming and finished.t_first_content is not None
+        else None
+    )
+    p50, largest = _gaps(finished.chunk_times)
+    if finished.facts is None:
+        # A stream with no facts from the server: only the stream's own figures to add.
+        return msgspec.structs.replace(
+            measured,
+            first_content_latency=first_content,
+            inter_chunk_p50=p50,
+            inter_chunk_max=largest,
+        )
+    facts = _facts(finished.facts)
+    completion = _count(facts.get("completion_tokens"))
+    return msgspec.structs.replace(
+        measured,
+        first_content_latency=first_content,
+        inter_chunk_p50=p50,
+        inter_chunk_max=largest,
+        prompt_tokens=_count(facts.get("prompt_tokens")),
+        completion_tokens=completion,
+        reasoning_tokens=_count(facts.get("reasoning_tokens")),
+        time_per_output_token=_per_token(init, total, completion),
+        server=_server(facts),
+        attempts=_count(facts.get("attempts")) or finished.attempts,
     )
 
 
@@ -144,7 +163,7 @@ def _gaps(times: list[float] | None) -> tuple[float | None, float | None]:
     """Median and largest gap between consecutive chunks (None with fewer than two)."""
     if not times or len(times) < 2:
         return None, None
-    gaps = sorted(b - a for a, b in pairwise(times))
+    gaps = sorted(map(sub, times[1:], times))
     middle = len(gaps) // 2
     p50 = gaps[middle] if len(gaps) % 2 else (gaps[middle - 1] + gaps[middle]) / 2
     return p50, gaps[-1]

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 from collections import deque
 from time import perf_counter
-from typing import NamedTuple
 
 from .._events import Event, GenerationFinished, GenerationStarted, MemoryMeasured
 from .._memory_probe import MemoryProbe
 from ._base import Stage, StageErrors
 
 __all__ = ["MemorySampler"]
-
-
-class _Window(NamedTuple):
-    """A closed generation window, waiting for a sample at or after its end."""
-
-    test_id: str
-    t_start: float
-    t_end: float
 
 
 class MemorySampler(Stage):
@@ -45,9 +36,10 @@ class MemorySampler(Stage):
         super().__init__(errors)
         self._probe = probe
         self._open: dict[str, float] = {}
-        # Closed windows in the order they closed, so by end time: the settled ones are a
-        # prefix, and each wake-up looks only at those.
-        self._pending: deque[_Window] = deque()
+        # Closed windows (each finished generation is its own: `t_started` to `t_perf`) in the
+        # order they closed, so by end time: the settled ones are a prefix, and each wake-up
+        # looks only at those.
+        self._pending: deque[GenerationFinished] = deque()
         self._active = False
         self._idle_since: float | None = None
 
@@ -61,7 +53,7 @@ class MemorySampler(Stage):
         elif type(event) is GenerationFinished:
             # The window is the wrapper's own stamps; a dropped start only loses the wake-up.
             self._open.pop(event.test_id, None)
-            self._pending.append(_Window(event.test_id, event.t_started, event.t_perf))
+            self._pending.append(event)
 
     def wants_tick(self) -> bool:
         """While the probe is active: to settle windows, and to notice when it can sleep."""
@@ -92,19 +84,18 @@ class MemorySampler(Stage):
         self._active = False
         self._probe.deactivate()
 
+    def _measured(self, test_id: str, peak: int | None) -> None:
+        self.emit(MemoryMeasured(test_id=test_id, peak_rss_bytes=peak))
+
     def _settle(self) -> None:
-        probe, pending, emit = self._probe, self._pending, self.emit
-        last_sample = probe.last_sample_time
-        while pending and pending[0].t_end <= last_sample:
-            window = pending.popleft()
-            peak = probe.peak_between(window.t_start, window.t_end)
-            emit(MemoryMeasured(test_id=window.test_id, peak_rss_bytes=peak))
+        probe, pending = self._probe, self._pending
+        probe.peaks_until(pending, self._measured)
         if probe.segment_count < 512:
             return  # pruning is amortised: a few hundred segments cost nothing to keep
         # Keep every segment a window may still need: windows pending or open here, and the
         # ones whose events are still queued (a slice boundary can leave a start unhandled, and
         # the bus routes only at each batch).
-        oldest = min((window.t_start for window in pending), default=last_sample)
+        oldest = min((window.t_started for window in pending), default=probe.last_sample_time)
         if self._open:
             # Windows open in publish order and `t_perf` grows with it, so the first open
             # window (dicts keep insertion order) is the oldest open one.

@@ -9,12 +9,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import anyio
 import psutil
 import pytest
 
+from orket_pipeline.telemetry._events import GenerationFinished
 from orket_pipeline.telemetry._memory_probe import MemoryProbe
 from orket_pipeline.telemetry._pipeline import TelemetryPipeline
 from tests.providers_fakes import Instant
@@ -117,6 +119,20 @@ def test_probe_window_settles_only_after_a_sample_past_its_end() -> None:
         assert peak is not None and peak > 0
     finally:
         probe.stop()
+
+
+def test_peaks_until_settles_the_covered_windows_as_peak_between_does() -> None:
+    probe = MemoryProbe(method="poll")  # never started: segments written by hand
+    probe._times, probe._peaks = [1.0, 2.0, 3.0, 4.0], [10, 40, 20, 30]
+    windows = deque(
+        GenerationFinished(test_id=name, t_perf=end, t_started=start, streaming=False, output="")
+        for name, start, end in (("a", 0.5, 1.5), ("b", 1.5, 3.5), ("c", 3.9, 4.0), ("d", 3.9, 4.5))
+    )
+    expected = [(w.test_id, probe.peak_between(w.t_started, w.t_perf)) for w in list(windows)[:3]]
+    emitted: list[tuple[str, int | None]] = []
+    probe.peaks_until(windows, lambda test_id, peak: emitted.append((test_id, peak)))
+    assert emitted == expected == [("a", 40), ("b", 40), ("c", 30)]
+    assert [w.test_id for w in windows] == ["d"]  # no sample past its end yet: still pending
 
 
 def test_probe_rejects_bad_arguments() -> None:

@@ -1,0 +1,89 @@
+"""`orket-pipeline run --executor ray`: its options, its refusals, Ray imported only when used,
+and one run end to end on the local Ray the command starts (loopback only) and stops."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orket_pipeline.cli import main
+from orket_pipeline.engine._ray_cluster import ray_available
+from tests.engine.test_ray import TASKS, humaneval_like
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--workers", "2"], "--workers goes with --executor ray"),
+        (["--ray-address", "127.0.0.1:1"], "--ray-address goes with --executor ray"),
+        (["--provider", "replay:x.jsonl"], "--provider given more than once needs --executor ray"),
+        (["--executor", "ray", "--memory-pid", "1"], "--memory-pid measures a process"),
+        (["--executor", "ray", "--gate-concurrency", "2"], "--gate-concurrency is not used"),
+    ],
+)
+def test_options_that_do_not_go_together_exit_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    suite, spec = humaneval_like(tmp_path)
+    code = main(["run", str(suite), "--provider", spec, "--out", str(tmp_path / "r.json"), *extra])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_executor_ray_without_ray_exits_2_saying_what_to_install(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    suite, spec = humaneval_like(tmp_path)
+    out = tmp_path / "r.json"
+    code = main(["run", str(suite), "--provider", spec, "--out", str(out), "--executor", "ray"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "pip install 'orket-pipeline[ray]'" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_a_local_run_never_imports_ray(tmp_path: Path) -> None:
+    code = (
+        "import sys; from orket_pipeline.cli import main; "
+        f"code = main(['run', '--demo', '-q', '--out', {str(tmp_path / 'r.json')!r}]); "
+        "assert 'ray' not in sys.modules, 'ray was imported'; print('exit', code)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "exit 1" in done.stdout, done.stderr  # the demo has failing tasks on purpose
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(not ray_available(), reason="needs Ray: pip install 'orket-pipeline[ray]'")
+def test_run_on_a_local_ray_end_to_end(tmp_path: Path) -> None:
+    suite, spec = humaneval_like(tmp_path)
+    out = tmp_path / "report.json"
+    command = [sys.executable, "-m", "orket_pipeline", "run", str(suite), "--provider", spec]
+    command += ["--out", str(out), "--executor", "ray", "--workers", "2", "-q"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=100, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["metadata"]["executor"] == "ray"
+    assert [run["outcome"] for run in report["test_runs"]] == ["pass"] * TASKS
+    assert len({run["worker"] for run in report["test_runs"]}) == 2
+    assert "Traceback" not in done.stderr
+    assert done.stdout.startswith("memory: each Ray worker's own process")
+
+
+def test_provider_files_are_made_absolute_for_the_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orket_pipeline.cli._executor import _absolute
+
+    monkeypatch.chdir(tmp_path)
+    assert _absolute("python:oracle.py:Oracle") == f"python:{tmp_path}/oracle.py:Oracle"
+    assert _absolute("python:sub/mod.py:Oracle") == f"python:{tmp_path}/sub/mod.py:Oracle"
+    assert _absolute("replay:c.jsonl") == f"replay:{tmp_path}/c.jsonl"
+    for unchanged in ("python:pkg.mod:Name", "ollama:qwen2.5-coder:7b", "openai:m@http://h:1/v1"):
+        assert _absolute(unchanged) == unchanged
