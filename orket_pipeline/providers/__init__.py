@@ -13,7 +13,6 @@ from .._exceptions import ReplayError as ReplayError
 from ._base import Chunk as Chunk
 from ._base import Provider as Provider
 from ._base import ProviderOptions as ProviderOptions
-from ._errors_cause import error_cause as error_cause
 from ._http import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
 from ._http import TokenUsage as TokenUsage
 from ._ollama import DEFAULT_OLLAMA_URL as DEFAULT_OLLAMA_URL
@@ -47,6 +46,5 @@ __all__ = [
     "ResponseLimits",
     "RetryPolicy",
     "TokenUsage",
-    "error_cause",
     "load_provider",
 ]

@@ -3,8 +3,8 @@
 `error_cause(type, message)` maps a run's error to a short cause ("connection refused",
 "HTTP 404", "timed out") so a summary can say "12 errors: 10 connection refused, 2 HTTP 404"
 instead of twelve messages that differ only in a URL or a port. It reads only the text the
-report holds (type and message), so it works on any report, old or new. It is the fallback
-grouping; a command may pass a better one (the providers' own) to `summarize`.
+report holds (type and message), so it works on any report, old or new. A command may
+pass another grouping to `summarize`.
 """
 
 from __future__ import annotations
@@ -18,18 +18,35 @@ __all__ = ["CONNECT_CAUSES", "error_cause"]
 #: there. Used to stop a suite early; a connection broken mid-reply is not among them.
 CONNECT_CAUSES: Final = frozenset({"connection refused", "cannot connect", "connect timeout"})
 
-_HTTP_STATUS: Final = re.compile(r"\bHTTP (\d{3})\b")
-# First match wins: the most specific wording first.
+# The providers say `SPEC: HTTP 404 from URL: ...`; "HTTP 404" elsewhere in a message is not one.
+_HTTP_STATUS: Final = re.compile(r": HTTP (\d{3}) from ")
+# What a status usually means when a suite meets it, said beside the number.
+_STATUS_HINTS: Final = {
+    401: "HTTP 401 (missing or wrong API key?)",
+    403: "HTTP 403 (API key not allowed?)",
+    404: "HTTP 404 (wrong base URL or model?)",
+    405: "HTTP 405 (wrong base URL?)",
+    429: "HTTP 429 rate limited",
+    501: "HTTP 501 (not an OpenAI-compatible server?)",
+    503: "HTTP 503 server unavailable",
+}
+# (a fragment of the message, lower-cased; the cause), first match wins: the most specific
+# wording first. The words are the providers' (and httpx's) messages.
 _WORDS: Final = (
     ("connection refused", "connection refused"),
     ("timed out connecting", "connect timeout"),
     ("cannot connect", "cannot connect"),
     ("name or service not known", "cannot connect"),
+    ("nodename nor servname", "cannot connect"),
+    ("temporary failure in name resolution", "cannot connect"),
     ("peer closed connection", "connection closed mid-reply"),
     ("incomplete chunked read", "connection closed mid-reply"),
     ("incomplete read", "connection closed mid-reply"),
+    ("server disconnected without sending a response", "connection closed before a reply"),
     ("connection reset", "connection reset"),
     ("connection broken", "connection broken"),
+    ("stream ended before", "stream ended early"),
+    ("cap (responselimits", "reply over a size cap"),
     ("malformed reply", "malformed reply"),
     ("error in reply", "error in reply"),
     ("timed out", "timed out"),
@@ -51,7 +68,8 @@ def error_cause(error_type: str, message: str) -> str:
     """
     status = _HTTP_STATUS.search(message)
     if status is not None:
-        return f"HTTP {status[1]}"
+        code = int(status[1])
+        return _STATUS_HINTS.get(code, f"HTTP {code}")
     lowered = message.lower()
     for words, cause in _WORDS:
         if words in lowered:

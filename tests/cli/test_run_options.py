@@ -320,7 +320,7 @@ class TestUnderTheSummary:
         path = report_of(runs, 1, tmp_path)
         assert main(["report", str(path)]) == 0
         out = capsys.readouterr().out
-        assert "12 errors: 10 connection refused, 2 HTTP 404" in out
+        assert "12 errors: 10 connection refused, 2 HTTP 404 (wrong base URL or model?)" in out
         assert "concurrency 1, max in flight 1" in out
         assert "hint" not in out
 

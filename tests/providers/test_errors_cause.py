@@ -8,12 +8,8 @@ import threading
 
 import pytest
 
-from orket_pipeline.providers import (
-    OpenAIProvider,
-    ProviderCallError,
-    RetryPolicy,
-    error_cause,
-)
+from orket_pipeline.providers import OpenAIProvider, ProviderCallError, RetryPolicy
+from orket_pipeline.report._causes import error_cause
 
 from ._transcript_server import RESET, Reply, TranscriptServer, sse
 from .test_openai import chunk

@@ -149,7 +149,10 @@ class TestErrorCauses:
             errored("n2", "ProviderResponseError", not_found),
             run("ok"),
         ]
-        assert summarize(runs).error_causes == {"connection refused": 10, "HTTP 404": 2}
+        assert summarize(runs).error_causes == {
+            "connection refused": 10,
+            "HTTP 404 (wrong base URL or model?)": 2,
+        }
 
     @pytest.mark.parametrize(
         ("error_type", "message", "cause"),
@@ -158,7 +161,7 @@ class TestErrorCauses:
             (
                 "ProviderResponseError",
                 "x: HTTP 501 from http://h/v1: Unsupported method",
-                "HTTP 501",
+                "HTTP 501 (not an OpenAI-compatible server?)",
             ),
             (
                 "ProviderConnectionError",
