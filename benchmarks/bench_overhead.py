@@ -121,7 +121,10 @@ def _caller(provider: Any) -> Callable[[str], Awaitable[str]]:
     if provider.supports_streaming:
 
         async def joined(prompt: str) -> str:
-            return "".join([chunk async for chunk in provider.stream(prompt) if chunk])
+            # Text, as the engine takes it: `openai:` also yields a `Chunk` of the server's facts.
+            return "".join(
+                [c if type(c) is str else c.text async for c in provider.stream(prompt) if c]
+            )
 
         return joined
     return provider.generate  # type: ignore[no-any-return]
