@@ -182,6 +182,8 @@ def bad_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         ("openai:m@127.0.0.1:8000", "expected openai:MODEL@BASE_URL"),
         ("openai:@http://h/v1", "no model name"),
         ("ollama:m@127.0.0.1:11434", "BASE_URL must start with http"),
+        ("openai:m\udcff@http://h/v1", "not UTF-8 text"),  # argv byte 0xff
+        ("ollama:m@http://h/\udcff", "not UTF-8 text"),
         ("replay:missing.jsonl", "cannot read cassette missing.jsonl"),
     ],
 )
