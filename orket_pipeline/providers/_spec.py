@@ -94,10 +94,17 @@ def _load_openai(spec: str, value: str, options: ProviderOptions) -> Provider:
             f"provider {spec!r}: expected openai:MODEL@BASE_URL, "
             "e.g. openai:my-model@http://127.0.0.1:8000/v1"
         )
+    key = os.environ.get("OPENAI_API_KEY") or None
+    if key is not None and not (key.isascii() and key.isprintable() and " " not in key):
+        # A header holds printable ASCII only; the key itself is never shown.
+        raise ProviderError(
+            f"provider {spec!r}: OPENAI_API_KEY holds a space, a control or a non-ASCII "
+            "character (a stray newline?)"
+        )
     return OpenAIProvider(
         model,
         url,
-        api_key=os.environ.get("OPENAI_API_KEY") or None,
+        api_key=key,
         supports_streaming=options.stream is not False,
         options=options,
     )

@@ -209,6 +209,15 @@ class TestHTTPAndReplaySchemes:
         assert provider.url == "http://127.0.0.1:8000/v1/chat/completions"
         assert provider._headers["Authorization"] == "Bearer sk-local"
 
+    @pytest.mark.parametrize("key", ["sk-caf\u00e9", "sk-secret\n", "sk secret"])
+    def test_a_key_no_header_can_hold_is_one_line_that_does_not_show_it(
+        self, monkeypatch: pytest.MonkeyPatch, key: str
+    ) -> None:
+        monkeypatch.setenv("OPENAI_API_KEY", key)
+        with pytest.raises(ProviderError, match="OPENAI_API_KEY") as info:
+            load_provider("openai:m@http://127.0.0.1:8000/v1")
+        assert "secret" not in str(info.value) and "caf" not in str(info.value)
+
     def test_openai_without_a_key(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("OPENAI_API_KEY", raising=False)
         provider = load_provider("openai:m@https://example.invalid/v1")
