@@ -52,7 +52,10 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--seed", type=_integer, metavar="S", help=f"sampling seed {_FROM_SUITE}")
     group.add_argument(
-        "--system", metavar="TEXT", help=f"a system prompt before every prompt {_FROM_SUITE}"
+        "--system",
+        type=_text,
+        metavar="TEXT",
+        help=f"a system prompt before every prompt {_FROM_SUITE}",
     )
     group.add_argument(
         "--stop",
@@ -179,7 +182,16 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
 
 
+def _text(text: str) -> str:
+    # Bytes that are not UTF-8 reach argv as lone surrogates, which no request can carry.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("expected UTF-8 text (the bytes given are not)") from None
+    return text
+
+
 def _stop(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("expected a non-empty stop sequence")
-    return text
+    return _text(text)

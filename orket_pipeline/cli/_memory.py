@@ -40,7 +40,11 @@ def memory_pid_arg(text: str) -> int | str:
     if text == AUTO:
         return AUTO
     pid = positive_int(text)
-    if not psutil.pid_exists(pid):
+    try:
+        exists = psutil.pid_exists(pid)
+    except OverflowError:  # past a C long (os.kill): no process has such an id
+        exists = False
+    if not exists:
         raise argparse.ArgumentTypeError(f"no process with id {text} (or give `auto`)")
     return pid
 

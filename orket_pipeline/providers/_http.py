@@ -126,7 +126,9 @@ class HTTPProvider:
     async def connect(self) -> None:
         """Open the client and one connection to the server, so that the first generation does
         not pay for them; any HTTP status will do (some servers have no such endpoint).
-        Awaits the network (at most the connect timeout when nothing answers).
+        Awaits the network: each phase of the probe (connecting, sending, each read) waits at
+        most the connect timeout; a server that accepts but does not answer in that time counts
+        as reachable.
 
         Raises:
             ProviderConnectionError: the server cannot be reached (refused, unknown host, timed
@@ -135,14 +137,21 @@ class HTTPProvider:
         client = self._http()
         if self._probe_url is None:
             return
+        # Every phase of the probe gets the connect timeout, not the generation's long read
+        # timeout: a server that accepts and never answers costs this, not minutes.
+        budget = httpx.Timeout(self._timeout).connect
         try:
-            async with client.stream("GET", self._probe_url) as response:
+            async with client.stream(
+                "GET", self._probe_url, timeout=httpx.Timeout(budget)
+            ) as response:
                 seen = 0
                 # Read to the end (when small), so the connection goes back to the pool.
                 async for raw in response.aiter_raw():
                     seen += len(raw)
                     if seen > _PROBE_READ:
                         break
+        except (httpx.ReadTimeout, httpx.WriteTimeout):
+            return  # connected, but the server is slow to answer: reachable all the same
         except httpx.TransportError as exc:
             raise ProviderConnectionError(
                 f"{self.name}: cannot reach {self._probe_url}: {describe(exc)}"

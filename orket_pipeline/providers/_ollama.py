@@ -40,11 +40,12 @@ class _Line(msgspec.Struct):
     message: _Message | None = None
     done: bool = False
     error: Any = None
-    prompt_eval_count: int | None = None
-    eval_count: int | None = None
-    prompt_eval_duration: int | None = None  # nanoseconds, as every *_duration
-    eval_duration: int | None = None
-    load_duration: int | None = None
+    # Telemetry, read leniently: a value of the wrong type is dropped, never fails the reply.
+    prompt_eval_count: Any = None
+    eval_count: Any = None
+    prompt_eval_duration: Any = None  # nanoseconds, as every *_duration
+    eval_duration: Any = None
+    load_duration: Any = None
 
     def text(self) -> str:
         if self.message is not None:
@@ -57,15 +58,16 @@ class _Line(msgspec.Struct):
         return self.thinking or ""
 
     def usage(self) -> TokenUsage | None:
-        if self.prompt_eval_count is None and self.eval_count is None:
+        prompt, generated = _count(self.prompt_eval_count), _count(self.eval_count)
+        if prompt is None and generated is None:
             return None
-        return TokenUsage(self.prompt_eval_count or 0, self.eval_count or 0)
+        return TokenUsage(prompt or 0, generated or 0)
 
     def facts(self, text: str, attempts: int) -> Chunk:
         return Chunk(
             text=text,
-            prompt_tokens=self.prompt_eval_count,
-            completion_tokens=self.eval_count,
+            prompt_tokens=_count(self.prompt_eval_count),
+            completion_tokens=_count(self.eval_count),
             server_prompt_s=_seconds(self.prompt_eval_duration),
             server_generation_s=_seconds(self.eval_duration),
             server_load_s=_seconds(self.load_duration),
@@ -73,8 +75,16 @@ class _Line(msgspec.Struct):
         )
 
 
-def _seconds(ns: int | None) -> float | None:
-    return None if ns is None or ns < 0 else ns / 1e9
+def _count(value: object) -> int | None:
+    """A token count, or None when the server sent something else (a string, a float, < 0)."""
+    return value if type(value) is int and value >= 0 else None
+
+
+def _seconds(ns: object) -> float | None:
+    """Nanoseconds in seconds; None when not a non-negative number a float can hold."""
+    if type(ns) in (int, float) and 0 <= ns < 1e300:  # type: ignore[operator]
+        return ns / 1e9  # type: ignore[operator]
+    return None
 
 
 _DECODER = msgspec.json.Decoder(_Line)

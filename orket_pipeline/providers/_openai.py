@@ -47,22 +47,21 @@ class _Choice(msgspec.Struct):
     finish_reason: str | None = None
 
 
-class _Details(msgspec.Struct):
-    reasoning_tokens: int | None = None
+def _count(value: object) -> int | None:
+    """A token count as a server sent it, or None when it is not one (a string, a float, a
+    negative number, null): a fact of the wrong type is dropped, never fails the reply."""
+    return value if type(value) is int and value >= 0 else None
 
 
-class _Usage(msgspec.Struct):
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    total_tokens: int | None = None
-    completion_tokens_details: _Details | None = None
+def _ms(value: object) -> float | None:
+    """Milliseconds as llama.cpp sends them, in seconds; None when not a non-negative number."""
+    if type(value) in (int, float) and 0 <= value < 1e300:  # type: ignore[operator]
+        return value / 1000.0  # type: ignore[operator]
+    return None  # not a number, negative, or too large for a float (10**400 // 1000.0 raises)
 
 
-class _Timings(msgspec.Struct):
-    """llama.cpp server's own account of a generation, in milliseconds."""
-
-    prompt_ms: float | None = None
-    predicted_ms: float | None = None
+def _get(obj: object, name: str) -> object:
+    return obj.get(name) if isinstance(obj, dict) else None
 
 
 class _Completion(msgspec.Struct):
@@ -70,8 +69,8 @@ class _Completion(msgspec.Struct):
     with a top-level `message`; others send `{"error": {...}}`)."""
 
     choices: list[_Choice] | None = None
-    usage: _Usage | None = None
-    timings: _Timings | None = None
+    usage: Any = None  # telemetry: read field by field, a wrong type dropped (`_count`)
+    timings: Any = None
     error: Any = None
     object: str | None = None
     message: Any = None
@@ -89,8 +88,8 @@ class _Facts:
     __slots__ = ("timings", "usage")
 
     def __init__(self) -> None:
-        self.usage: _Usage | None = None
-        self.timings: _Timings | None = None
+        self.usage: object = None
+        self.timings: object = None
 
     def take(self, reply: _Completion) -> None:
         if reply.usage is not None:
@@ -99,27 +98,24 @@ class _Facts:
             self.timings = reply.timings
 
     def chunk(self, text: str, attempts: int) -> Chunk:
-        usage, timings = self.usage or _Usage(), self.timings or _Timings()
-        details = usage.completion_tokens_details or _Details()
+        usage, timings = self.usage, self.timings
+        details = _get(usage, "completion_tokens_details")
         return Chunk(
             text=text,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            reasoning_tokens=details.reasoning_tokens,
-            server_prompt_s=_seconds(timings.prompt_ms),
-            server_generation_s=_seconds(timings.predicted_ms),
+            prompt_tokens=_count(_get(usage, "prompt_tokens")),
+            completion_tokens=_count(_get(usage, "completion_tokens")),
+            reasoning_tokens=_count(_get(details, "reasoning_tokens")),
+            server_prompt_s=_ms(_get(timings, "prompt_ms")),
+            server_generation_s=_ms(_get(timings, "predicted_ms")),
             attempts=attempts,
         )
 
     def token_usage(self) -> TokenUsage | None:
-        if self.usage is None:
+        if not isinstance(self.usage, dict):
             return None
-        prompt, completion = self.usage.prompt_tokens or 0, self.usage.completion_tokens or 0
-        return TokenUsage(prompt, completion, self.usage.total_tokens or 0)
-
-
-def _seconds(ms: float | None) -> float | None:
-    return None if ms is None or ms < 0 else ms / 1000.0
+        prompt = _count(self.usage.get("prompt_tokens")) or 0
+        completion = _count(self.usage.get("completion_tokens")) or 0
+        return TokenUsage(prompt, completion, _count(self.usage.get("total_tokens")) or 0)
 
 
 class OpenAIProvider(HTTPProvider):

@@ -94,5 +94,6 @@ class RetryPolicy:
         asked = retry_after_s(retry_after)
         if asked is not None:
             return min(asked, self.retry_after_cap_s)
-        backoff: float = self.base_s * 2.0 ** (attempt - 1) * (0.5 + self.random())
+        doublings = min(attempt - 1, 64)  # 2.0 ** 1024 overflows: `--retries 2000` would raise
+        backoff: float = self.base_s * 2.0**doublings * (0.5 + self.random())
         return min(backoff, self.max_s)

@@ -40,7 +40,8 @@ def load_provider(spec: str, options: ProviderOptions | None = None) -> Provider
     Raises:
         ProviderError: one line naming `spec` and what is wrong with it: unknown scheme,
             missing file, import error, missing attribute, not a provider, bad cassette line,
-            or an option out of range (`retries` < 0, `max_connections` or `max_tokens` < 1).
+            text that is not UTF-8 in an HTTP spec, or an option out of range (`retries` < 0,
+            `max_connections` or `max_tokens` < 1).
     """
     scheme, sep, value = spec.partition(":")
     loader = _LOADERS.get(scheme)
@@ -49,9 +50,20 @@ def load_provider(spec: str, options: ProviderOptions | None = None) -> Provider
         raise ProviderError(f"provider {spec!r}: unknown scheme (expected one of {known})")
     if not value:
         raise ProviderError(f"provider {spec!r}: nothing after '{scheme}:'")
+    if scheme in ("openai", "ollama") and not _utf8(value):
+        # Bytes that are not UTF-8 reach argv as lone surrogates: no URL or request holds them.
+        raise ProviderError(f"provider {spec!r}: not UTF-8 text")
     options = options or ProviderOptions()
     _check(spec, options)
     return loader(spec, value, options)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check(spec: str, options: ProviderOptions) -> None:
@@ -82,10 +94,17 @@ def _load_openai(spec: str, value: str, options: ProviderOptions) -> Provider:
             f"provider {spec!r}: expected openai:MODEL@BASE_URL, "
             "e.g. openai:my-model@http://127.0.0.1:8000/v1"
         )
+    key = os.environ.get("OPENAI_API_KEY") or None
+    if key is not None and not (key.isascii() and key.isprintable() and " " not in key):
+        # A header holds printable ASCII only; the key itself is never shown.
+        raise ProviderError(
+            f"provider {spec!r}: OPENAI_API_KEY holds a space, a control or a non-ASCII "
+            "character (a stray newline?)"
+        )
     return OpenAIProvider(
         model,
         url,
-        api_key=os.environ.get("OPENAI_API_KEY") or None,
+        api_key=key,
         supports_streaming=options.stream is not False,
         options=options,
     )

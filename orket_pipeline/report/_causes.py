@@ -30,6 +30,9 @@ _STATUS_HINTS: Final = {
     501: "HTTP 501 (not an OpenAI-compatible server?)",
     503: "HTTP 503 server unavailable",
 }
+# The providers' own words before a server's text (an error object, a body that is not JSON):
+# they win over `_WORDS`, so a reply saying "connection refused" is not taken for a refusal.
+_REPLY: Final = re.compile(r": (malformed reply|error in reply)\b")
 # (a fragment of the message, lower-cased; the cause), first match wins: the most specific
 # wording first. The words are the providers' (and httpx's) messages.
 _WORDS: Final = (
@@ -47,8 +50,6 @@ _WORDS: Final = (
     ("connection broken", "connection broken"),
     ("stream ended before", "stream ended early"),
     ("cap (responselimits", "reply over a size cap"),
-    ("malformed reply", "malformed reply"),
-    ("error in reply", "error in reply"),
     ("timed out", "timed out"),
 )
 _TYPES: Final = {
@@ -63,10 +64,14 @@ _TYPES: Final = {
 def error_cause(error_type: str, message: str) -> str:
     """A short, stable cause for an error of `error_type` with `message`. Never raises.
 
-    An HTTP status wins (`HTTP 404`), then known wording of transport failures, then the
-    error type's own meaning; otherwise the type name itself (`ValueError`), or `unknown`.
+    An HTTP status wins (`HTTP 404`), or a reply's error object or malformed body when that
+    comes first (the server's text after it is not read), then known wording of transport
+    failures, then the error type's own meaning; otherwise the type name itself
+    (`ValueError`), or `unknown`.
     """
-    status = _HTTP_STATUS.search(message)
+    status, reply = _HTTP_STATUS.search(message), _REPLY.search(message)
+    if reply is not None and (status is None or reply.start() < status.start()):
+        return reply[1]  # whatever follows is the server's text
     if status is not None:
         code = int(status[1])
         return _STATUS_HINTS.get(code, f"HTTP {code}")

@@ -150,6 +150,7 @@ def test_a_journal_left_by_an_unfinished_run_is_not_overwritten(
         (["good.json", "--provider", "replay:x", "--timeout", "-1"], "--timeout"),
         (["good.json", "--provider", "replay:x", "--memory-pid", "0"], "--memory-pid"),
         (["good.json", "--provider", "replay:x", "--memory-pid", "x"], "--memory-pid"),
+        (["good.json", "--provider", "replay:x", "--memory-pid", "4294967296"], "--memory-pid"),
         (["good.json", "--provider", "replay:x", "--out", "no/such/dir/r.json"], "--out"),
         (["--provider", "replay:x.jsonl"], "SUITE is required"),
         (["good.json"], "--provider is required"),

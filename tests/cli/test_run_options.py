@@ -142,6 +142,8 @@ class TestGenerationOptions:
             (["--max-tokens", "0"], "run: argument --max-tokens"),
             (["--seed", "1.5"], "run: argument --seed: expected an integer"),
             (["--stop", ""], "run: argument --stop"),
+            (["--stop", "\udcff"], "run: argument --stop: expected UTF-8"),  # argv byte 0xff
+            (["--system", "a\udcff"], "run: argument --system: expected UTF-8"),
             (["--retries", "-1"], "run: argument --retries"),
             (["--no-save-output", "--output-cap", "9"], "not allowed with"),
             (["--memory-pid", "auto", "--no-telemetry"], "--memory-pid needs telemetry"),

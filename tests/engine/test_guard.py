@@ -128,6 +128,14 @@ def test_a_run_that_reached_the_server_resets_the_count() -> None:
     assert watch.stopped is not None and watch.stopped.count == 3
 
 
+def test_a_reply_whose_text_says_connection_refused_reached_the_server() -> None:
+    watch = UnreachableWatch(limit=2)
+    said = "openai:m@http://x/v1: error in reply: upstream: Connection refused"
+    for _ in range(3):
+        watch.record(RunError(type="ProviderResponseError", message=said))
+    assert watch.stopped is None
+
+
 class Overlapping:
     """Holds every generation until `width` are in flight, then lets them all go."""
 

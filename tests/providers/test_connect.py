@@ -7,6 +7,7 @@ import socket
 import threading
 
 import anyio
+import httpx
 import pytest
 
 from orket_pipeline.providers import (
@@ -69,6 +70,19 @@ class TestConnect:
         provider = OpenAIProvider("m", server.url + "/v1")
         await provider.connect()
         await provider.aclose()
+
+    async def test_a_server_that_accepts_but_never_answers_costs_the_connect_timeout(
+        self,
+    ) -> None:
+        with socket.socket() as silent:  # the kernel completes the handshake; nobody answers
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(8)
+            port = silent.getsockname()[1]
+            timeout = httpx.Timeout(600.0, connect=0.2)
+            provider = OpenAIProvider("m", f"http://127.0.0.1:{port}/v1", timeout=timeout)
+            with anyio.fail_after(60):  # not the 600 s read timeout of a generation
+                await provider.connect()
+            await provider.aclose()
 
     async def test_the_first_generation_uses_the_connection_connect_opened(
         self, server: TranscriptServer

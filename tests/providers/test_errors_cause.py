@@ -85,6 +85,20 @@ async def test_a_timeout(server: TranscriptServer) -> None:
             "cannot connect",
         ),
         ("ProviderTimeoutError", "anything", "timed out"),
+        # The server's own words after ours do not pass for a transport failure.
+        (
+            "ProviderResponseError",
+            "o: error in reply: upstream connection refused",
+            "error in reply",
+        ),
+        (
+            "ProviderResponseError",
+            "o: malformed reply (x): <h1>Connection reset</h1>",
+            "malformed reply",
+        ),
+        ("ProviderResponseError", "o: error in reply: request timed out", "error in reply"),
+        ("ProviderResponseError", "o: error in reply: x: HTTP 404 from y", "error in reply"),
+        ("ProviderResponseError", "o: HTTP 500 from u: z: error in reply", "HTTP 500"),
         ("ProviderTimeoutError", "o: timed out connecting: x", "connect timeout"),
         ("ValueError", "the model said HTTP 404 from somewhere", "ValueError"),
         ("RuntimeError", "boom", "RuntimeError"),

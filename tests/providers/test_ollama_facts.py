@@ -88,6 +88,17 @@ class TestStreaming:
         assert telemetry.server is not None
         assert (telemetry.server.prompt_s, telemetry.server.load_s) == (0.13, 0.25)
 
+    async def test_counts_and_durations_of_the_wrong_type_are_dropped_and_the_answer_kept(
+        self, server: TranscriptServer, provider: OllamaProvider
+    ) -> None:
+        chat = provider.endpoint == "chat"
+        wrong = {"prompt_eval_count": "26", "eval_count": 4.5, "load_duration": -1}
+        wrong |= {"prompt_eval_duration": "slow", "eval_duration": 10**400}
+        message = {"message": {"role": "assistant", "content": ""}} if chat else {"response": ""}
+        body = ndjson({**DONE, **message, **wrong})
+        server.add(Reply([line(chat=chat, text="x"), body], content_type=NDJSON))
+        assert [item async for item in provider.stream("hi")] == ["x", Chunk(attempts=1)]
+
 
 class TestGenerate:
     async def test_a_whole_reply_comes_back_as_a_chunk_with_its_facts(

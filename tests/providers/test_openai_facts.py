@@ -73,6 +73,23 @@ class TestUsage:
         server.add(Reply([sse(chunk("a", finish="stop")), DONE]))
         assert await everything(provider) == ["a", Chunk(attempts=1)]
 
+    @pytest.mark.parametrize(
+        ("usage", "timings"),
+        [
+            ({"prompt_tokens": "12", "completion_tokens": 3.0}, {"prompt_ms": "fast"}),
+            ({"prompt_tokens": -1, "completion_tokens": None}, {"prompt_ms": -5}),
+            ({"completion_tokens_details": 5}, {"predicted_ms": 10**400}),
+            ([1, 2], "llama"),
+        ],
+    )
+    async def test_facts_of_the_wrong_type_are_dropped_and_the_answer_kept(
+        self, server: TranscriptServer, provider: OpenAIProvider, usage: Any, timings: Any
+    ) -> None:
+        last = {**chunk("a", finish="stop"), "usage": usage, "timings": timings}
+        server.add(Reply([sse(last), DONE]))
+        assert await everything(provider) == ["a", Chunk(attempts=1)]
+        assert provider.last_usage is None or provider.last_usage.prompt_tokens == 0
+
 
 class TestReasoning:
     @pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])

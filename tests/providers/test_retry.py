@@ -160,6 +160,10 @@ class TestPolicy:
         assert policy.delay_s(1, "3600") == 30.0
         assert [policy.delay_s(n) for n in (1, 2, 3, 4)] == [0.1, 0.2, 0.4, 0.5]
 
+    def test_a_thousandth_retry_waits_the_max_instead_of_overflowing(self) -> None:
+        policy = RetryPolicy(5000, base_s=0.1, max_s=2.0, random=lambda: 0.5)
+        assert [policy.delay_s(n) for n in (1025, 5000)] == [2.0, 2.0]
+
     def test_jitter_comes_from_the_given_source(self) -> None:
         first = RetryPolicy(random=random.Random(7).random)
         second = RetryPolicy(random=random.Random(7).random)

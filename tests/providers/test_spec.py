@@ -182,6 +182,8 @@ def bad_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         ("openai:m@127.0.0.1:8000", "expected openai:MODEL@BASE_URL"),
         ("openai:@http://h/v1", "no model name"),
         ("ollama:m@127.0.0.1:11434", "BASE_URL must start with http"),
+        ("openai:m\udcff@http://h/v1", "not UTF-8 text"),  # argv byte 0xff
+        ("ollama:m@http://h/\udcff", "not UTF-8 text"),
         ("replay:missing.jsonl", "cannot read cassette missing.jsonl"),
     ],
 )
@@ -206,6 +208,15 @@ class TestHTTPAndReplaySchemes:
         assert provider.model == "org/model@v2:q4"
         assert provider.url == "http://127.0.0.1:8000/v1/chat/completions"
         assert provider._headers["Authorization"] == "Bearer sk-local"
+
+    @pytest.mark.parametrize("key", ["sk-caf\u00e9", "sk-secret\n", "sk secret"])
+    def test_a_key_no_header_can_hold_is_one_line_that_does_not_show_it(
+        self, monkeypatch: pytest.MonkeyPatch, key: str
+    ) -> None:
+        monkeypatch.setenv("OPENAI_API_KEY", key)
+        with pytest.raises(ProviderError, match="OPENAI_API_KEY") as info:
+            load_provider("openai:m@http://127.0.0.1:8000/v1")
+        assert "secret" not in str(info.value) and "caf" not in str(info.value)
 
     def test_openai_without_a_key(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("OPENAI_API_KEY", raising=False)

@@ -4,7 +4,7 @@ latencies, token figures and server timings, and keeps the output as the report 
 from __future__ import annotations
 
 from operator import sub
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 
@@ -132,13 +132,16 @@ def _facts(chunks: list[Chunk] | None) -> dict[str, object]:
     return facts
 
 
+_HUGE: Final = 1 << 63  # past any real count; 10**400 cannot even become a float
+
+
 def _count(value: object) -> int | None:
-    # A server's count is a non-negative int; anything else (a bool, a float) is not one.
-    return value if type(value) is int and value >= 0 else None
+    # A server's count is a non-negative int; anything else (a bool, a float, 10**400) is not.
+    return value if type(value) is int and 0 <= value < _HUGE else None
 
 
 def _seconds(value: object) -> float | None:
-    if type(value) in (int, float) and 0 <= value < float("inf"):  # type: ignore[operator]
+    if type(value) in (int, float) and 0 <= value < 1e300:  # type: ignore[operator]
         return float(value)  # type: ignore[arg-type]
     return None
 

@@ -104,6 +104,14 @@ class TestSchema11Figures:
         assert (part.prompt_tokens, part.completion_tokens, part.server) == (None, None, None)
         assert part.time_per_output_token is None
 
+    def test_counts_and_seconds_too_large_for_a_float_are_dropped_not_the_latencies(
+        self,
+    ) -> None:
+        facts = [Chunk(completion_tokens=10**400, server_prompt_s=10**400)]  # type: ignore[arg-type]
+        part = measure(finished(facts=facts))
+        assert (part.completion_tokens, part.time_per_output_token, part.server) == (None,) * 3
+        assert part.total_latency == 0.5  # the run's own figures survive
+
     def test_attempts_come_from_the_facts_or_from_the_error(self) -> None:
         assert measure(finished(facts=[Chunk(attempts=3)])).attempts == 3
         assert measure(finished(output=None, attempts=2)).attempts == 2
