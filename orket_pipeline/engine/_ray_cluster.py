@@ -17,6 +17,7 @@ import importlib.util
 import os
 import secrets
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -100,6 +101,27 @@ def _token_for_this_session() -> None:
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse a `HOST:PORT` that is malformed or where nothing accepts a connection, before Ray
+    sees it: Ray retries such an address for minutes (and logs a traceback for a malformed
+    one). `auto` and `ray://` addresses are left to Ray. Blocks up to `timeout` seconds.
+
+    Raises:
+        InputError: one line naming the address.
+    """
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"--ray-address {address}: expected HOST:PORT of a Ray head, or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise InputError(f"--ray-address {address}: nothing answers there ({reason})") from None
+
+
 def _connect(ray: Any, address: str | None, temp_dir: str | None, num_cpus: int | None) -> None:
     options: dict[str, Any] = {
         "include_dashboard": False,
@@ -111,6 +133,7 @@ def _connect(ray: Any, address: str | None, temp_dir: str | None, num_cpus: int 
         ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
         options.update(_node_ip_address="127.0.0.1", _temp_dir=temp_dir, num_cpus=num_cpus)
     else:
+        _check_reachable(address)
         options["address"] = address
     try:
         ray.init(**options)

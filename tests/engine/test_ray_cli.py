@@ -4,6 +4,7 @@ and one run end to end on the local Ray the command starts (loopback only) and s
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +88,32 @@ def test_provider_files_are_made_absolute_for_the_workers(
     assert _absolute("replay:c.jsonl") == f"replay:{tmp_path}/c.jsonl"
     for unchanged in ("python:pkg.mod:Name", "ollama:qwen2.5-coder:7b", "openai:m@http://h:1/v1"):
         assert _absolute(unchanged) == unchanged
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(not ray_available(), reason="needs Ray: pip install 'orket-pipeline[ray]'")
+@pytest.mark.parametrize(
+    "address",
+    [f"127.0.0.1:{_closed_port()}", "127.0.0.1:99999", ":", "localhost:"],
+    ids=["nothing-listening", "port-out-of-range", "colon", "no-port"],
+)
+def test_a_ray_address_nothing_answers_at_exits_2_with_one_line_without_waiting_on_ray(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], address: str
+) -> None:
+    # Ray itself retries such an address for minutes (and logs a traceback for a malformed
+    # one); the run must fail at once, one line, naming the address.
+    suite, spec = humaneval_like(tmp_path)
+    out = tmp_path / "r.json"
+    argv = ["run", str(suite), "--provider", spec, "--out", str(out), "--executor", "ray"]
+    code = main([*argv, "--ray-address", address])
+    err = capfd.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"--ray-address {address}" in err
+    assert not out.exists()
