@@ -7,6 +7,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,32 @@ def test_a_ray_address_nothing_answers_at_exits_2_with_one_line_without_waiting_
     assert len(err.strip().splitlines()) == 1, err
     assert f"--ray-address {address}" in err
     assert not out.exists()
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(not ray_available(), reason="needs Ray: pip install 'orket-pipeline[ray]'")
+@pytest.mark.parametrize("server", ["silent", "http1"])
+def test_a_ray_address_where_no_ray_head_answers_exits_2_with_one_line(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], server: str
+) -> None:
+    # A port that accepts connections but is no Ray head: Ray waited minutes on it.
+    listener = socket.create_server(("127.0.0.1", 0))
+    address = f"127.0.0.1:{listener.getsockname()[1]}"
+
+    def answer_http1() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(64)
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=answer_http1, daemon=True)
+    if server == "http1":
+        thread.start()
+    suite, spec = humaneval_like(tmp_path)
+    argv = ["run", str(suite), "--provider", spec, "--out", str(tmp_path / "r.json")]
+    with listener:
+        code = main([*argv, "--executor", "ray", "--ray-address", address])
+    err = capfd.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"--ray-address {address}" in err
