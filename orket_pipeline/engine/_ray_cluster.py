@@ -140,7 +140,9 @@ def _connect(ray: Any, address: str | None, temp_dir: str | None, num_cpus: int 
     if address is None:
         # The switch may come too late when Ray was imported before (tests): set it here too.
         ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
-        options.update(_node_ip_address="127.0.0.1", _temp_dir=temp_dir, num_cpus=num_cpus)
+        # "local": a new Ray always; Ray's default (None) would join $RAY_ADDRESS instead.
+        options.update(address="local", _node_ip_address="127.0.0.1", _temp_dir=temp_dir)
+        options["num_cpus"] = num_cpus
     else:
         _check_reachable(address)
         options["address"] = address

@@ -4,6 +4,7 @@ and one run end to end on the local Ray the command starts (loopback only) and s
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from orket_pipeline.cli import main
-from orket_pipeline.engine._ray_cluster import ray_available
+from orket_pipeline.engine._ray_cluster import ray_available, ray_session
 from tests.engine.test_ray import TASKS, humaneval_like
 
 
@@ -147,3 +148,15 @@ def test_a_ray_address_where_no_ray_head_answers_exits_2_with_one_line(
     assert code == 2
     assert len(err.strip().splitlines()) == 1, err
     assert f"--ray-address {address}" in err
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(not ray_available(), reason="needs Ray: pip install 'orket-pipeline[ray]'")
+def test_without_ray_address_a_local_ray_starts_even_when_ray_address_is_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ray's own default joins $RAY_ADDRESS (here: nothing listens, so it waited minutes);
+    # without --ray-address the contract is a local Ray on loopback.
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{_closed_port()}")
+    with ray_session(None, num_cpus=1) as ray:
+        assert ray.get_runtime_context().gcs_address != os.environ["RAY_ADDRESS"]
