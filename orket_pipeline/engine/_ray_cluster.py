@@ -106,12 +106,15 @@ def _token_for_this_session() -> None:
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
     """Refuse a `HOST:PORT` that is malformed, or where no gRPC server (a Ray head's GCS)
     answers, before Ray sees it: Ray retries such an address for minutes (and logs a traceback
-    for a malformed one). `auto` and `ray://` addresses are left to Ray. Blocks up to
-    `timeout` seconds to connect and as long again for the answer.
+    for a malformed one). `auto` is checked as the `$RAY_ADDRESS` Ray would join; `auto`
+    without it, and `ray://` addresses, are left to Ray. Blocks up to `timeout` seconds to
+    connect and as long again for the answer.
 
     Raises:
         InputError: one line naming the address.
     """
+    if address == "auto":
+        address = os.environ.get("RAY_ADDRESS") or address  # what Ray joins for `auto`
     if address == "auto" or "://" in address:
         return
     host, _, port = address.rpartition(":")

@@ -160,3 +160,19 @@ def test_without_ray_address_a_local_ray_starts_even_when_ray_address_is_in_the_
     monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{_closed_port()}")
     with ray_session(None, num_cpus=1) as ray:
         assert ray.get_runtime_context().gcs_address != os.environ["RAY_ADDRESS"]
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(not ray_available(), reason="needs Ray: pip install 'orket-pipeline[ray]'")
+def test_ray_address_auto_with_a_dead_ray_address_in_the_environment_exits_2_at_once(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead = f"127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("RAY_ADDRESS", dead)  # what `auto` joins, for Ray
+    suite, spec = humaneval_like(tmp_path)
+    argv = ["run", str(suite), "--provider", spec, "--out", str(tmp_path / "r.json")]
+    code = main([*argv, "--executor", "ray", "--ray-address", "auto"])
+    err = capfd.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert dead in err
