@@ -17,6 +17,7 @@ import importlib.util
 import os
 import secrets
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -30,6 +31,8 @@ __all__ = ["LOOPBACK_ENV", "import_ray", "ray_available", "ray_session"]
 LOOPBACK_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 _INSTALL = "pip install 'orket-pipeline[ray]'"
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_H2_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an empty SETTINGS frame
 
 
 def ray_available() -> bool:
@@ -100,6 +103,37 @@ def _token_for_this_session() -> None:
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse a `HOST:PORT` that is malformed, or where no gRPC server (a Ray head's GCS)
+    answers, before Ray sees it: Ray retries such an address for minutes (and logs a traceback
+    for a malformed one). `auto` is checked as the `$RAY_ADDRESS` Ray would join; `auto`
+    without it, and `ray://` addresses, are left to Ray. Blocks up to `timeout` seconds to
+    connect and as long again for the answer.
+
+    Raises:
+        InputError: one line naming the address.
+    """
+    if address == "auto":
+        address = os.environ.get("RAY_ADDRESS") or address  # what Ray joins for `auto`
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"--ray-address {address}: expected HOST:PORT of a Ray head, or auto")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+            # A Ray head's GCS is a gRPC server: it answers HTTP/2's preface with a SETTINGS
+            # frame (type 4). Anything else (an HTTP/1 server, a silent port) Ray would retry.
+            conn.sendall(_H2_PREFACE + _H2_SETTINGS)
+            reply = conn.recv(9)
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise InputError(f"--ray-address {address}: nothing answers there ({reason})") from None
+    if len(reply) < 4 or reply[3] != 4:
+        raise InputError(f"--ray-address {address}: what answers there is not a Ray head")
+
+
 def _connect(ray: Any, address: str | None, temp_dir: str | None, num_cpus: int | None) -> None:
     options: dict[str, Any] = {
         "include_dashboard": False,
@@ -109,8 +143,11 @@ def _connect(ray: Any, address: str | None, temp_dir: str | None, num_cpus: int 
     if address is None:
         # The switch may come too late when Ray was imported before (tests): set it here too.
         ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
-        options.update(_node_ip_address="127.0.0.1", _temp_dir=temp_dir, num_cpus=num_cpus)
+        # "local": a new Ray always; Ray's default (None) would join $RAY_ADDRESS instead.
+        options.update(address="local", _node_ip_address="127.0.0.1", _temp_dir=temp_dir)
+        options["num_cpus"] = num_cpus
     else:
+        _check_reachable(address)
         options["address"] = address
     try:
         ray.init(**options)

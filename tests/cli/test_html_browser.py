@@ -15,7 +15,9 @@ that in CI it runs.
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -231,3 +233,18 @@ def test_a_screenshot_is_kept_for_a_person_to_look_at(
     with capsys.disabled():  # in the test output even when output is captured (CI's log)
         print(f"\nscreenshot of the HTML report: {shot}")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_each_run_of_a_test_id_given_twice_opens_its_own_drill_down(tmp_path: Path) -> None:
+    # The reader takes a hand-written report with an id twice; each row must open its own run.
+    runs = [
+        TestRun(test_id="same", outcome="pass", reason=None),
+        TestRun(test_id="same", outcome="fail", reason="the second one"),
+    ]
+    path = tmp_path / "dup.html"
+    path.write_text(render_report_html(Report(test_runs=runs)), encoding="utf-8")
+    hrefs = re.findall(r'<a href="(#run=[^"]*)"', _chromium(tmp_path, path.as_uri(), "--dump-dom"))
+    assert len(hrefs) == 2 and hrefs[0] != hrefs[1]
+    dom = _dom(path, html.unescape(hrefs[1]))
+    assert "hidden" not in dom.attrs["run-detail"]
+    assert "the second one" in dom.detail_text

@@ -4,14 +4,17 @@ and one run end to end on the local Ray the command starts (loopback only) and s
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from orket_pipeline.cli import main
-from orket_pipeline.engine._ray_cluster import ray_available
+from orket_pipeline.engine._ray_cluster import ray_available, ray_session
 from tests.engine.test_ray import TASKS, humaneval_like
 
 
@@ -87,3 +90,89 @@ def test_provider_files_are_made_absolute_for_the_workers(
     assert _absolute("replay:c.jsonl") == f"replay:{tmp_path}/c.jsonl"
     for unchanged in ("python:pkg.mod:Name", "ollama:qwen2.5-coder:7b", "openai:m@http://h:1/v1"):
         assert _absolute(unchanged) == unchanged
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(not ray_available(), reason="needs Ray: pip install 'orket-pipeline[ray]'")
+@pytest.mark.parametrize(
+    "address",
+    [f"127.0.0.1:{_closed_port()}", "127.0.0.1:99999", ":", "localhost:"],
+    ids=["nothing-listening", "port-out-of-range", "colon", "no-port"],
+)
+def test_a_ray_address_nothing_answers_at_exits_2_with_one_line_without_waiting_on_ray(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], address: str
+) -> None:
+    # Ray itself retries such an address for minutes (and logs a traceback for a malformed
+    # one); the run must fail at once, one line, naming the address.
+    suite, spec = humaneval_like(tmp_path)
+    out = tmp_path / "r.json"
+    argv = ["run", str(suite), "--provider", spec, "--out", str(out), "--executor", "ray"]
+    code = main([*argv, "--ray-address", address])
+    err = capfd.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"--ray-address {address}" in err
+    assert not out.exists()
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(not ray_available(), reason="needs Ray: pip install 'orket-pipeline[ray]'")
+@pytest.mark.parametrize("server", ["silent", "http1"])
+def test_a_ray_address_where_no_ray_head_answers_exits_2_with_one_line(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], server: str
+) -> None:
+    # A port that accepts connections but is no Ray head: Ray waited minutes on it.
+    listener = socket.create_server(("127.0.0.1", 0))
+    address = f"127.0.0.1:{listener.getsockname()[1]}"
+
+    def answer_http1() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(64)
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=answer_http1, daemon=True)
+    if server == "http1":
+        thread.start()
+    suite, spec = humaneval_like(tmp_path)
+    argv = ["run", str(suite), "--provider", spec, "--out", str(tmp_path / "r.json")]
+    with listener:
+        code = main([*argv, "--executor", "ray", "--ray-address", address])
+    err = capfd.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"--ray-address {address}" in err
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(not ray_available(), reason="needs Ray: pip install 'orket-pipeline[ray]'")
+def test_without_ray_address_a_local_ray_starts_even_when_ray_address_is_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ray's own default joins $RAY_ADDRESS (here: nothing listens, so it waited minutes);
+    # without --ray-address the contract is a local Ray on loopback.
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{_closed_port()}")
+    with ray_session(None, num_cpus=1) as ray:
+        assert ray.get_runtime_context().gcs_address != os.environ["RAY_ADDRESS"]
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(not ray_available(), reason="needs Ray: pip install 'orket-pipeline[ray]'")
+def test_ray_address_auto_with_a_dead_ray_address_in_the_environment_exits_2_at_once(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead = f"127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("RAY_ADDRESS", dead)  # what `auto` joins, for Ray
+    suite, spec = humaneval_like(tmp_path)
+    argv = ["run", str(suite), "--provider", spec, "--out", str(tmp_path / "r.json")]
+    code = main([*argv, "--executor", "ray", "--ray-address", "auto"])
+    err = capfd.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert dead in err

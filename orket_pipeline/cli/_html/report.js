@@ -1,15 +1,25 @@
 // orket-pipeline report page: the run table (sort, filter, pages) and the drill-down per run.
 // Reads the runs from #orket-data (JSON, columns aligned by run index). Every text from the
 // report goes onto the page through textContent or setAttribute, never innerHTML.
-// State lives in the URL hash (#sort=-total_latency&outcome=fail&q=text&page=2, #run=ID), so a
+// State lives in the URL hash (#sort=-total_latency&outcome=fail&q=text&page=2, #run=ID[&n=K]), so a
 // view of the table or a run can be linked.
 (function () {
   "use strict";
   var D = JSON.parse(document.getElementById("orket-data").textContent);
   var N = D.n, PAGE = D.pageSize;
   var num = D.num;
-  var byId = new Map();
-  D.ids.forEach(function (id, i) { if (!byId.has(id)) byId.set(id, i); });
+  // byId: each id's runs in order (a hand-written report may give an id twice); a run's hash
+  // is #run=ID, with &n=K for the K-th run of an id given more than once.
+  var byId = new Map(), nth = [];
+  D.ids.forEach(function (id, i) {
+    var runs = byId.get(id) || [];
+    runs.push(i);
+    byId.set(id, runs);
+    nth.push(runs.length);
+  });
+  function runHash(i) {
+    return "run=" + encodeURIComponent(D.ids[i]) + (nth[i] > 1 ? "&n=" + nth[i] : "");
+  }
   var state = { key: null, dir: 1, text: "", outcome: -1, page: 0 };
   var KEYS = ["id", "outcome", "init_latency", "total_latency", "peak_memory_rss",
               "adherence_score", "why"];
@@ -78,7 +88,7 @@
       var i = view[k], row = el("tr");
       row.dataset.run = String(i);
       var idCell = el("td"), link = el("a", D.ids[i]);
-      link.setAttribute("href", "#run=" + encodeURIComponent(D.ids[i]));
+      link.setAttribute("href", "#" + runHash(i));
       idCell.appendChild(link);
       row.appendChild(idCell);
       var outcome = D.outcomes[D.o[i]];
@@ -209,7 +219,8 @@
   function route() {
     var params = new URLSearchParams(location.hash.slice(1));
     if (params.has("run")) {
-      var i = byId.get(params.get("run"));
+      var runs = byId.get(params.get("run")) || [];
+      var i = runs[(parseInt(params.get("n") || "1", 10) || 1) - 1];
       if (i !== undefined) {
         var at = view.indexOf(i);
         if (at >= 0) state.page = Math.floor(at / PAGE);
@@ -258,11 +269,11 @@
   });
   tbody.addEventListener("click", function (event) {
     var row = event.target.closest("tr");
-    if (row && event.target.tagName !== "A") location.hash = "run=" + encodeURIComponent(D.ids[+row.dataset.run]);
+    if (row && event.target.tagName !== "A") location.hash = runHash(+row.dataset.run);
   });
   document.addEventListener("click", function (event) {
     var mark = event.target.closest ? event.target.closest(".run-link") : null;
-    if (mark) location.hash = "run=" + encodeURIComponent(D.ids[+mark.dataset.run]);
+    if (mark) location.hash = runHash(+mark.dataset.run);
   });
   document.addEventListener("keydown", function (event) {
     if (event.key === "Escape" && !detail.hidden) { detail.hidden = true; go(state.page); }
