@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from orket_pipeline.cli import main
-from orket_pipeline.engine._ray_cluster import ray_available, ray_session
+from orket_pipeline.engine._ray_cluster import ray_available
 from tests.engine.test_ray import TASKS, humaneval_like
 
 
@@ -153,13 +153,24 @@ def test_a_ray_address_where_no_ray_head_answers_exits_2_with_one_line(
 @pytest.mark.ray
 @pytest.mark.skipif(not ray_available(), reason="needs Ray: pip install 'orket-pipeline[ray]'")
 def test_without_ray_address_a_local_ray_starts_even_when_ray_address_is_in_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     # Ray's own default joins $RAY_ADDRESS (here: nothing listens, so it waited minutes);
-    # without --ray-address the contract is a local Ray on loopback.
-    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{_closed_port()}")
-    with ray_session(None, num_cpus=1) as ray:
-        assert ray.get_runtime_context().gcs_address != os.environ["RAY_ADDRESS"]
+    # without --ray-address the contract is a local Ray on loopback. In a process of its own,
+    # as a user runs it: a second local Ray started in a process that had one (the module's
+    # session above) can fail to start its GCS while the first one's is still stopping.
+    dead = f"127.0.0.1:{_closed_port()}"
+    code = (
+        "import os; from orket_pipeline.engine._ray_cluster import ray_session\n"
+        "with ray_session(None, num_cpus=1) as ray:\n"
+        "    print('gcs', ray.get_runtime_context().gcs_address)\n"
+    )
+    env = {**os.environ, "RAY_ADDRESS": dead}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=100, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert "gcs 127.0.0.1:" in done.stdout and dead not in done.stdout
 
 
 @pytest.mark.ray
