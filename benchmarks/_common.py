@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import subprocess
+import sys
+from time import perf_counter
 
 
 def machine() -> str:
@@ -28,3 +31,30 @@ def machine() -> str:
 def header(title: str) -> str:
     """A benchmark's title with the machine line under it."""
     return f"## {title}\n({machine()})"
+
+
+# Runs the command line in a fresh interpreter and reports its own peak RSS on stderr.
+_CHILD = (
+    "import resource, sys\n"
+    "from orket_pipeline.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+    "sys.stderr.write(f'MAXRSS_KIB {peak}\\n')\n"
+    "sys.exit(code)\n"
+)
+
+
+def cli_in_child(argv: list[str], *, ok: tuple[int, ...] = (0,)) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS (MiB) and exit code of `orket-pipeline ARGV` in a fresh child.
+
+    Raises `RuntimeError` when the exit code is not in `ok`. Linux (ru_maxrss in KiB).
+    """
+    t0 = perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, *argv], capture_output=True, text=True, check=False
+    )
+    elapsed = perf_counter() - t0
+    if done.returncode not in ok:
+        raise RuntimeError(f"{argv[0]} exited {done.returncode}: {done.stderr.strip()}")
+    peak_kib = int(done.stderr.rsplit("MAXRSS_KIB ", 1)[1])
+    return elapsed, peak_kib / 1024, done.returncode

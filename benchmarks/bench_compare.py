@@ -13,13 +13,11 @@ both reports, `compare_reports` (10,000 bootstrap replicates per statistic), ren
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from time import perf_counter
 
-from benchmarks._common import header
+from benchmarks._common import cli_in_child, header
 from benchmarks._results import parse_mode, pick, verdict
 from orket_pipeline.cli._compare_render import render_compare_html
 from orket_pipeline.report import Report, RunError, Telemetry, TestRun, write_report
@@ -58,27 +56,10 @@ def synthetic(seed: int, runs: int, slowdown: float) -> Report:
     return Report(test_runs=test_runs)
 
 
-_CHILD = (
-    "import resource, sys\n"
-    "from orket_pipeline.cli import main\n"
-    "code = main(sys.argv[1:])\n"
-    "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-    "sys.stderr.write(f'MAXRSS_KIB {peak}\\n')\n"
-    "sys.exit(code)\n"
-)
-
-
 def _command(base: Path, cand: Path, fmt: str, out: Path) -> tuple[float, float, int]:
     """Wall seconds, peak RSS (MiB) and exit code of one `compare` command in a fresh child."""
-    argv = [sys.executable, "-c", _CHILD, "compare", str(base), str(cand)]
-    argv += ["--format", fmt, "-o", str(out)]
-    t0 = perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    elapsed = perf_counter() - t0
-    if done.returncode not in (0, 1):
-        raise RuntimeError(f"compare exited {done.returncode}: {done.stderr.strip()}")
-    peak_kib = int(done.stderr.rsplit("MAXRSS_KIB ", 1)[1])  # Linux: KiB
-    return elapsed, peak_kib / 1024, done.returncode
+    argv = ["compare", str(base), str(cand), "--format", fmt, "-o", str(out)]
+    return cli_in_child(argv, ok=(0, 1))
 
 
 def main(argv: list[str] | None = None) -> None:

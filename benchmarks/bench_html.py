@@ -13,15 +13,13 @@ reading the report, the columns, the charts, the whole page.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from time import perf_counter
 
 import msgspec
 
-from benchmarks._common import header
+from benchmarks._common import cli_in_child, header
 from benchmarks._fixtures import CODE_OUTPUT
 from benchmarks._results import parse_mode, pick, verdict
 from benchmarks.bench_compare import synthetic
@@ -34,15 +32,6 @@ from orket_pipeline.report._io import read_report
 BENCH = "html"
 TARGET_S = 10.0
 TARGET_MIB = 1024.0
-
-_CHILD = (
-    "import resource, sys\n"
-    "from orket_pipeline.cli import main\n"
-    "code = main(sys.argv[1:])\n"
-    "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-    "sys.stderr.write(f'MAXRSS_KIB {peak}\\n')\n"
-    "sys.exit(code)\n"
-)
 
 
 def with_texts(report: Report) -> Report:
@@ -69,14 +58,8 @@ def with_texts(report: Report) -> Report:
 
 def _command(report: Path, out: Path) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of `report --format html` in a fresh child."""
-    argv = [sys.executable, "-c", _CHILD, "report", str(report), "--format", "html"]
-    argv += ["-o", str(out)]
-    t0 = perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    elapsed = perf_counter() - t0
-    if done.returncode != 0:
-        raise RuntimeError(f"report exited {done.returncode}: {done.stderr.strip()}")
-    return elapsed, int(done.stderr.rsplit("MAXRSS_KIB ", 1)[1]) / 1024  # Linux: KiB
+    elapsed, peak, _ = cli_in_child(["report", str(report), "--format", "html", "-o", str(out)])
+    return elapsed, peak
 
 
 def main(argv: list[str] | None = None) -> None:
