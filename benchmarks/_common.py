@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterator
 from time import perf_counter
 
 
@@ -58,3 +60,26 @@ def cli_in_child(argv: list[str], *, ok: tuple[int, ...] = (0,)) -> tuple[float,
         raise RuntimeError(f"{argv[0]} exited {done.returncode}: {done.stderr.strip()}")
     peak_kib = int(done.stderr.rsplit("MAXRSS_KIB ", 1)[1])
     return elapsed, peak_kib / 1024, done.returncode
+
+
+@contextlib.contextmanager
+def server_process(module: str, *args: str) -> Iterator[int]:
+    """Run `python -m MODULE ARGS` (a loopback server that prints its port, then serves until
+    its stdin closes); yield the port. Blocks until it listens; stops it when the block ends."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        yield int(process.stdout.readline())
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -18,10 +18,10 @@ import argparse
 import asyncio
 import contextlib
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 
+from benchmarks._common import server_process
 from benchmarks._fixtures import CODE_OUTPUT, split_chunks
 
 __all__ = ["main", "serve"]
@@ -140,24 +140,8 @@ def serve(chunks: int = 8) -> Iterator[str]:
 
     Blocks until the server listens; the server stops when the block ends (its stdin closes).
     """
-    process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks._sse_server", "--chunks", str(chunks)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        port = int(process.stdout.readline())
+    with server_process("benchmarks._sse_server", "--chunks", str(chunks)) as port:
         yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        assert process.stdin is not None
-        process.stdin.close()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

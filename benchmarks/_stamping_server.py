@@ -23,11 +23,11 @@ import argparse
 import asyncio
 import contextlib
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from time import perf_counter
 
+from benchmarks._common import server_process
 from benchmarks._fixtures import CODE_OUTPUT, split_chunks
 
 __all__ = ["main", "serve"]
@@ -173,24 +173,9 @@ def serve(delay: float, chunks: int = 8) -> Iterator[str]:
 
     Blocks until the server listens; the server stops when the block ends (its stdin closes).
     """
-    command = [sys.executable, "-m", "benchmarks._stamping_server"]
-    process = subprocess.Popen(
-        [*command, "--delay", str(delay), "--chunks", str(chunks)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        yield f"http://127.0.0.1:{int(process.stdout.readline())}"
-    finally:
-        assert process.stdin is not None
-        process.stdin.close()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    args = ("--delay", str(delay), "--chunks", str(chunks))
+    with server_process("benchmarks._stamping_server", *args) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def main(argv: list[str] | None = None) -> int:
