@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
-__all__ = ["Chunk", "Provider", "ProviderOptions"]
+__all__ = ["FACT_FIELDS", "Chunk", "Provider", "ProviderOptions"]
 
 
 class ProviderOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,15 +55,13 @@ class Chunk(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
     def has_facts(self) -> bool:
         """Whether it carries anything besides text. Never raises."""
-        return (
-            self.prompt_tokens is not None
-            or self.completion_tokens is not None
-            or self.reasoning_tokens is not None
-            or self.server_prompt_s is not None
-            or self.server_generation_s is not None
-            or self.server_load_s is not None
-            or self.attempts is not None
-        )
+        return any(getattr(self, name) is not None for name in FACT_FIELDS)
+
+
+#: The fields of a `Chunk` that are the server's facts rather than text, from the Struct itself.
+FACT_FIELDS: tuple[str, ...] = tuple(
+    field.name for field in msgspec.structs.fields(Chunk) if field.name not in ("text", "reasoning")
+)
 
 
 @runtime_checkable

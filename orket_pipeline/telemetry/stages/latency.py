@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Final
 
 import msgspec
 
+from ...providers._base import FACT_FIELDS
 from ...report._model import ServerTimings
 from .._events import Event, GenerationFinished, LatencyMeasured
 from ._base import Stage, StageErrors
@@ -110,22 +111,11 @@ def measure(
     )
 
 
-_FACTS = (
-    "prompt_tokens",
-    "completion_tokens",
-    "reasoning_tokens",
-    "server_prompt_s",
-    "server_generation_s",
-    "server_load_s",
-    "attempts",
-)
-
-
 def _facts(chunks: list[Chunk] | None) -> dict[str, object]:
     """The provider's facts, a later value replacing an earlier one."""
     facts: dict[str, object] = {}
     for chunk in chunks or ():
-        for name in _FACTS:
+        for name in FACT_FIELDS:
             value = getattr(chunk, name)
             if value is not None:
                 facts[name] = value
