@@ -155,9 +155,9 @@ class RayWorker:
         )
         try:
             async with pipeline:
-                # No journal file on the worker: the driver journals. The aggregator hands each
+                # No journal file on the worker: the driver journals. The pipeline hands each
                 # completed run to `_Stream`, which passes it to the `run` call waiting for it.
-                pipeline._aggregator.set_journal(self._stream)
+                pipeline.journal_to(self._stream)
                 self._pipeline = pipeline
                 self._opened.set_result(None)
                 await self._stop.wait()

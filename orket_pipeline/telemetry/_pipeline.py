@@ -257,6 +257,13 @@ class TelemetryPipeline(GenerationWrapper):
 
     # -- the engine's path ---------------------------------------------------------------------
 
+    def journal_to(self, journal: JournalWriter) -> None:
+        """Hand every run completed from now on to `journal` (`append_many` of (order, run)
+        pairs, once per batch) instead of the journal file: a distributed worker's way to
+        stream its finished runs to the driver. Never blocks; `journal`'s errors are counted
+        as `journal_errors`."""
+        self._aggregator.set_journal(journal)
+
     def register(self, test_ids: Iterable[str]) -> None:
         """Fix the order of these runs in the report (suite order). Never blocks or raises."""
         self._aggregator.register(test_ids)
