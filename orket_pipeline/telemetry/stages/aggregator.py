@@ -85,8 +85,16 @@ class ReportAggregator(Stage):
         self._expected = parts
 
     def set_journal(self, journal: JournalWriter) -> None:
-        """Journal finished runs to `journal` from now on."""
+        """Journal finished runs to `journal` from now on (and those complete already, at the
+        end of the next batch)."""
         self._journal = journal
+        for test_id, run in self._runs.items():
+            if (
+                not run.complete
+                and run.outcome is not None
+                and (run.parts >= self._expected or not run.generated)
+            ):
+                self._complete(test_id, run)
 
     def register(self, test_ids: Iterable[str]) -> None:
         """Fix the order of these runs in the report (suite order). Never blocks."""
@@ -101,6 +109,9 @@ class ReportAggregator(Stage):
         """`handle` for a slice, in one loop (the per-run work of every run goes through
         here: kept inline). Each event's failure is counted; the others are still handled."""
         runs, expected = self._runs, self._expected
+        # A run is complete once its outcome and parts are in; that matters only to a journal
+        # (it gets the run at the end of this batch): without one, `finish` completes them all.
+        completing = self._journal is not None
         for event in events:
             try:
                 test_id = event.test_id
@@ -131,7 +142,8 @@ class ReportAggregator(Stage):
                     run.generated = True  # still in flight at close: it never finished
                     continue
                 if (
-                    not run.complete
+                    completing
+                    and not run.complete
                     and run.outcome is not None
                     and (run.parts >= expected or not run.generated)
                 ):
