@@ -110,7 +110,7 @@ async def test_the_engines_error_type_is_the_one_truth_for_telemetry_too() -> No
     timeout = RunError(type="TimeoutError", message="generation timed out after 1 s")
     await feed(stage, started("t"), latency("t", error_type="CancelledError"))
     await feed(stage, outcome("t", "error", timeout))
-    (run,) = (await reported(stage))
+    (run,) = await reported(stage)
     assert run.error == timeout
     assert run.telemetry is not None and run.telemetry.error_type == "TimeoutError"
 
@@ -119,7 +119,7 @@ async def test_without_the_engines_account_the_wrappers_error_is_reported() -> N
     stage = aggregator(1)
     await feed(stage, started("t"), latency("t", error_type="ConnectionError"))
     await stage.finish()
-    (run,) = (await reported(stage))
+    (run,) = await reported(stage)
     assert run.outcome == "error" and run.error == RunError(type="ConnectionError", message="boom")
 
 
@@ -130,7 +130,7 @@ async def test_at_finish_a_run_still_generating_is_an_error_and_an_unstarted_one
     stage.register(["never", "slow"])
     await feed(stage, started("slow"))
     await stage.finish()
-    (run,) = (await reported(stage))
+    (run,) = await reported(stage)
     assert (run.test_id, run.outcome, run.reason) == ("slow", "error", "generation did not finish")
 
 
@@ -151,7 +151,7 @@ async def test_an_aggregator_that_failed_reports_registered_runs_as_errors_not_p
     stage.register(["a"])
     stage.errors.record(stage.name, RuntimeError("lost an event"))
     await stage.finish()
-    (run,) = (await reported(stage))
+    (run,) = await reported(stage)
     assert run.outcome == "error" and run.reason is not None and "aggregator failed" in run.reason
 
 
@@ -184,7 +184,7 @@ async def test_a_plain_runs_quick_build_is_the_general_build(
             AdherenceScored(test_id="t", score=score, checks=None if score is None else ()),
             outcome("t", "error" if error else "pass", error),
         )
-        (run,) = (await reported(stage))
+        (run,) = await reported(stage)
         runs.append(run)
     assert runs[0] == runs[1]
 
