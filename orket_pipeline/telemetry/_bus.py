@@ -1,26 +1,22 @@
-"""The event bus: one bounded queue filled by a publish that never awaits or wakes anything.
+"""The event bus: a queue per event type, filled by a publish that never awaits or wakes anything.
 
-Publishing is on the engine's path, so it is one append to one queue, whatever the number of
-stages: no lock (everything runs on the event loop's thread), no await, no wake-up. Stages run
-in batches instead, as OpenTelemetry's BatchSpanProcessor exports spans: the `Scheduler` routes
-the queue into the stages' inboxes and wakes them `delay` seconds after the bus turned busy, or
-sooner when the queue or an inbox reaches its fill mark; the pipeline wakes each one at close.
-While nothing is pending the scheduler sleeps with no timer at all; the first publish after a
-pause wakes it (one `anyio.Event.set` per batch, never per event).
+Publishing is on the engine's path, so it is one append to its type's queue, whatever the
+number of stages: no lock (everything runs on the event loop's thread), no await, no wake-up.
+Stages run in batches instead, as OpenTelemetry's BatchSpanProcessor exports spans: the
+`Scheduler` hands each queue to the inboxes subscribed to its type (one list extend per inbox,
+nothing per event) and wakes the stages `delay` seconds after the bus turned busy, or sooner when
+the bus or an inbox reaches its fill mark; the pipeline wakes each one at close. While nothing is
+pending the scheduler sleeps with no timer at all; the first publish after a pause wakes it (one
+`anyio.Event.set` per batch, never per event).
 
 Why: waking a waiting stage on every publish cost ~4.6 us per wake-up (~10 us with a timeout),
 four per generation, whenever the engine yielded between generations, as every real provider
 does (2.5-3.9x one OpenTelemetry span per generation). Batched, the cost no longer depends on
-how often the engine yields. Measured side by side in one process on a shared 2-core machine
-(`python -m benchmarks.profile_pipeline`, part 3; `python -m benchmarks.bench_bus`): publish
-~100 ns per event (four memory object streams: ~650 ns), routing ~300 ns per event per batch
-(~100 ns since a batch that fits every inbox skips the check per event);
-added per generation with constraints=None, against one span: 0.7x never yielding, 0.8x
-yielding once, 1.0x streaming two chunks (with a wake-up per event, in the same session: 0.9x,
-2.7x and 2.8x). What is left is the stages' own work, not waking them.
+how often the engine yields; routing by type a batch at a time costs nothing per event. What is
+left is the stages' own work (`python -m benchmarks.profile_pipeline`, part 6).
 
-A full queue or inbox refuses the event and counts it; a closed bus counts the engine's event
-as late: nothing is lost silently.
+A full bus or inbox refuses the event and counts it; a closed bus counts the engine's event as
+late: nothing is lost silently.
 """
 
 from __future__ import annotations

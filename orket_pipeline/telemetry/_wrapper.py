@@ -1,9 +1,10 @@
 """The generation wrapper: the only code of the pipeline on the engine's path.
 
-`GenerationWrapper.generate` awaits only the provider (through `call_provider`, the same
-function `--no-telemetry` uses). It stamps `time.perf_counter()` in the engine's task when
-things happen (dispatch, each non-empty chunk, completion or failure) and publishes frozen
-events with `EventBus.publish`, which never awaits or wakes a stage; every other piece of work
+`GenerationWrapper.generate` awaits only the provider (through `start_call`, `output_text` and
+`call_failed`, the steps of `call_provider`, which `--no-telemetry` uses). It stamps
+`time.perf_counter()` in the engine's task when things happen (dispatch, each non-empty chunk,
+completion or failure) and publishes one frozen event per generation, at its end, and one per
+outcome, with `EventBus.publish`, which never awaits or wakes a stage; every other piece of work
 happens in the stages, with one exception: when the memory probe is asleep (no generation for a
 while), dispatch takes one sample first (`MemoryProbe.wake`, a few microseconds), so a spike
 during the pause is not charged to this run. `TelemetryPipeline` inherits it, so the engine

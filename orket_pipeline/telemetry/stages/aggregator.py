@@ -52,12 +52,14 @@ class _Run(msgspec.Struct, gc=False):
 
 
 class ReportAggregator(Stage):
-    """Joins, per run, the engine's events (GenerationStarted: registration; OutcomeRecorded)
-    and the parts the other stages emit on the bus. A run is complete when its outcome and
-    every expected part are in; how many parts that is follows from the wiring (`expect`), not
-    from a constant. Complete runs are journaled at the end of each batch; `test_runs()` lists
-    the runs in registration order. Values are rounded once per run, when it is reported (the
-    journal line or the report), never per event.
+    """Joins, per run, the engine's events (`GenerationFinished`: the run was generated;
+    `OutcomeRecorded`; at close, `GenerationStarted` for a generation still in flight) and the
+    parts the other stages emit on the bus. A run is complete when its outcome and every
+    expected part are in; how many parts that is follows from the wiring (`expect`), not from a
+    constant. With a journal, complete runs are journaled at the end of each batch; without
+    one, they are completed at `finish`. `test_runs()` lists the runs in registration order
+    (`register`; else the order each run was first seen here). Values are rounded once per run,
+    when it is reported (the journal line or the report), never per event.
     """
 
     name = "aggregator"
