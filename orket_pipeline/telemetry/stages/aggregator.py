@@ -116,18 +116,21 @@ class ReportAggregator(Stage):
         completing = self._journal is not None
         for event in events:
             try:
+                kind = type(event)
+                if kind is GenerationFinished and not completing:
+                    continue  # only a journal needs to know before the parts come (see below)
                 test_id = event.test_id
                 run = runs.get(test_id)
                 if run is None:
                     run = runs[test_id] = _Run(order=self._next_order)
                     self._next_order += 1
-                kind = type(event)
                 if kind is GenerationFinished:
-                    if run.generated:
-                        self._generated_twice(test_id)
+                    # Generated: its outcome alone does not complete it, its parts must come.
                     run.generated = True
                     continue
                 if kind is LatencyMeasured:
+                    if run.latency is not None:  # one per generation: a second generation
+                        self._generated_twice(test_id)
                     run.latency = event  # type: ignore[assignment]
                     run.parts += 1
                 elif kind is OutcomeRecorded:
