@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from functools import partial
 from importlib.resources import files
 from pathlib import Path
@@ -53,6 +52,7 @@ from ._gen_options import (
     run_metadata,
     say_if_not_sent,
 )
+from ._heap import FrozenHeap
 from ._memory import memory_pid_arg, memory_target
 from ._output import OutputLock, check_outputs, default_journal, same_file
 from ._progress import ProgressReporter
@@ -148,8 +148,13 @@ def run_command(args: argparse.Namespace) -> int:
     that cannot or must not be written (checked before the first run: see `_output`), for a
     report or journal another run is writing, and when the report cannot be written at the
     end; `KeyboardInterrupt` (exit 130) on Ctrl-C, after writing the finished runs (SIGTERM:
-    exit 143 likewise).
+    exit 143 likewise). The heap is frozen while it runs (`_heap.FrozenHeap`).
     """
+    with FrozenHeap() as heap:
+        return _command(args, heap)
+
+
+def _command(args: argparse.Namespace, heap: FrozenHeap) -> int:
     suite_path, spec = _suite_and_spec(args)
     check_executor(args)
     spec_label = label(args, spec)  # the provider the report names (replicas: all of them)
@@ -182,6 +187,7 @@ def run_command(args: argparse.Namespace) -> int:
         metadata, measured = _metadata(args, provider, spec, options)
         measured = memory_line(args, measured)  # with Ray: each worker's own
         say_if_not_sent(spec, options)  # after the last refusal: a note, then an error, reads ill
+        heap.freeze()  # the suite and the provider, loaded since the command started
         try:
             report = _run(
                 args, suite, provider, spec_label, out, journal, resume_from, kept, metadata
@@ -237,7 +243,7 @@ def _run(
         reporter.advance(result)
 
     try:
-        with reporter, executor_session(args), _heap_frozen():
+        with reporter, executor_session(args):
             watchdog.start()
             return anyio.run(
                 _until_interrupted,
@@ -269,28 +275,6 @@ def _run(
         raise _cannot_write("report", out, exc, journal, kept + reporter.finished) from None
     finally:
         watchdog.stop()
-
-
-@contextlib.contextmanager
-def _heap_frozen() -> Iterator[None]:
-    """Keep the objects alive before the suite starts (the interpreter's modules, the suite,
-    the provider) out of the garbage collector's scans while it runs (`gc.freeze`), and give
-    them back after (`gc.unfreeze`).
-
-    A full collection scans every tracked object; with the whole interpreter in reach, the
-    one that a suite of 10,000 runs with telemetry triggers costs about 5 us per run
-    (benchmarks/README.md, "run path"). A caller that froze objects itself (an embedding
-    program) keeps its own arrangement: nothing is frozen or unfrozen then. Never blocks or
-    raises.
-    """
-    if gc.get_freeze_count():
-        yield
-        return
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 class Terminated(Exception):
