@@ -164,6 +164,55 @@ class TestPadding:
             assert b'"temperature":0.500}' in data
 
 
+short_floats = st.none() | st.integers(-2000, 2000).map(lambda n: n / 1000) | st.just(0.5)
+texts = st.none() | st.sampled_from(["x", "a.5}", '1.25,"k":'])
+
+
+@st.composite
+def padded_reports(draw: st.DrawFn) -> Report:
+    runs = []
+    for i in range(draw(st.integers(0, 3))):
+        server = draw(
+            st.none()
+            | st.builds(
+                ServerTimings, prompt_s=short_floats, generation_s=short_floats, load_s=short_floats
+            )
+        )
+        telemetry = draw(
+            st.none()
+            | st.builds(
+                Telemetry,
+                init_latency=short_floats,
+                total_latency=short_floats,
+                inter_chunk_max=short_floats,
+                error_type=texts,
+                server=st.just(server),
+            )
+        )
+        runs.append(
+            TestRun(test_id=f"t{i}", outcome="pass", reason=draw(texts), telemetry=telemetry)
+        )
+    options = draw(
+        st.none()
+        | st.builds(
+            GenerationOptions,
+            temperature=short_floats,
+            seed=st.none() | st.integers(0, 9),
+            system=texts,
+        )
+    )
+    return Report(metadata=Metadata(options=options), test_runs=runs)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=200)
+@given(padded_reports())
+def test_any_report_is_written_as_the_full_padding_writes_it(
+    tmp_path: Path, report: Report
+) -> None:
+    written = write_report(tmp_path / "r.json", report)
+    assert (tmp_path / "r.json").read_bytes() == encode_json(written)
+
+
 class TestAtomicity:
     def test_a_pipe_or_device_is_written_into_never_replaced(self, tmp_path: Path) -> None:
         # `-o /dev/stdout` works, and `-o /dev/null` as root must not replace the device with a
