@@ -191,6 +191,10 @@ class EventBus:
         """Events published and not yet routed."""
         return self._queued
 
+    def full(self) -> bool:
+        """Whether the queued events have reached the fill mark (a batch is due now)."""
+        return self._queued > self._wake_at
+
     def queued_events(self, event_type: type[Event]) -> Sequence[Event]:
         """The events of `event_type` published and not yet routed (read only)."""
         return self._queues.get(event_type, ())
@@ -307,12 +311,16 @@ class Scheduler:
                 bus.busy = False
                 await self._rung()
                 continue  # a late tick may ring too: look again
-            self._tick_wanted = True
-            timer = self._timer
-            if timer is not None:  # the ticker is idle: start its sleep
-                self._timer = None
-                timer.set()
-            await self._rung()
+            if not bus.full():
+                # A ring lost while this task was not waiting (the engine reached the fill
+                # mark before this task ran for the ring of the bus turning busy) is read
+                # here: a full queue does not wait for the delay.
+                self._tick_wanted = True
+                timer = self._timer
+                if timer is not None:  # the ticker is idle: start its sleep
+                    self._timer = None
+                    timer.set()
+                await self._rung()
             self.ticks += 1
             bus.route()
             for stage in self._stages:

@@ -156,3 +156,27 @@ class TestScheduler:
                     await anyio.sleep(0.001)
             assert stage.seen() == [["a", "b"], ["c"]]
             tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("fill_mark", [1, 2, 5])
+async def test_a_fill_mark_reached_before_the_scheduler_ran_still_starts_a_batch(
+    fill_mark: int,
+) -> None:
+    # The engine publishes a run's events back to back: the fill mark is reached before the
+    # scheduler has run for the ring that the bus turning busy gave. That batch must not wait
+    # for the delay (here longer than the test): the fill mark says the queue is full enough.
+    bus = EventBus(fill_mark=fill_mark)
+    stage = Recorder()
+    stage.attach(bus, 100)
+    stage.prepare()
+    scheduler = Scheduler(bus, [stage], delay=3600)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stage.run)
+        tg.start_soon(scheduler.run)
+        await anyio.wait_all_tasks_blocked()
+        for index in range(fill_mark):
+            bus.publish(started(str(index)))
+        await anyio.wait_all_tasks_blocked()
+        assert stage.seen() == [[str(index) for index in range(fill_mark)]]
+        tg.cancel_scope.cancel()
