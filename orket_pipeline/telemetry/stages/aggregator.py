@@ -117,8 +117,6 @@ class ReportAggregator(Stage):
         for event in events:
             try:
                 kind = type(event)
-                if kind is GenerationFinished and not completing:
-                    continue  # only a journal needs to know before the parts come (see below)
                 test_id = event.test_id
                 run = runs.get(test_id)
                 if run is None:
@@ -126,6 +124,8 @@ class ReportAggregator(Stage):
                     self._next_order += 1
                 if kind is GenerationFinished:
                     # Generated: its outcome alone does not complete it, its parts must come.
+                    # Recorded with or without a journal: it places the run (first seen), and
+                    # a journal set later (`set_journal`) must know the parts are to come.
                     run.generated = True
                     continue
                 if kind is LatencyMeasured:

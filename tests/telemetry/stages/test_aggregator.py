@@ -10,6 +10,7 @@ from orket_pipeline.report._model import RunError, TestRun
 from orket_pipeline.telemetry._events import (
     AdherenceScored,
     Event,
+    GenerationFinished,
     GenerationStarted,
     LatencyMeasured,
     MemoryMeasured,
@@ -197,3 +198,35 @@ async def test_a_journal_set_late_still_gets_the_runs_complete_before_it() -> No
     await feed(stage, outcome("waiting"))
     journaled = [run.test_id for write in journal.writes for _, run in write]
     assert journaled == ["early", "waiting"]
+
+
+def finished(test_id: str) -> GenerationFinished:
+    return GenerationFinished(test_id=test_id, t_perf=2.0, t_started=1.0, streaming=False, output="x")
+
+
+async def test_a_journal_set_late_gets_a_run_only_once_every_part_is_in() -> None:
+    # Without a journal the run's outcome and one part arrive; then a journal is set
+    # (`journal_to` mid-suite). The run is generated: it must wait for its other parts, and
+    # neither the journal nor the report may keep it without them.
+    journal = Journal()
+    stage = aggregator(2)
+    await feed(stage, finished("t"), outcome("t"), latency("t"))
+    stage.set_journal(journal)  # type: ignore[arg-type]
+    await stage.after_batch()
+    assert journal.writes == []
+    await feed(stage, MemoryMeasured(test_id="t", peak_rss_bytes=3 * 1024 * 1024))
+    ((_, journaled),) = journal.writes[0]
+    (run,) = await reported(stage)
+    assert journaled.telemetry is not None and journaled.telemetry.peak_memory_rss == 3
+    assert run.telemetry is not None and run.telemetry.peak_memory_rss == 3
+
+
+@pytest.mark.parametrize("journaled", [False, True])
+async def test_unregistered_runs_are_in_the_order_first_seen_with_or_without_a_journal(
+    journaled: bool,
+) -> None:
+    # "a" finished generating first; "b" was decided first. First seen is "a", journal or not.
+    stage = aggregator(1, Journal() if journaled else None)
+    await feed(stage, finished("a"), finished("b"), outcome("b"), outcome("a"))
+    await feed(stage, latency("a"), latency("b"))
+    assert [run.test_id for run in await reported(stage)] == ["a", "b"]
