@@ -201,7 +201,9 @@ async def test_a_journal_set_late_still_gets_the_runs_complete_before_it() -> No
 
 
 def finished(test_id: str) -> GenerationFinished:
-    return GenerationFinished(test_id=test_id, t_perf=2.0, t_started=1.0, streaming=False, output="x")
+    return GenerationFinished(
+        test_id=test_id, t_perf=2.0, t_started=1.0, streaming=False, output="x"
+    )
 
 
 async def test_a_journal_set_late_gets_a_run_only_once_every_part_is_in() -> None:
