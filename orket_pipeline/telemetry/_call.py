@@ -52,7 +52,7 @@ __all__ = [
 _kinds: dict[int, tuple[weakref.ref[FunctionType], bool]] = {}
 
 
-class Call(msgspec.Struct, gc=False):
+class Call(msgspec.Struct, gc=False, eq=False):
     """The stamps of one provider call, all `time.perf_counter()` in seconds.
 
     `t_started` is set by the caller at dispatch; a plain-`def` provider resets it in its
@@ -60,11 +60,14 @@ class Call(msgspec.Struct, gc=False):
     are None when no non-empty chunk arrived; a non-streaming answer counts as one chunk.
     `t_first_content` is the first chunk of answer text (reasoning is a chunk, not content);
     `chunk_times` the stamp of every non-empty chunk of a stream of two or more; `facts` the
-    `Chunk`s that carried token counts, server timings or attempts.
+    `Chunk`s that carried token counts, server timings or attempts. `test_id` names the run
+    (the wrapper's table of generations in flight is keyed by the call itself, compared by
+    identity: one test id may be in flight twice).
     """
 
     streaming: bool
     t_started: float = 0.0
+    test_id: str = ""
     t_done: float = 0.0
     chunk_count: int = 0
     t_first_chunk: float | None = None

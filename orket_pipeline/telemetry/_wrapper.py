@@ -52,10 +52,11 @@ class GenerationWrapper:
     _probe: MemoryProbe
     #: The most generations there ever were in flight at once (`max_in_flight`).
     _max_in_flight: int = 0
-    #: The dispatch stamp of each generation in flight, by test id, oldest first: the memory
-    #: stage keeps the probe's segments they may need, and at close the ones still here are
-    #: reported as started and never finished.
-    _dispatched: dict[str, float]
+    #: The dispatch stamp of each generation in flight, by its `Call` (by identity: a test id
+    #: sent twice at once is two generations), oldest first: the memory stage keeps the probe's
+    #: segments they may need, and at close the ones still here are reported as started and
+    #: never finished.
+    _dispatched: dict[Call, float]
 
     async def generate(
         self,
@@ -86,10 +87,10 @@ class GenerationWrapper:
         # Stamped here, in the engine's task, at dispatch: a slow stage cannot skew it. No
         # event is published at dispatch: `GenerationFinished` carries this stamp.
         t_started = perf_counter()
-        call = Call(streaming, t_started)
+        call = Call(streaming, t_started, test_id)
         dispatched = self._dispatched
-        dispatched[test_id] = t_started
-        if len(dispatched) > self._max_in_flight:  # in flight now (ids are unique)
+        dispatched[call] = t_started
+        if len(dispatched) > self._max_in_flight:  # in flight now
             self._max_in_flight = len(dispatched)
         try:
             # `call_provider`'s three steps, inline (one coroutine fewer per generation).
@@ -97,7 +98,7 @@ class GenerationWrapper:
             t_done = call.t_done or perf_counter()  # a stream or a thread stamped it already
             text = output if type(output) is str and output.isascii() else output_text(output, call)
         except BaseException as exc:
-            dispatched.pop(test_id, None)
+            dispatched.pop(call, None)
             if not call.t_done:
                 call.t_done = perf_counter()
             try:
@@ -108,7 +109,7 @@ class GenerationWrapper:
             if error is exc:
                 raise
             raise error from None
-        dispatched.pop(test_id, None)
+        dispatched.pop(call, None)
         if streaming or call.facts is not None:
             self._publish(
                 GenerationFinished(
@@ -146,8 +147,8 @@ class GenerationWrapper:
         """A `GenerationStarted` for each generation still in flight (dispatched, never
         finished: its engine task is still awaiting it as the pipeline closes)."""
         return [
-            GenerationStarted(test_id=test_id, t_perf=t_started, streaming=False)
-            for test_id, t_started in self._dispatched.items()
+            GenerationStarted(test_id=call.test_id, t_perf=t_started, streaming=call.streaming)
+            for call, t_started in self._dispatched.items()
         ]
 
     def record_outcome(

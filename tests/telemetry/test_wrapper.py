@@ -15,7 +15,7 @@ from orket_pipeline.telemetry._events import (
     OutcomeRecorded,
 )
 from orket_pipeline.telemetry._wrapper import GenerationWrapper, State
-from tests.providers_fakes import Delayed, Failing, Instant, Streaming
+from tests.providers_fakes import Delayed, Failing, Gated, Instant, Streaming
 
 pytestmark = pytest.mark.anyio
 
@@ -115,3 +115,26 @@ async def test_a_timed_out_run_names_one_error_type_in_error_and_telemetry() -> 
     (run,) = report.test_runs
     assert run.outcome == "error" and run.error is not None and run.telemetry is not None
     assert run.error.type == run.telemetry.error_type == "TimeoutError"
+
+
+async def test_generations_in_flight_with_one_test_id_are_each_tracked() -> None:
+    # Test ids should be unique, but an engine retrying a run while its first attempt still
+    # runs sends one id twice. Each attempt in flight must be tracked on its own: the oldest
+    # dispatch stamp (the memory probe keeps the segments from then on) must be the oldest
+    # one, and an attempt still running at close must be reported as not finished.
+    wrapper = Recording()
+    first, other, second = Gated(), Gated(), Gated()
+    async with anyio.create_task_group() as group:
+        for test_id, provider in (("x", first), ("y", other), ("x", second)):
+            group.start_soon(wrapper.generate, test_id, provider, "p")
+            await provider.entered.wait()
+        in_flight = wrapper.unfinished()
+        assert [started.test_id for started in in_flight] == ["x", "y", "x"]
+        assert [s.t_perf for s in in_flight] == sorted(s.t_perf for s in in_flight)
+        first.release.set()
+        await anyio.wait_all_tasks_blocked()
+        assert [started.test_id for started in wrapper.unfinished()] == ["y", "x"]
+        assert wrapper._max_in_flight == 3
+        other.release.set()
+        second.release.set()
+    assert wrapper.unfinished() == []

@@ -19,7 +19,7 @@ import pytest
 from orket_pipeline.telemetry._events import GenerationFinished
 from orket_pipeline.telemetry._memory_probe import MemoryProbe
 from orket_pipeline.telemetry._pipeline import TelemetryPipeline
-from tests.providers_fakes import Instant
+from tests.providers_fakes import Gated, Instant
 
 pytestmark = pytest.mark.anyio
 
@@ -238,3 +238,34 @@ def test_the_sampler_never_stalls_other_threads_behind_the_mmap_lock() -> None:
         allocator.join()
         probe.stop()
     assert worst < 0.15
+
+
+async def test_a_test_id_in_flight_twice_does_not_cost_another_run_its_peak() -> None:
+    # "x" is dispatched, then "y", which spikes; then "x" again while both run (an engine
+    # retrying a run whose first attempt has not returned). Past 512 segments the memory stage
+    # prunes the probe's segments older than the oldest generation in flight: the second "x"
+    # must not pass for the oldest, or "y" loses the segments holding its spike.
+    async with TelemetryPipeline(fill_mark=1) as pipeline:
+        probe = pipeline._probe
+        first, spiking, second = Gated(), Gated(), Gated()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pipeline.generate, "x", first, "p")
+            await first.entered.wait()
+            tg.start_soon(pipeline.generate, "y", spiking, "p")
+            await spiking.entered.wait()
+            block = touch(64 * MIB)
+            probe.sample_now()  # taken with the spike resident, whatever the method
+            spike = probe._peaks[-1]
+            block.close()
+            for _ in range(2):  # the mark reset at the spike's sample still holds it once
+                probe.sample_now()
+            tg.start_soon(pipeline.generate, "x", second, "p")
+            await second.entered.wait()
+            for _ in range(600):  # segments enough to prune
+                probe.sample_now()
+            await pipeline.generate("short", Instant(), "p")
+            probe.sample_now()  # settles "short": the memory stage prunes as it does
+            await anyio.wait_all_tasks_blocked()
+            for provider in (first, spiking, second):
+                provider.release.set()
+    assert peak_of(pipeline, "y") >= spike / MIB - 0.001
