@@ -59,8 +59,10 @@ class MemoryProbe:
     def __init__(self, pid: int | None = None, method: str = "auto", interval: float = 0.005):
         if method not in ("auto", "hwm", "poll"):
             raise ValueError(f"memory method must be auto, hwm or poll, not {method!r}")
-        if interval <= 0:
-            raise ValueError("memory sample interval must be positive")
+        if not 0 < interval < float("inf"):  # NaN too; inf overflowed the thread's wait
+            raise ValueError(
+                f"memory sample interval must be positive and finite, not {interval!r}"
+            )
         self.pid = os.getpid() if pid is None else pid
         self.interval = interval
         self._requested = method

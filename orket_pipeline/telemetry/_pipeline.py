@@ -76,6 +76,10 @@ class TelemetryPipeline(GenerationWrapper):
         metadata: more report metadata (`model`, `options`, `executor`, `concurrency`,
             `memory_pid_source`...): its fields that are set are kept; the pipeline fills in
             the interpreter, platform, its statistics, `max_in_flight` and `output_cap`.
+
+    Raises:
+        ValueError: `schedule_delay` or `drain_timeout` negative or NaN, `memory_interval`
+            not a positive finite number, or an unknown `memory_method`.
     """
 
     def __init__(
@@ -98,6 +102,9 @@ class TelemetryPipeline(GenerationWrapper):
         output_cap: int | None = DEFAULT_OUTPUT_CAP,
         metadata: Metadata | None = None,
     ) -> None:
+        for name, seconds in (("schedule_delay", schedule_delay), ("drain_timeout", drain_timeout)):
+            if not seconds >= 0:  # NaN too: it broke the scheduler's sleep or hung the close
+                raise ValueError(f"{name} must be a number of seconds >= 0, not {seconds!r}")
         self.report_path = None if report_path is None else Path(report_path)
         self._keep_journal = journal_path is not None
         if journal_path is None and self.report_path is not None:

@@ -494,3 +494,25 @@ async def test_a_test_id_generated_twice_is_warned_about_once(
         await pipeline.generate("other", Instant(CODE), "p")
     warnings = [r for r in caplog.records if "generated twice" in r.getMessage()]
     assert len(warnings) == 1 and "'same'" in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    "argument",
+    [
+        {"schedule_delay": -1.0},
+        {"schedule_delay": float("nan")},
+        {"drain_timeout": float("nan")},
+        {"drain_timeout": -1.0},
+        {"memory_interval": float("nan")},
+        {"memory_interval": float("inf")},
+    ],
+)
+def test_a_delay_that_is_not_a_number_of_seconds_is_refused_at_construction(
+    argument: dict[str, float],
+) -> None:
+    # Accepted, a negative or NaN delay raised out of the scheduler into the engine's task
+    # group, a NaN drain deadline hung the close (shielded: no outer timeout could end it),
+    # and an infinite sampling interval killed the sampler thread.
+    (name,) = argument
+    with pytest.raises(ValueError, match=name.rsplit("_", 1)[-1]):
+        TelemetryPipeline(**argument)  # type: ignore[arg-type]
