@@ -75,7 +75,7 @@ class MemorySampler(Stage):
         for a while (not at once: back-to-back generations would wake it for every run)."""
         if self._pending:
             self._settle()
-        if self._pending or self._oldest_open() != _NONE:
+        if self._pending or self._oldest_open() != _NONE or self._unhandled():
             self._idle_since = None
         elif not self._probe.idle:
             now = perf_counter()
@@ -91,6 +91,15 @@ class MemorySampler(Stage):
             self._probe.sample_now()
             self._settle()
         self._probe.deactivate()
+
+    def _unhandled(self) -> bool:
+        # Whether a finished window is still on its way here (published since the last
+        # routing, or in the inbox beyond this slice): it needs a sample past its end.
+        inbox = self.inbox
+        return bool(
+            (self.bus is not None and self.bus.queued_events(GenerationFinished))
+            or (inbox is not None and inbox.items)
+        )
 
     def _settle(self) -> None:
         probe, pending = self._probe, self._pending

@@ -16,9 +16,12 @@ import anyio
 import psutil
 import pytest
 
+from orket_pipeline.telemetry._bus import EventBus
 from orket_pipeline.telemetry._events import GenerationFinished
 from orket_pipeline.telemetry._memory_probe import MemoryProbe
 from orket_pipeline.telemetry._pipeline import TelemetryPipeline
+from orket_pipeline.telemetry.stages import StageErrors
+from orket_pipeline.telemetry.stages.memory import MemorySampler
 from tests.providers_fakes import Gated, Instant
 
 pytestmark = pytest.mark.anyio
@@ -269,3 +272,34 @@ async def test_a_test_id_in_flight_twice_does_not_cost_another_run_its_peak() ->
             for provider in (first, spiking, second):
                 provider.release.set()
     assert peak_of(pipeline, "y") >= spike / MIB - 0.001
+
+
+class ActiveProbe:
+    """A probe that is sampling and has sampled nothing past any window yet."""
+
+    idle = False
+    segment_count = 0
+
+    def peaks_until(self, windows: object, emit: object) -> None:
+        pass  # no sample past the window's end yet: nothing settles
+
+    def deactivate(self) -> None:
+        self.idle = True
+
+
+async def test_the_probe_does_not_sleep_while_a_finished_window_waits_in_the_bus() -> None:
+    # Nothing in flight and nothing pending here for `idle_before_sleep`, but a generation
+    # finished since the last batch was routed: its window needs a sample past its end. Put to
+    # sleep now, the probe would settle it only at the next dispatch (or close), with a segment
+    # spanning the whole pause, charging the window whatever the pause held.
+    probe = ActiveProbe()
+    stage = MemorySampler(StageErrors(), probe)  # type: ignore[arg-type]
+    stage.idle_before_sleep = 0.0
+    bus = EventBus()
+    stage.attach(bus, 100)
+    await stage.after_batch()  # idle from now on
+    bus.publish(
+        GenerationFinished(test_id="t", t_perf=2.0, t_started=1.0, streaming=False, output="")
+    )
+    await stage.after_batch()
+    assert not probe.idle
