@@ -27,12 +27,12 @@ thread wake-up: at dispatch when `idle` (`wake`), and when it settles windows (`
 the mark needs a reset then, the thread is asked to take that sample, so the loop never waits
 for the mmap lock there). While a window is open the thread takes a sample whenever the newest
 one is `interval` old; when it finds that the loop sampled meanwhile, or its own sample shows
-memory where it was (the same peak, nothing to reset), it looks only every 2, then 4
-intervals, and in the latter case sets `idle` so that the next dispatch samples first. So a
-window's peak covers the window and at most one segment either side: up to about `interval`
-(or the loop's tick, if longer) while memory moves, up to 4 x `interval` where memory starts
-moving after a flat stretch (a stretch in which it does not move adds nothing to a peak) or
-the loop has just stopped sampling. Delays in taking the GIL come on top.
+memory where it was (the same peak, nothing to reset), it looks only every 2, 4, then 8
+intervals and sets `idle`, so that the next dispatch samples first. So a window's peak covers
+the window and at most one segment either side: up to about `interval` (or the loop's tick,
+if longer) while memory moves, up to 8 x `interval` for a window dispatched after another in
+the same stretch in which memory had been flat or the loop had been sampling (a stretch in
+which memory does not move adds nothing to a peak). Delays in taking the GIL come on top.
 
 One thread per process serves every started probe (starting or stopping a probe creates and
 joins no thread). It sleeps with no timeout while no probe is active (it costs nothing then);
@@ -65,7 +65,7 @@ if TYPE_CHECKING:
 __all__ = ["MemoryProbe"]
 
 #: The thread's longest wait, in intervals, while samples come from the loop or memory is flat.
-_MAX_BACKOFF = 4
+_MAX_BACKOFF = 8
 
 
 class MemoryProbe:
@@ -247,6 +247,7 @@ class MemoryProbe:
         else:
             if self._count != self._seen and hwm:  # the loop sampled: look less often
                 self._seen, self._backoff = self._count, min(self._backoff * 2, _MAX_BACKOFF)
+                self.idle = True
             wait = self._last + self.interval * self._backoff - perf_counter()
             if wait > 0:
                 return wait
