@@ -361,7 +361,7 @@ class _Sampler:
                     target=self._run, name="orket-memory-sampler", daemon=True
                 )
                 self._thread.start()
-        self.ring()
+        # Not rung: a probe needs the thread only once activated (`activate` rings).
 
     def remove(self, probe: MemoryProbe) -> None:
         """Serve `probe` no more (a sample in progress finishes). Never raises."""
