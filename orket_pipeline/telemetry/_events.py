@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ..report._model import CheckRecord, RunError, ServerTimings
 
 __all__ = [
+    "ENGINE_EVENTS",
     "AdherenceScored",
     "Event",
     "GenerationFinished",
@@ -110,6 +111,9 @@ class LatencyMeasured(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=Fa
     attempts: int | None = None
     output: str | None = None
     output_truncated: bool | None = None
+    #: True when every schema-1.1 extra above (first content, gaps, tokens, per-token time,
+    #: server timings) is None, as `measure` knows without looking: the report skips them.
+    plain: bool = False
 
 
 class MemoryMeasured(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=False):
@@ -129,4 +133,6 @@ class AdherenceScored(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=Fa
 
 
 Part = LatencyMeasured | MemoryMeasured | AdherenceScored
+#: The wrapper's events, in the order one run publishes them (the bus routes them so).
+ENGINE_EVENTS = (GenerationStarted, GenerationFinished, OutcomeRecorded)
 Event = GenerationStarted | GenerationFinished | OutcomeRecorded | Part

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from .._exceptions import PipelineClosedError
 from ..report._model import OUTCOMES, RunError
-from ._call import Call, call_provider, error_text, error_type_name
+from ._call import Call, call_failed, error_text, error_type_name, output_text, start_call
 from ._events import GenerationFinished, GenerationStarted, OutcomeRecorded
 
 if TYPE_CHECKING:
@@ -52,6 +52,10 @@ class GenerationWrapper:
     #: Generations in flight now, and the most there ever were at once (`max_in_flight`).
     _in_flight: int = 0
     _max_in_flight: int = 0
+    #: The dispatch stamp of each generation in flight, by test id, oldest first: the memory
+    #: stage keeps the probe's segments they may need, and at close the ones still here are
+    #: reported as started and never finished.
+    _dispatched: dict[str, float]
 
     async def generate(
         self,
@@ -77,25 +81,37 @@ class GenerationWrapper:
         if self._state is not _OPEN:
             raise PipelineClosedError("generate() needs an open TelemetryPipeline")
         streaming = getattr(provider, "supports_streaming", False) is True  # as `streams`
-        publish = self._publish
         if self._probe.idle:
             self._probe.wake()  # see MemoryProbe.wake: only after a pause, never back to back
-        # Stamped here, in the engine's task, at dispatch: a slow stage cannot skew it.
+        # Stamped here, in the engine's task, at dispatch: a slow stage cannot skew it. No
+        # event is published at dispatch: `GenerationFinished` carries this stamp.
         t_started = perf_counter()
         call = Call(streaming, t_started)
-        publish(GenerationStarted(test_id=test_id, t_perf=t_started, streaming=streaming))
+        self._dispatched[test_id] = t_started
         self._in_flight = in_flight = self._in_flight + 1
         if in_flight > self._max_in_flight:
             self._max_in_flight = in_flight
         try:
-            text = await call_provider(provider, prompt, call)
+            # `call_provider`'s three steps, inline (one coroutine fewer per generation).
+            output = await start_call(provider, prompt, call)
+            if not call.t_done:
+                call.t_done = perf_counter()
+            text = output_text(output, call)
         except BaseException as exc:
             self._in_flight -= 1
-            publish(_failed(test_id, call, constraints, exc))
-            raise
+            self._dispatched.pop(test_id, None)
+            try:
+                error = await call_failed(exc)
+            except BaseException as noticed:  # trio: a cancellation seen at its checkpoint
+                error = noticed
+            self._publish(_failed(test_id, call, constraints, error))
+            if error is exc:
+                raise
+            raise error from None
         self._in_flight -= 1
+        self._dispatched.pop(test_id, None)
         if streaming or call.facts is not None:
-            publish(
+            self._publish(
                 GenerationFinished(
                     test_id=test_id,
                     t_perf=call.t_done,
@@ -114,7 +130,7 @@ class GenerationWrapper:
         else:
             # A plain answer: one chunk, none of the stream's stamps, no facts (the fields
             # left out are None), so fewer arguments to pass on the engine's path.
-            publish(
+            self._publish(
                 GenerationFinished(
                     test_id=test_id,
                     t_perf=call.t_done,
@@ -122,10 +138,18 @@ class GenerationWrapper:
                     streaming=False,
                     output=text,
                     constraints=constraints,
-                    chunk_count=call.chunk_count if text else 0,
+                    chunk_count=1 if text else 0,
                 )
             )
         return text
+
+    def unfinished(self) -> list[GenerationStarted]:
+        """A `GenerationStarted` for each generation still in flight (dispatched, never
+        finished: its engine task is still awaiting it as the pipeline closes)."""
+        return [
+            GenerationStarted(test_id=test_id, t_perf=t_started, streaming=False)
+            for test_id, t_started in self._dispatched.items()
+        ]
 
     def record_outcome(
         self,

@@ -50,6 +50,23 @@ class LatencyTracker(Stage):
         if type(event) is GenerationFinished:
             self.emit(measure(event, self.output_cap))
 
+    def handle_batch(self, events: list[Event]) -> None:
+        """`handle` for a slice (only `GenerationFinished` is routed here), the parts handed
+        on together. `measure` never raises."""
+        cap = self.output_cap
+        try:
+            parts: list[Event] = [measure(event, cap) for event in events]  # type: ignore[arg-type]
+        except Exception:
+            # Cannot happen by `measure`'s contract; if it does, one event at a time, so one
+            # bad event costs only its own part.
+            parts = []
+            for event in events:
+                try:
+                    parts.append(measure(event, cap))  # type: ignore[arg-type]
+                except Exception as exc:
+                    self.errors.record(self.name, exc)
+        self.emit_all(parts)
+
 
 def measure(
     finished: GenerationFinished, output_cap: int | None = DEFAULT_OUTPUT_CAP
@@ -76,6 +93,7 @@ def measure(
         attempts=finished.attempts,
         output=kept,
         output_truncated=truncated,
+        plain=True,
     )
     if finished.facts is None and finished.chunk_times is None and finished.t_first_content is None:
         # The common case (no stream of two chunks, no facts from the server): every other
@@ -91,6 +109,7 @@ def measure(
         # A stream with no facts from the server: only the stream's own figures to add.
         return msgspec.structs.replace(
             measured,
+            plain=False,
             first_content_latency=first_content,
             inter_chunk_p50=p50,
             inter_chunk_max=largest,
@@ -99,6 +118,7 @@ def measure(
     completion = _count(facts.get("completion_tokens"))
     return msgspec.structs.replace(
         measured,
+        plain=False,
         first_content_latency=first_content,
         inter_chunk_p50=p50,
         inter_chunk_max=largest,

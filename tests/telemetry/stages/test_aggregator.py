@@ -147,3 +147,37 @@ async def test_an_aggregator_that_failed_reports_registered_runs_as_errors_not_p
     await stage.finish()
     (run,) = stage.test_runs()
     assert run.outcome == "error" and run.reason is not None and "aggregator failed" in run.reason
+
+
+@pytest.mark.parametrize("init", [None, 0.0104999])
+@pytest.mark.parametrize("peak", [None, 3 * 1024 * 1024 + 1])
+@pytest.mark.parametrize("score", [None, 1.0, 0.6666])
+@pytest.mark.parametrize("error", [None, RunError(type="TimeoutError", message="slow")])
+async def test_a_plain_runs_quick_build_is_the_general_build(
+    init: float | None, peak: int | None, score: float | None, error: RunError | None
+) -> None:
+    runs = []
+    for plain in (True, False):
+        stage = aggregator(3)
+        part = LatencyMeasured(
+            test_id="t",
+            init_latency=init,
+            total_latency=0.0125,
+            stream_duration=None if init is None else 0.0020005,
+            chunk_count=2,
+            output_chars=7,
+            attempts=2,
+            output="x = 1\n",
+            output_truncated=False,
+            plain=plain,
+        )
+        await feed(
+            stage,
+            part,
+            MemoryMeasured(test_id="t", peak_rss_bytes=peak),
+            AdherenceScored(test_id="t", score=score, checks=None if score is None else ()),
+            outcome("t", "error" if error else "pass", error),
+        )
+        (run,) = stage.test_runs()
+        runs.append(run)
+    assert runs[0] == runs[1]
