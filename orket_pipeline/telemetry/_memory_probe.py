@@ -20,19 +20,20 @@ Two methods:
   `interval`. Spikes shorter than the interval can be missed; the report's metadata names the
   method so a reader knows.
 
-When samples are taken (``hwm``). Sample times only matter next to window boundaries, and
-those are stamped on the event loop, so the loop takes samples itself where it can, costing no
-thread wake-up: at dispatch when `idle` (`wake`), and when it settles windows (`peaks_until`,
+When samples are taken (``hwm``). Sample times only matter next to window boundaries, which
+are stamped on the event loop, so the loop takes samples itself where it can, costing no
+thread wake-up: at a dispatch that calls `wake`, and when it settles windows (`peaks_until`,
 `peak_between`: once a window has ended and the newest sample is at least `interval` old; if
 the mark needs a reset then, the thread is asked to take that sample, so the loop never waits
 for the mmap lock there). While a window is open the thread takes a sample whenever the newest
 one is `interval` old; when it finds that the loop sampled meanwhile, or its own sample shows
 memory where it was (the same peak, nothing to reset), it looks only every 2, 4, then 8
-intervals and sets `idle`, so that the next dispatch samples first. So a window's peak covers
-the window and at most one segment either side: up to about `interval` (or the loop's tick,
-if longer) while memory moves, up to 8 x `interval` for a window dispatched after another in
-the same stretch in which memory had been flat or the loop had been sampling (a stretch in
-which memory does not move adds nothing to a peak). Delays in taking the GIL come on top.
+intervals and sets `sample_at_dispatch` (a dispatcher that reads it calls `wake`). So a
+window's peak covers the window and at most one segment either side: up to about `interval`
+(or the loop's tick, if longer) while memory moves; up to 8 x `interval` before a window
+dispatched while the thread looks that rarely, if no sample was taken at its dispatch (memory
+had not moved in that stretch, or the loop was sampling as windows ended). Delays in taking
+the GIL come on top.
 
 One thread per process serves every started probe (starting or stopping a probe creates and
 joins no thread). It sleeps with no timeout while no probe is active (it costs nothing then);
@@ -99,9 +100,11 @@ class MemoryProbe:
         self._wanted = False  # the loop asks the thread for a sample (a reset was due)
         self._backoff = 1  # the thread's wait, in intervals
         self._seen = 0  # `_count` when the thread last looked
-        #: True when the next dispatch should sample first (`wake`): no window is open and
-        #: the thread sleeps, or the thread checks less often than every `interval`.
+        #: True while the probe sleeps (`deactivate`d, or never activated).
         self.idle = True
+        #: True when the next dispatch should sample first (`wake`): the probe sleeps, or
+        #: its thread looks less often than every `interval`. Cleared by `activate`.
+        self.sample_at_dispatch = True
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -144,18 +147,19 @@ class MemoryProbe:
 
     def activate(self) -> None:
         """Keep a sample at most `interval` old (a window is open). Never blocks or raises."""
-        self.idle = False
+        self.idle = self.sample_at_dispatch = False
         if not self._active:
             self._active = True
             _sampler().ring()
 
     def deactivate(self) -> None:
         """Let the thread sleep (no window is open). Never blocks or raises."""
-        self.idle = True
+        self.idle = self.sample_at_dispatch = True
         self._active = False
 
     def wake(self) -> None:
-        """Sample now, then activate: called at dispatch when the probe is `idle`.
+        """Sample now, then activate: called at dispatch when `sample_at_dispatch` (or
+        `idle`).
 
         While the thread sleeps (or checks only every few intervals) the kernel's mark keeps
         counting, so without this the first sample after a pause would cover the whole pause,
@@ -247,7 +251,7 @@ class MemoryProbe:
         else:
             if self._count != self._seen and hwm:  # the loop sampled: look less often
                 self._seen, self._backoff = self._count, min(self._backoff * 2, _MAX_BACKOFF)
-                self.idle = True
+                self.sample_at_dispatch = True
             wait = self._last + self.interval * self._backoff - perf_counter()
             if wait > 0:
                 return wait
@@ -263,7 +267,7 @@ class MemoryProbe:
         self._seen = self._count
         if flat and hwm:
             self._backoff = min(self._backoff * 2, _MAX_BACKOFF)
-            self.idle = True
+            self.sample_at_dispatch = True
         else:
             self._backoff = 1
         return self.interval * self._backoff

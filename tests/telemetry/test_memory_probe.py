@@ -119,14 +119,17 @@ def test_while_memory_is_flat_the_next_dispatch_is_asked_to_sample() -> None:
     probe.start()
     try:
         probe.activate()
-        assert not probe.idle
+        assert not probe.sample_at_dispatch
         deadline = time.monotonic() + 10
-        while not probe.idle and time.monotonic() < deadline:
+        while not probe.sample_at_dispatch and time.monotonic() < deadline:
             time.sleep(0.002)  # the test's own memory stays put meanwhile
-        assert probe.idle
+        assert probe.sample_at_dispatch
+        assert not probe.idle  # still active: the memory stage keeps settling windows
         before = probe.last_sample_time
-        probe.wake()  # what a dispatch does when the probe is idle
-        assert probe.last_sample_time > before and not probe.idle
+        probe.wake()  # what a dispatch does when asked to
+        assert probe.last_sample_time > before and not probe.sample_at_dispatch
+        probe.deactivate()
+        assert probe.idle and probe.sample_at_dispatch
     finally:
         probe.stop()
 
