@@ -192,7 +192,7 @@ class MemoryProbe:
             mark = self._mark
             if mark is None:
                 raise OSError(errno.EBADF, "the memory probe is stopped")
-            peak, rss = mark.read()
+            peak, rss = mark.read() if reset else mark.peek()
             if peak > rss:
                 if not reset:
                     return False
