@@ -269,7 +269,7 @@ class MemoryProbe:
             self._backoff = min(self._backoff * 2, _MAX_BACKOFF)
             self.sample_at_dispatch = True
         else:
-            self._backoff = 1
+            self._backoff = max(1, self._backoff // 2)  # memory moves: look more often again
         return self.interval * self._backoff
 
     def _stopped(self) -> bool:
