@@ -26,14 +26,15 @@ thread wake-up: at a dispatch that calls `wake`, and when it settles windows (`p
 `peak_between`: once a window has ended and the newest sample is at least `interval` old; if
 the mark needs a reset then, the thread is asked to take that sample, so the loop never waits
 for the mmap lock there). While a window is open the thread takes a sample whenever the newest
-one is `interval` old; when it finds that the loop sampled meanwhile, or its own sample shows
-memory where it was (the same peak, nothing to reset), it looks only every 2, 4, then 8
-intervals and sets `sample_at_dispatch` (a dispatcher that reads it calls `wake`). So a
-window's peak covers the window and at most one segment either side: up to about `interval`
-(or the loop's tick, if longer) while memory moves; up to 8 x `interval` before a window
-dispatched while the thread looks that rarely, if no sample was taken at its dispatch (memory
-had not moved in that stretch, or the loop was sampling as windows ended). Delays in taking
-the GIL come on top.
+one is `interval` old. When its sample shows memory where it was (the same peak, nothing to
+reset) it looks only every 2, then 4 intervals; while the loop settles windows with samples of
+its own, every 2, 4, 8, then 16; and each time it sets `sample_at_dispatch` (a dispatcher that
+reads it calls `wake`). A sample of its own that shows memory moving brings the wait back to
+one interval. So a window's
+peak covers the window and at most one segment either side: up to about `interval` (or the
+loop's tick, if longer) while memory moves; up to 4 x `interval` before a window dispatched in
+a flat stretch with no sample at its dispatch, and up to 16 x `interval` just after the loop
+stopped settling windows. Delays in taking the GIL come on top.
 
 One thread per process serves every started probe (starting or stopping a probe creates and
 joins no thread). It sleeps with no timeout while no probe is active (it costs nothing then);
@@ -65,8 +66,10 @@ if TYPE_CHECKING:
 
 __all__ = ["MemoryProbe"]
 
-#: The thread's longest wait, in intervals, while samples come from the loop or memory is flat.
-_MAX_BACKOFF = 8
+#: The thread's longest wait, in intervals, while memory is flat (the bound on how early a
+#: window's first segment may start) and while the loop settles windows with its own samples.
+_MAX_BACKOFF_FLAT = 4
+_MAX_BACKOFF_SETTLING = 16
 
 
 class MemoryProbe:
@@ -92,14 +95,15 @@ class MemoryProbe:
         self._times: list[float] = []
         self._peaks: list[int] = []
         self._last = float("-inf")  # newest sample time
-        self._count = 0  # samples taken: the thread's way to see that the loop sampled
+        self._count = 0  # samples taken
+        self._settling = 0  # samples taken by the loop to settle windows
         self._mark: HighWaterMark | None = None
         self._process: psutil.Process | None = None
         self._running = False  # started and not stopped: the thread may sample
         self._active = False  # a window is open: keep a sample at most `interval` old
         self._wanted = False  # the loop asks the thread for a sample (a reset was due)
         self._backoff = 1  # the thread's wait, in intervals
-        self._seen = 0  # `_count` when the thread last looked
+        self._seen = 0  # `_settling` when the thread last looked
         #: True while the probe sleeps (`deactivate`d, or never activated).
         self.idle = True
         #: True when the next dispatch should sample first (`wake`): the probe sleeps, or
@@ -235,6 +239,8 @@ class MemoryProbe:
         if self._last < t_end:
             self._wanted = True
             _sampler().ring()
+        else:
+            self._settling += 1
 
     def _tend(self) -> float | None:
         """The thread's turn (see the module docstring): sample if due. Returns the seconds
@@ -246,11 +252,12 @@ class MemoryProbe:
         if self._wanted:
             self._wanted = False
         elif not self._active:
-            self._backoff, self._seen = 1, self._count
+            self._backoff, self._seen = 1, self._settling
             return None
         else:
-            if self._count != self._seen and hwm:  # the loop sampled: look less often
-                self._seen, self._backoff = self._count, min(self._backoff * 2, _MAX_BACKOFF)
+            if self._settling != self._seen:  # the loop settles windows itself: look less often
+                self._seen = self._settling
+                self._backoff = min(self._backoff * 2, _MAX_BACKOFF_SETTLING)
                 self.sample_at_dispatch = True
             wait = self._last + self.interval * self._backoff - perf_counter()
             if wait > 0:
@@ -264,12 +271,12 @@ class MemoryProbe:
             except (OSError, ValueError, psutil.Error):
                 self._running = False  # the process is gone: windows settle with what was sampled
                 return None
-        self._seen = self._count
+        self._seen = self._settling
         if flat and hwm:
-            self._backoff = min(self._backoff * 2, _MAX_BACKOFF)
+            self._backoff = min(self._backoff * 2, _MAX_BACKOFF_FLAT)
             self.sample_at_dispatch = True
         else:
-            self._backoff = max(1, self._backoff // 2)  # memory moves: look more often again
+            self._backoff = 1  # memory moves and the loop took no sample: look every interval
         return self.interval * self._backoff
 
     def _stopped(self) -> bool:
