@@ -1,26 +1,22 @@
-"""The event bus: one bounded queue filled by a publish that never awaits or wakes anything.
+"""The event bus: a queue per event type, filled by a publish that never awaits or wakes anything.
 
-Publishing is on the engine's path, so it is one append to one queue, whatever the number of
-stages: no lock (everything runs on the event loop's thread), no await, no wake-up. Stages run
-in batches instead, as OpenTelemetry's BatchSpanProcessor exports spans: the `Scheduler` routes
-the queue into the stages' inboxes and wakes them `delay` seconds after the bus turned busy, or
-sooner when the queue or an inbox reaches its fill mark; the pipeline wakes each one at close.
-While nothing is pending the scheduler sleeps with no timer at all; the first publish after a
-pause wakes it (one `anyio.Event.set` per batch, never per event).
+Publishing is on the engine's path, so it is one append to its type's queue, whatever the
+number of stages: no lock (everything runs on the event loop's thread), no await, no wake-up.
+Stages run in batches instead, as OpenTelemetry's BatchSpanProcessor exports spans: the
+`Scheduler` hands each queue to the inboxes subscribed to its type (one list extend per inbox,
+nothing per event) and wakes the stages `delay` seconds after the bus turned busy, or sooner when
+the bus or an inbox reaches its fill mark; the pipeline wakes each one at close. While nothing is
+pending the scheduler sleeps with no timer at all; the first publish after a pause wakes it (one
+`anyio.Event.set` per batch, never per event).
 
 Why: waking a waiting stage on every publish cost ~4.6 us per wake-up (~10 us with a timeout),
 four per generation, whenever the engine yielded between generations, as every real provider
 does (2.5-3.9x one OpenTelemetry span per generation). Batched, the cost no longer depends on
-how often the engine yields. Measured side by side in one process on a shared 2-core machine
-(`python -m benchmarks.profile_pipeline`, part 3; `python -m benchmarks.bench_bus`): publish
-~100 ns per event (four memory object streams: ~650 ns), routing ~300 ns per event per batch
-(~100 ns since a batch that fits every inbox skips the check per event);
-added per generation with constraints=None, against one span: 0.7x never yielding, 0.8x
-yielding once, 1.0x streaming two chunks (with a wake-up per event, in the same session: 0.9x,
-2.7x and 2.8x). What is left is the stages' own work, not waking them.
+how often the engine yields; routing by type a batch at a time costs nothing per event. What is
+left is the stages' own work (`python -m benchmarks.profile_pipeline`, part 6).
 
-A full queue or inbox refuses the event and counts it; a closed bus counts the engine's event
-as late: nothing is lost silently.
+A full bus or inbox refuses the event and counts it; a closed bus counts the engine's event as
+late: nothing is lost silently.
 """
 
 from __future__ import annotations
@@ -255,6 +251,10 @@ class Scheduler:
     an inbox reaches its fill mark, it wakes each stage that has queued events or asks for a
     tick (`Stage.has_work`), and goes back to sleep once none has.
 
+    The delay is a plain sleep in a companion task (the ticker), which rings like the bus does:
+    a timeout (`move_on_after`) would cost a cancellation per batch, and anyio's cancellation
+    formats the cancelling task's repr each time (~70 us measured, per tick).
+
     Args:
         bus: the bus whose ring wakes it.
         stages: the stages to wake.
@@ -274,6 +274,8 @@ class Scheduler:
         self._bus = bus
         self._stages = tuple(stages)
         self._alarm: anyio.Event | None = None
+        self._timer: anyio.Event | None = None  # set to start the ticker's sleep
+        self._tick_wanted = False  # a batch waits for the delay (read when the ticker loops)
         #: Batches started so far (a measure of wake-ups, for tests and benchmarks).
         self.ticks = 0
         bus.on_ring(self._ring)
@@ -287,25 +289,45 @@ class Scheduler:
     def _pending(self) -> bool:
         return self._bus.queued() > 0 or any(stage.has_work() for stage in self._stages)
 
+    async def _rung(self) -> None:
+        alarm = self._alarm = anyio.Event()
+        await alarm.wait()
+
     async def run(self) -> None:
         """Wake the stages until cancelled. Blocks (awaits) forever; never raises but
         cancellation."""
+        async with anyio.create_task_group() as ticker:
+            ticker.start_soon(self._tick)
+            await self._batches()
+
+    async def _batches(self) -> None:
         bus = self._bus
         while True:
             if not self._pending():
                 bus.busy = False
-                alarm = self._alarm = anyio.Event()
-                await alarm.wait()
-            alarm = self._alarm = anyio.Event()
-            t_asleep = perf_counter()
-            with anyio.move_on_after(self.delay) as timer:
-                await alarm.wait()
-            self._alarm = None
-            if timer.cancelled_caught and self._lag is not None:
-                # Woken by the timer, not a ring: how late the loop ran it is its lag.
-                self._lag.record(perf_counter() - t_asleep - self.delay)
+                await self._rung()
+                continue  # a late tick may ring too: look again
+            self._tick_wanted = True
+            timer = self._timer
+            if timer is not None:  # the ticker is idle: start its sleep
+                self._timer = None
+                timer.set()
+            await self._rung()
             self.ticks += 1
             bus.route()
             for stage in self._stages:
                 if stage.has_work():
                     stage.wake()
+
+    async def _tick(self) -> None:
+        while True:
+            if not self._tick_wanted:
+                timer = self._timer = anyio.Event()
+                await timer.wait()
+            self._tick_wanted = False
+            t_asleep = perf_counter()
+            await anyio.sleep(self.delay)
+            if self._lag is not None:
+                # How late the loop ran the timed wake-up is its lag.
+                self._lag.record(perf_counter() - t_asleep - self.delay)
+            self._ring()

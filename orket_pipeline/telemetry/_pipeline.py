@@ -224,7 +224,8 @@ class TelemetryPipeline(GenerationWrapper):
             # even when the write failed; every stage has ended, only the scheduler is left.
             if self._scheduler_scope is not None:
                 self._scheduler_scope.cancel()
-            self._task_group.cancel_scope.cancel()
+            if not all(stage.done is not None and stage.done.is_set() for stage in self._stages):
+                self._task_group.cancel_scope.cancel()
             await self._task_group.__aexit__(None, None, None)
 
     async def _drain(self) -> None:

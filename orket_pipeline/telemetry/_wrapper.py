@@ -1,9 +1,10 @@
 """The generation wrapper: the only code of the pipeline on the engine's path.
 
-`GenerationWrapper.generate` awaits only the provider (through `call_provider`, the same
-function `--no-telemetry` uses). It stamps `time.perf_counter()` in the engine's task when
-things happen (dispatch, each non-empty chunk, completion or failure) and publishes frozen
-events with `EventBus.publish`, which never awaits or wakes a stage; every other piece of work
+`GenerationWrapper.generate` awaits only the provider (through `start_call`, `output_text` and
+`call_failed`, the steps of `call_provider`, which `--no-telemetry` uses). It stamps
+`time.perf_counter()` in the engine's task when things happen (dispatch, each non-empty chunk,
+completion or failure) and publishes one frozen event per generation, at its end, and one per
+outcome, with `EventBus.publish`, which never awaits or wakes a stage; every other piece of work
 happens in the stages, with one exception: when the memory probe is asleep (no generation for a
 while), dispatch takes one sample first (`MemoryProbe.wake`, a few microseconds), so a spike
 during the pause is not charged to this run. `TelemetryPipeline` inherits it, so the engine
@@ -49,8 +50,7 @@ class GenerationWrapper:
     _state: State
     _publish: Callable[[Event], None]
     _probe: MemoryProbe
-    #: Generations in flight now, and the most there ever were at once (`max_in_flight`).
-    _in_flight: int = 0
+    #: The most generations there ever were in flight at once (`max_in_flight`).
     _max_in_flight: int = 0
     #: The dispatch stamp of each generation in flight, by test id, oldest first: the memory
     #: stage keeps the probe's segments they may need, and at close the ones still here are
@@ -87,19 +87,19 @@ class GenerationWrapper:
         # event is published at dispatch: `GenerationFinished` carries this stamp.
         t_started = perf_counter()
         call = Call(streaming, t_started)
-        self._dispatched[test_id] = t_started
-        self._in_flight = in_flight = self._in_flight + 1
-        if in_flight > self._max_in_flight:
-            self._max_in_flight = in_flight
+        dispatched = self._dispatched
+        dispatched[test_id] = t_started
+        if len(dispatched) > self._max_in_flight:  # in flight now (ids are unique)
+            self._max_in_flight = len(dispatched)
         try:
             # `call_provider`'s three steps, inline (one coroutine fewer per generation).
             output = await start_call(provider, prompt, call)
+            t_done = call.t_done or perf_counter()  # a stream or a thread stamped it already
+            text = output if type(output) is str and output.isascii() else output_text(output, call)
+        except BaseException as exc:
+            dispatched.pop(test_id, None)
             if not call.t_done:
                 call.t_done = perf_counter()
-            text = output_text(output, call)
-        except BaseException as exc:
-            self._in_flight -= 1
-            self._dispatched.pop(test_id, None)
             try:
                 error = await call_failed(exc)
             except BaseException as noticed:  # trio: a cancellation seen at its checkpoint
@@ -108,13 +108,12 @@ class GenerationWrapper:
             if error is exc:
                 raise
             raise error from None
-        self._in_flight -= 1
-        self._dispatched.pop(test_id, None)
+        dispatched.pop(test_id, None)
         if streaming or call.facts is not None:
             self._publish(
                 GenerationFinished(
                     test_id=test_id,
-                    t_perf=call.t_done,
+                    t_perf=t_done,
                     t_started=call.t_started,
                     streaming=streaming,
                     output=text,
@@ -133,7 +132,7 @@ class GenerationWrapper:
             self._publish(
                 GenerationFinished(
                     test_id=test_id,
-                    t_perf=call.t_done,
+                    t_perf=t_done,
                     t_started=call.t_started,
                     streaming=False,
                     output=text,
@@ -174,7 +173,12 @@ class GenerationWrapper:
         """
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
-        self._publish(OutcomeRecorded(test_id=test_id, outcome=outcome, reason=reason, error=error))
+        if reason is None and error is None:
+            self._publish(OutcomeRecorded(test_id=test_id, outcome=outcome))  # fewer arguments
+        else:
+            self._publish(
+                OutcomeRecorded(test_id=test_id, outcome=outcome, reason=reason, error=error)
+            )
 
 
 def _failed(

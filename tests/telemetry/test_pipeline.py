@@ -483,3 +483,14 @@ class TestSchema11:
         assert metadata.options == GenerationOptions(seed=1)
         assert metadata.python is not None  # the pipeline's own fields are still its own
         assert only_run(pipeline).output is None
+
+
+async def test_a_test_id_generated_twice_is_warned_about_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with TelemetryPipeline() as pipeline:
+        for _ in range(3):
+            await pipeline.generate("same", Instant(CODE), "p")
+        await pipeline.generate("other", Instant(CODE), "p")
+    warnings = [r for r in caplog.records if "generated twice" in r.getMessage()]
+    assert len(warnings) == 1 and "'same'" in warnings[0].getMessage()

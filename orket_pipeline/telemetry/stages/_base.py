@@ -177,7 +177,8 @@ class Stage:
         then handle here, synchronously, whatever is still queued, and `finish`, so that no
         event (an outcome, say) is lost. Work that needs awaiting (scoring) is abandoned and
         counted by `finish`. Never raises; blocks (awaits) only for the task to end."""
-        scope.cancel()
+        if self.done is None or not self.done.is_set():
+            scope.cancel()  # not when the task has ended: a cancellation is dear (see Scheduler)
         if self.done is not None:
             await self.done.wait()
         inbox = self.inbox

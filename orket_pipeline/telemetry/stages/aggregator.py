@@ -52,12 +52,14 @@ class _Run(msgspec.Struct, gc=False):
 
 
 class ReportAggregator(Stage):
-    """Joins, per run, the engine's events (GenerationStarted: registration; OutcomeRecorded)
-    and the parts the other stages emit on the bus. A run is complete when its outcome and
-    every expected part are in; how many parts that is follows from the wiring (`expect`), not
-    from a constant. Complete runs are journaled at the end of each batch; `test_runs()` lists
-    the runs in registration order. Values are rounded once per run, when it is reported (the
-    journal line or the report), never per event.
+    """Joins, per run, the engine's events (`GenerationFinished`: the run was generated;
+    `OutcomeRecorded`; at close, `GenerationStarted` for a generation still in flight) and the
+    parts the other stages emit on the bus. A run is complete when its outcome and every
+    expected part are in; how many parts that is follows from the wiring (`expect`), not from a
+    constant. With a journal, complete runs are journaled at the end of each batch; without
+    one, they are completed at `finish`. `test_runs()` lists the runs in registration order
+    (`register`; else the order each run was first seen here). Values are rounded once per run,
+    when it is reported (the journal line or the report), never per event.
     """
 
     name = "aggregator"
@@ -85,8 +87,16 @@ class ReportAggregator(Stage):
         self._expected = parts
 
     def set_journal(self, journal: JournalWriter) -> None:
-        """Journal finished runs to `journal` from now on."""
+        """Journal finished runs to `journal` from now on (and those complete already, at the
+        end of the next batch)."""
         self._journal = journal
+        for test_id, run in self._runs.items():
+            if (
+                not run.complete
+                and run.outcome is not None
+                and (run.parts >= self._expected or not run.generated)
+            ):
+                self._complete(test_id, run)
 
     def register(self, test_ids: Iterable[str]) -> None:
         """Fix the order of these runs in the report (suite order). Never blocks."""
@@ -101,20 +111,26 @@ class ReportAggregator(Stage):
         """`handle` for a slice, in one loop (the per-run work of every run goes through
         here: kept inline). Each event's failure is counted; the others are still handled."""
         runs, expected = self._runs, self._expected
+        # A run is complete once its outcome and parts are in; that matters only to a journal
+        # (it gets the run at the end of this batch): without one, `finish` completes them all.
+        completing = self._journal is not None
         for event in events:
             try:
+                kind = type(event)
+                if kind is GenerationFinished and not completing:
+                    continue  # only a journal needs to know before the parts come (see below)
                 test_id = event.test_id
                 run = runs.get(test_id)
                 if run is None:
                     run = runs[test_id] = _Run(order=self._next_order)
                     self._next_order += 1
-                kind = type(event)
                 if kind is GenerationFinished:
-                    if run.generated:
-                        self._generated_twice(test_id)
+                    # Generated: its outcome alone does not complete it, its parts must come.
                     run.generated = True
                     continue
                 if kind is LatencyMeasured:
+                    if run.latency is not None:  # one per generation: a second generation
+                        self._generated_twice(test_id)
                     run.latency = event  # type: ignore[assignment]
                     run.parts += 1
                 elif kind is OutcomeRecorded:
@@ -131,7 +147,8 @@ class ReportAggregator(Stage):
                     run.generated = True  # still in flight at close: it never finished
                     continue
                 if (
-                    not run.complete
+                    completing
+                    and not run.complete
                     and run.outcome is not None
                     and (run.parts >= expected or not run.generated)
                 ):
