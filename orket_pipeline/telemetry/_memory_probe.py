@@ -263,13 +263,14 @@ class MemoryProbe:
             if wait > 0:
                 return wait
         with self._sampling:
-            if self._stopped():
-                self._close()  # stop() gave up waiting for this sample
-                return None
             try:
-                flat = self._sample(reset=True)
+                flat, gone = not self._stopped() and self._sample(reset=True), False
             except (OSError, ValueError, psutil.Error):
-                self._running = False  # the process is gone: windows settle with what was sampled
+                flat, gone = False, True  # windows settle with what was sampled
+            if self._stopped():
+                self._close()  # stop() gave up waiting for this sample to finish
+            if gone or self._stopped():
+                self._running = False
                 return None
         self._seen = self._settling
         if flat and hwm:
