@@ -1,3 +1,7 @@
+import random
+import re
+import textwrap
+
 import pytest
 
 from orket_pipeline.constraints import extract_payload
@@ -104,3 +108,139 @@ def test_has_payload_says_whether_extract_payload_finds_one(
 ) -> None:
     assert has_payload(answer) is expected
     assert (extract_payload(answer) is not None) is expected
+
+
+_PYTHON = ("python", "py", "python3", "py3")
+
+
+def _reference_payload(output: str | None) -> str | None:
+    """`extract_payload` as the module docstring states it, line by line: the oracle."""
+    if output is None:
+        return None
+    lines = output.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    blocks: list[tuple[str, str]] = []
+    opening: re.Match[str] | None = None
+    content: list[str] = []
+    for line in lines:
+        fence = re.fullmatch(r"([ \t]*)(`{3,}|~{3,})(.*)", line)
+        if opening is None:
+            if fence is not None:
+                opening, content = fence, []
+            continue
+        if fence is not None and _reference_closes(opening.group(2), fence):
+            blocks.append(_reference_block(opening, content))
+            opening = None
+            continue
+        content.append(line)
+    if opening is not None:  # left open: its content runs to the end, less a final newline
+        language, code = _reference_block(opening, content)
+        blocks.append((language, code.removesuffix("\n")))
+    if blocks:
+        python = [code for language, code in blocks if language in _PYTHON]
+        payload = "\n".join(python or [code for _, code in blocks])
+    else:
+        text = "\n".join(lines)
+        payload = textwrap.dedent(text) if text[:1].isspace() else text
+    return payload if payload.strip() else None
+
+
+def _reference_closes(run: str, fence: re.Match[str]) -> bool:
+    """The same character, at least as long, nothing after it."""
+    closing = fence.group(2)
+    return closing[0] == run[0] and len(closing) >= len(run) and not fence.group(3).strip()
+
+
+def _reference_block(opening: re.Match[str], content: list[str]) -> tuple[str, str]:
+    words = opening.group(3).split()
+    language = words[0].lower().lstrip(".{") if words else ""
+    margin = len(opening.group(1))
+    code = [re.sub(rf"^[ \t]{{1,{margin}}}", "", line) if margin else line for line in content]
+    return language, "\n".join(code)
+
+
+_FENCE_CHARS = ["`", "~"]
+_INDENTS = ["", "", "", " ", "  ", "    ", "\t", " \t"]
+_INFOS = [
+    "",
+    "",
+    "python",
+    "py",
+    "Python",
+    "PY3",
+    "python3",
+    "py3",
+    "{.python}",
+    ".python",
+    "python extra",
+    " python",
+    "\tpy title=x.py",
+    "pythonx",
+    "py3k",
+    "bash",
+    "js",
+    "text",
+    "```",
+    "~~~ python",
+    "\u00a0python",
+    "\x0cpy",
+    "\u2028python",
+    "{python",
+    "PyThOn3 x",
+]
+_CONTENT = [
+    "x = 1",
+    "def f():",
+    "    return 1",
+    "",
+    "",
+    " ",
+    "\t",
+    "  \t ",
+    "\x0b",
+    "\u2028",
+    "\u00a0",
+    "print('```')",
+    "a ``` b",
+    "~",
+    "~~",
+    "x ~~~ y",
+    "`",
+    "``",
+    "Here is the code:",
+    "It runs in O(n).",
+    "  ```",
+    "```python",
+    "~~~~",
+    "````",
+    "``` trailing",
+    "~~~ x",
+]
+
+
+def _fence(rng: random.Random) -> str:
+    char = rng.choice(_FENCE_CHARS)
+    return rng.choice(_INDENTS) + char * rng.randint(2, 5) + rng.choice(_INFOS)
+
+
+def _random_answer(rng: random.Random) -> str:
+    """An answer built to hit the edges of the fence rules: runs of 2 to 5, indentation,
+    python-like info strings, blank and unclosed blocks, mixed line endings."""
+    lines = [
+        _fence(rng) if rng.random() < 0.35 else rng.choice(_CONTENT)
+        for _ in range(rng.randint(0, 9))
+    ]
+    newline = rng.choice(["\n", "\n", "\n", "\r\n", "\r"])
+    text = newline.join(lines) + rng.choice(["", "", newline, " ", newline + "  "])
+    if rng.random() < 0.1:
+        cut = rng.randint(0, len(text))
+        text = text[:cut] + rng.choice(["```", "~~~", "```py", " ", "\n"]) + text[cut:]
+    return text
+
+
+def test_has_payload_and_extract_payload_agree_with_the_stated_rules_on_random_answers() -> None:
+    rng = random.Random(20261203)
+    for _ in range(8_000):
+        answer = _random_answer(rng)
+        expected = _reference_payload(answer)
+        assert extract_payload(answer) == expected, repr(answer)
+        assert has_payload(answer) is (expected is not None), repr(answer)
