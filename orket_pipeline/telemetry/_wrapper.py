@@ -5,10 +5,11 @@
 `time.perf_counter()` in the engine's task when things happen (dispatch, each non-empty chunk,
 completion or failure) and publishes one frozen event per generation, at its end, and one per
 outcome, with `EventBus.publish`, which never awaits or wakes a stage; every other piece of work
-happens in the stages, with one exception: when the memory probe is asleep (no generation for a
-while), dispatch takes one sample first (`MemoryProbe.wake`, a few microseconds), so a spike
-during the pause is not charged to this run. `TelemetryPipeline` inherits it, so the engine
-calls `pipeline.generate(...)` with no extra frame in between.
+happens in the stages, with one exception: when the memory probe is asleep or has been sampling
+less often (no generation for a while, or memory flat), dispatch takes one sample first
+(`MemoryProbe.wake`, a few microseconds), so a spike before it is not charged to this run.
+`TelemetryPipeline` inherits it, so the engine calls `pipeline.generate(...)` with no extra
+frame in between.
 """
 
 from __future__ import annotations
@@ -82,8 +83,8 @@ class GenerationWrapper:
         if self._state is not _OPEN:
             raise PipelineClosedError("generate() needs an open TelemetryPipeline")
         streaming = getattr(provider, "supports_streaming", False) is True  # as `streams`
-        if self._probe.idle:
-            self._probe.wake()  # see MemoryProbe.wake: only after a pause, never back to back
+        if self._probe.sample_at_dispatch:
+            self._probe.wake()  # see MemoryProbe.wake: after a pause or a flat stretch only
         # Stamped here, in the engine's task, at dispatch: a slow stage cannot skew it. No
         # event is published at dispatch: `GenerationFinished` carries this stamp.
         t_started = perf_counter()

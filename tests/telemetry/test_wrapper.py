@@ -22,6 +22,7 @@ pytestmark = pytest.mark.anyio
 
 class AwakeProbe:
     idle = False
+    sample_at_dispatch = False
 
 
 class Recording(GenerationWrapper):
