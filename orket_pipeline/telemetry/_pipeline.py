@@ -122,6 +122,7 @@ class TelemetryPipeline(GenerationWrapper):
         self._probe = MemoryProbe(memory_pid, memory_method, memory_interval)
         self._lag = LagMonitor()
         self._journal: JournalWriter | None = None
+        self._journal_given = False  # `journal_to` was called: no journal file
         self._aggregator = ReportAggregator(self._errors)
         self._stages: tuple[Stage, ...] = (
             LatencyTracker(self._errors, output_cap),
@@ -168,7 +169,7 @@ class TelemetryPipeline(GenerationWrapper):
         return self
 
     async def _open(self) -> None:
-        if self.journal_path is not None:
+        if self.journal_path is not None and not self._journal_given:
             metadata = self._metadata_now(None)
             self._journal = await anyio.to_thread.run_sync(
                 _open_journal, self.journal_path, metadata
@@ -272,7 +273,8 @@ class TelemetryPipeline(GenerationWrapper):
         """Hand every run completed from now on to `journal` (`append_many` of (order, run)
         pairs, once per batch) instead of the journal file: a distributed worker's way to
         stream its finished runs to the driver. Never blocks; `journal`'s errors are counted
-        as `journal_errors`."""
+        as `journal_errors`. Called before the pipeline opens, no journal file is opened."""
+        self._journal_given = True
         self._aggregator.set_journal(journal)
 
     def register(self, test_ids: Iterable[str]) -> None:

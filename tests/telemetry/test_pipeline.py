@@ -516,3 +516,28 @@ def test_a_delay_that_is_not_a_number_of_seconds_is_refused_at_construction(
     (name,) = argument
     with pytest.raises(ValueError, match=name.rsplit("_", 1)[-1]):
         TelemetryPipeline(**argument)  # type: ignore[arg-type]
+
+
+class Collected:
+    """A journal that keeps what it was handed (as `journal_to` takes one)."""
+
+    def __init__(self) -> None:
+        self.runs: list[TestRun] = []
+
+    def append_many(self, entries: list[tuple[int, TestRun]]) -> None:
+        self.runs.extend(run for _, run in entries)
+
+
+async def test_a_journal_given_before_the_pipeline_opens_is_not_replaced_by_the_file(
+    tmp_path: Path,
+) -> None:
+    # `journal_to` hands the runs to the caller's journal "instead of the journal file":
+    # given before `async with`, opening the pipeline must not put the file back in its place.
+    journal = Collected()
+    pipeline = TelemetryPipeline(tmp_path / "orket_report.json")
+    pipeline.journal_to(journal)  # type: ignore[arg-type]
+    async with pipeline:
+        await pipeline.generate("t1", Instant(CODE), "p")
+        pipeline.record_outcome("t1", "pass")
+    assert [run.test_id for run in journal.runs] == ["t1"]
+    assert [run.test_id for run in pipeline.report.test_runs] == ["t1"]
