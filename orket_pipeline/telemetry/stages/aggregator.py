@@ -56,8 +56,9 @@ class ReportAggregator(Stage):
     `OutcomeRecorded`; at close, `GenerationStarted` for a generation still in flight) and the
     parts the other stages emit on the bus. A run is complete when its outcome and every
     expected part are in; how many parts that is follows from the wiring (`expect`), not from a
-    constant. With a journal, complete runs are journaled at the end of each batch; without
-    one, they are completed at `finish`. `test_runs()` lists the runs in registration order
+    constant. With a journal, complete runs are journaled at the end of each batch (an outcome
+    that comes a batch before its generation is journaled as a run with none; the report still
+    gets what came later); without one, they are completed at `finish`. `test_runs()` lists the runs in registration order
     (`register`; else the order each run was first seen here). Values are rounded once per run,
     when it is reported (the journal line or the report), never per event.
     """
@@ -127,6 +128,7 @@ class ReportAggregator(Stage):
                     # Recorded with or without a journal: it places the run (first seen), and
                     # a journal set later (`set_journal`) must know the parts are to come.
                     run.generated = True
+                    run.result = None  # journaled already (its outcome came first): rebuilt
                     continue
                 if kind is LatencyMeasured:
                     if run.latency is not None:  # one per generation: a second generation
@@ -145,14 +147,15 @@ class ReportAggregator(Stage):
                     run.parts += 1
                 elif kind is GenerationStarted:
                     run.generated = True  # still in flight at close: it never finished
+                    run.result = None
                     continue
-                if (
-                    completing
-                    and not run.complete
-                    and run.outcome is not None
-                    and (run.parts >= expected or not run.generated)
-                ):
-                    self._complete(test_id, run)
+                if completing:
+                    if run.complete:
+                        # More came after the run was journaled (its outcome came a batch
+                        # before its generation): the journal line stays, the report has all.
+                        run.result = None
+                    elif run.outcome is not None and (run.parts >= expected or not run.generated):
+                        self._complete(test_id, run)
             except Exception as exc:
                 self.errors.record(self.name, exc)
 

@@ -232,3 +232,18 @@ async def test_unregistered_runs_are_in_the_order_first_seen_with_or_without_a_j
     await feed(stage, finished("a"), finished("b"), outcome("b"), outcome("a"))
     await feed(stage, latency("a"), latency("b"))
     assert [run.test_id for run in await reported(stage)] == ["a", "b"]
+
+
+async def test_a_generation_after_its_outcome_was_journaled_is_still_in_the_report() -> None:
+    # The outcome came a batch before the generation (the engine recorded it first): with a
+    # journal the run is journaled at once, as a run with no generation. What arrives later
+    # cannot change that line, but the report is built at close and must not lose it.
+    journal = Journal()
+    stage = aggregator(1, journal)
+    await feed(stage, outcome("t", "fail"))
+    ((_, journaled),) = journal.writes[0]
+    assert journaled.telemetry is None
+    await feed(stage, finished("t"), latency("t"))
+    (run,) = await reported(stage)
+    assert run.outcome == "fail"
+    assert run.telemetry is not None and run.telemetry.total_latency == 0.012
