@@ -58,9 +58,10 @@ class ReportAggregator(Stage):
     expected part are in; how many parts that is follows from the wiring (`expect`), not from a
     constant. With a journal, complete runs are journaled at the end of each batch (an outcome
     that comes a batch before its generation is journaled as a run with none; the report still
-    gets what came later); without one, they are completed at `finish`. `test_runs()` lists the runs in registration order
-    (`register`; else the order each run was first seen here). Values are rounded once per run,
-    when it is reported (the journal line or the report), never per event.
+    gets what came later); without one, they are completed at `finish`. `test_runs()` lists the
+    runs in registration order (`register`; else the order each run was first seen here).
+    Values are rounded once per run, when it is reported (the journal line or the report),
+    never per event.
     """
 
     name = "aggregator"
