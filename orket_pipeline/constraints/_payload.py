@@ -62,7 +62,10 @@ def extract_payload(output: str | None) -> str | None:
     if output is None:
         return None
     text = output.replace("\r\n", "\n").replace("\r", "\n") if "\r" in output else output
-    ticks, tildes = _first_runs(text)
+    found = _TICKS.search(text)
+    ticks = -1 if found is None else found.start()
+    found = _TILDES.search(text) if "~" in text else None
+    tildes = -1 if found is None else found.start()
     blocks = _fenced_blocks(text, ticks, tildes) if ticks >= 0 or tildes >= 0 else None
     if blocks:
         chosen = [b for b in blocks if b.language in _PYTHON_LANGUAGES] or blocks
@@ -165,14 +168,6 @@ def _has_code(text: str, lines: Iterator[re.Match[str]], first: re.Match[str] | 
         if opening is None:  # no fence line at all: the whole text, which holds a run
             return other and not any_python if any_block else True
         any_block, first = True, _FENCE_CODE.match(text, opening.start())
-
-
-def _first_runs(text: str) -> tuple[int, int]:
-    """Where the first run of three backticks and of three tildes start, -1 where none."""
-    found = _TICKS.search(text)
-    ticks = -1 if found is None else found.start()
-    found = _TILDES.search(text) if "~" in text else None
-    return ticks, -1 if found is None else found.start()
 
 
 def _fence_lines(text: str, ticks: int, tildes: int, position: int = 0) -> Iterator[re.Match[str]]:
