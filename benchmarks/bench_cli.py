@@ -5,7 +5,8 @@ A suite of TASKS instant tasks (a prompt each, no constraints, no gate) run thro
 (`orket_pipeline.cli.main(["run", ...])`, in this process so the interpreter's start-up is not
 counted; default concurrency, `--quiet`, the report written to a temporary folder). Rounds
 alternate the two commands (the order flips every round); each figure is the best round, the
-spread is printed beside it. Every run is checked afterwards: exit code 0, a report with every
+spread is printed beside it. CPU per run is printed for the whole process (every thread) and for
+the event loop's thread alone (`time.thread_time()`), best round and median. Every run is checked afterwards: exit code 0, a report with every
 task, telemetry on every run (with) or on none (without).
 
 This is the engine's own loop (a yield to the event loop on every run), unlike a library loop
@@ -19,10 +20,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import statistics
 import sys
 import tempfile
 from pathlib import Path
-from time import perf_counter, process_time
+from time import perf_counter, process_time, thread_time
 
 from benchmarks._common import header
 from benchmarks._measure import spread
@@ -54,17 +56,19 @@ def _write_inputs(directory: Path, tasks: int) -> tuple[Path, str]:
     return suite, f"python:{provider}:Instant"
 
 
-def _run(suite: Path, spec: str, out: Path, mode: str) -> tuple[float, float]:
-    """Wall and CPU seconds of one `orket-pipeline run`; raises AssertionError on a bad run."""
+def _run(suite: Path, spec: str, out: Path, mode: str) -> tuple[float, float, float]:
+    """Wall, CPU and loop-thread CPU seconds of one `orket-pipeline run` (the CLI runs its
+    event loop in the calling thread); raises AssertionError on a bad run."""
     argv = ["run", str(suite), "--provider", spec, "--out", str(out), "--quiet"]
     if mode == "--no-telemetry":
         argv.append("--no-telemetry")
     with contextlib.redirect_stdout(io.StringIO()):  # the summary table
-        cpu0, wall0 = process_time(), perf_counter()
+        cpu0, loop0, wall0 = process_time(), thread_time(), perf_counter()
         code = cli_main(argv)
         wall, cpu = perf_counter() - wall0, process_time() - cpu0
+        loop = thread_time() - loop0
     assert code == 0, f"orket-pipeline run {mode}: exit code {code}"
-    return wall, cpu
+    return wall, cpu, loop
 
 
 def _check(out: Path, tasks: int, mode: str) -> None:
@@ -76,9 +80,9 @@ def _check(out: Path, tasks: int, mode: str) -> None:
     out.unlink()
 
 
-def measure(tasks: int, rounds: int) -> dict[str, list[tuple[float, float]]]:
-    """Per mode, the (wall, CPU) seconds of each round."""
-    results: dict[str, list[tuple[float, float]]] = {mode: [] for mode in MODES}
+def measure(tasks: int, rounds: int) -> dict[str, list[tuple[float, float, float]]]:
+    """Per mode, the (wall, CPU, loop-thread CPU) seconds of each round."""
+    results: dict[str, list[tuple[float, float, float]]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory(prefix="orket-bench-cli-") as tmp:
         directory = Path(tmp)
         suite, spec = _write_inputs(directory, tasks)
@@ -99,17 +103,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{tasks:,} instant tasks, python: provider, no gate, default concurrency, --quiet")
     rates = {}
     for mode, samples in results.items():
-        per_round = [tasks / wall for wall, _ in samples]
+        per_round = [tasks / wall for wall, _, _ in samples]
         rates[mode] = max(per_round)
-        cpu_us = min(cpu for _, cpu in samples) / tasks * 1e6
+        cpu = [cpu / tasks * 1e6 for _, cpu, _ in samples]
+        loop = [loop / tasks * 1e6 for _, _, loop in samples]
         print(
             f"  {mode:15s} {rates[mode]:9,.0f} runs/s  per round {spread(per_round)}"
-            f"  CPU {cpu_us:.1f} us/run"
+            f"  CPU {min(cpu):.1f} us/run (median {statistics.median(cpu):.1f}),"
+            f" loop thread {min(loop):.1f} (median {statistics.median(loop):.1f})"
         )
     ratio = rates["telemetry"] / rates["--no-telemetry"]
     per_round_ratio = [
-        no / tel
-        for (tel, _), (no, _) in zip(results["telemetry"], results["--no-telemetry"], strict=True)
+        no[0] / tel[0]
+        for tel, no in zip(results["telemetry"], results["--no-telemetry"], strict=True)
     ]
     print(f"  with / without telemetry = {ratio:.2f}; per round {spread(per_round_ratio)}")
     verdict(BENCH, "run with telemetry / --no-telemetry", ratio, RATIO_TARGET, "x", at_least=True)

@@ -1,4 +1,5 @@
 """Memory accuracy: do 256 MiB spikes of 1, 5 and 20 ms show in the generation's peak RSS?
+And what the memory probe costs.
 
 Each trial is one generation whose provider maps 256 MiB (`mmap` with `MAP_POPULATE` where
 available, so the pages are resident at once, with the GIL released), holds it for the spike's
@@ -14,6 +15,14 @@ Populating 256 MiB is not instant (tens of ms on a VM): RSS crosses the 95% line
 last 5% of the fill, then the hold, then the start of the unmap; the script prints the fill
 time so the reader can judge how long RSS really stayed above the line.
 
+Cost (Linux: per-thread CPU from /proc/self/task/TID/schedstat): the probe's CPU per second
+of active sampling, (1) with the process idle (a generation waiting on its server: memory does
+not move), (2) beside a main thread running Python without pause (every sample waits for the
+GIL), and (3) pattern (a) of `bench_overhead` through a pipeline (instant generations back to
+back, a yield after each): the sampler thread's CPU plus the samples the event loop takes
+itself, timed on the loop's thread (`time.thread_time_ns`); and the CPU of a probe's
+construction + `start` + `stop` (`time.process_time`, every thread; median).
+
 Usage: python -m benchmarks.bench_memory_accuracy [--quick | --smoke]
 """
 
@@ -26,14 +35,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from time import perf_counter
+from time import perf_counter, process_time, thread_time_ns
 
 import anyio
+import anyio.lowlevel
 import psutil
 
 from benchmarks._common import header
-from benchmarks._fixtures import TelemetryPipeline, check_lossless
+from benchmarks._fixtures import TelemetryPipeline, TextProvider, check_lossless
 from benchmarks._results import parse_mode, pick, verdict
+from orket_pipeline.telemetry._memory_probe import MemoryProbe
 
 BENCH = "memory_accuracy"
 SPIKE = 256 * 1024 * 1024
@@ -150,6 +161,90 @@ async def _trials(trials: int) -> tuple[dict[str, dict[int, int]], tuple[float, 
     return captured, times, str(pipeline.statistics().memory_method)
 
 
+def _sampler_cpu() -> float:
+    """CPU seconds of the memory probe's sampler thread(s) so far."""
+    total = 0.0
+    for thread in threading.enumerate():
+        if thread.name == "orket-memory-sampler" and thread.native_id is not None:
+            with open(f"/proc/self/task/{thread.native_id}/schedstat") as stat:
+                total += int(stat.read().split()[0]) / 1e9
+    return total
+
+
+def _probe_alone(seconds: float, busy: bool) -> float:
+    """The sampler's CPU in ms per second of active sampling, the process idle or busy."""
+    probe = MemoryProbe()
+    probe.start()
+    probe.activate()
+    cpu, end = _sampler_cpu(), perf_counter() + seconds
+    if busy:
+        spins = 0
+        while perf_counter() < end:
+            spins += 1
+    else:
+        time.sleep(seconds)
+    cpu = _sampler_cpu() - cpu
+    probe.stop()
+    return cpu / seconds * 1e3
+
+
+async def _probe_in_pattern_a(seconds: float) -> tuple[float, float, float]:
+    """Sampler thread and loop-side sampling CPU (ms/s), and generations per second."""
+    provider, loop_ns = TextProvider(), [0]
+    async with TelemetryPipeline() as pipeline:
+        probe = pipeline._probe  # the benchmark's one look inside: the loop's own samples
+        for name in ("_sample_for_settling", "wake"):
+            if hasattr(probe, name):
+                setattr(probe, name, _timed(getattr(probe, name), loop_ns))
+        cpu, start, count = _sampler_cpu(), perf_counter(), 0
+        while perf_counter() - start < seconds:
+            for _ in range(100):
+                test_id = f"a{count}"
+                await pipeline.generate(test_id, provider, "p")
+                pipeline.record_outcome(test_id, "pass")
+                await anyio.lowlevel.checkpoint()
+                count += 1
+        elapsed = perf_counter() - start
+        cpu = _sampler_cpu() - cpu
+    return cpu / elapsed * 1e3, loop_ns[0] / 1e6 / elapsed, count / elapsed
+
+
+def _timed(method: Callable[..., None], total: list[int]) -> Callable[..., None]:
+    def timed(*args: object) -> None:
+        started = thread_time_ns()
+        method(*args)
+        total[0] += thread_time_ns() - started
+
+    return timed
+
+
+def _start_stop_us(rounds: int) -> float:
+    costs = []
+    for _ in range(rounds):
+        started = process_time()
+        probe = MemoryProbe()
+        probe.start()
+        probe.stop()
+        costs.append(process_time() - started)
+    return _median(costs) * 1e6
+
+
+def _print_cost(mode: str) -> None:
+    if not sys.platform.startswith("linux"):
+        print("probe cost: per-thread CPU needs Linux's /proc; not measured here")
+        return
+    seconds, rounds = pick(mode, 3.0, 1.0, 0.2), pick(mode, 300, 50, 5)
+    flat, busy = _probe_alone(seconds, busy=False), _probe_alone(seconds, busy=True)
+    thread, loop, rate = anyio.run(_probe_in_pattern_a, seconds)
+    print(
+        f"memory probe cost, ms of CPU per second of active sampling: process idle {flat:.1f};"
+        f" beside a busy Python thread {busy:.1f}; pattern (a), {rate:,.0f} generations/s:"
+        f" thread {thread:.1f} + loop {loop:.1f} = {thread + loop:.1f}"
+        f" ({(thread + loop) / rate * 1e3:.2f} us per generation)\n"
+        f"probe construction + start + stop: {_start_stop_us(rounds):.0f} us CPU (median)"
+    )
+
+
 def _median(values: list[float]) -> float:
     return sorted(values)[len(values) // 2]
 
@@ -181,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             at_least=True,
             digits=1,
         )
+    _print_cost(args.mode)
     return 0
 
 

@@ -52,6 +52,7 @@ from ._gen_options import (
     run_metadata,
     say_if_not_sent,
 )
+from ._heap import FrozenHeap
 from ._memory import memory_pid_arg, memory_target
 from ._output import OutputLock, check_outputs, default_journal, same_file
 from ._progress import ProgressReporter
@@ -147,8 +148,13 @@ def run_command(args: argparse.Namespace) -> int:
     that cannot or must not be written (checked before the first run: see `_output`), for a
     report or journal another run is writing, and when the report cannot be written at the
     end; `KeyboardInterrupt` (exit 130) on Ctrl-C, after writing the finished runs (SIGTERM:
-    exit 143 likewise).
+    exit 143 likewise). The heap is frozen while it runs (`_heap.FrozenHeap`).
     """
+    with FrozenHeap() as heap:
+        return _command(args, heap)
+
+
+def _command(args: argparse.Namespace, heap: FrozenHeap) -> int:
     suite_path, spec = _suite_and_spec(args)
     check_executor(args)
     spec_label = label(args, spec)  # the provider the report names (replicas: all of them)
@@ -181,6 +187,7 @@ def run_command(args: argparse.Namespace) -> int:
         metadata, measured = _metadata(args, provider, spec, options)
         measured = memory_line(args, measured)  # with Ray: each worker's own
         say_if_not_sent(spec, options)  # after the last refusal: a note, then an error, reads ill
+        heap.freeze()  # the suite and the provider, loaded since the command started
         try:
             report = _run(
                 args, suite, provider, spec_label, out, journal, resume_from, kept, metadata

@@ -41,6 +41,7 @@ __all__ = [
     "MAX_TELEMETRY_VALUE",
     "check_numbers",
     "describe_decode_error",
+    "floats_may_end_objects",
     "outcomes_only_report",
     "read_report",
     "utc_timestamp",
@@ -109,8 +110,27 @@ def write_report(path: str | os.PathLike[str], report: Report) -> Report:
     Blocks on file I/O and fsync; call it from a worker thread in async code.
     """
     written = msgspec.structs.replace(report, report_generated_at=utc_timestamp())
-    write_bytes_atomic(path, encode_json(written))
+    last = floats_may_end_objects(written.test_runs, written.metadata)
+    write_bytes_atomic(path, encode_json(written, floats_last=last))
     return written
+
+
+def floats_may_end_objects(runs: Iterable[TestRun], metadata: Metadata | None = None) -> bool:
+    """Whether some JSON object in these runs (and `metadata`) may end with a float, so that
+    padding to three decimals must look for floats before a `}` (`three_decimals`).
+
+    Of the report's Structs only `ServerTimings` ends with a float field (a run holds one in
+    `telemetry.server`), and `GenerationOptions` (`metadata.options`), which leaves unset
+    options out, may end with one that is set; `tests/report/test_io.py` checks that no other
+    Struct can. Most runs have neither, and the report's and the journal's padding then skip
+    that second look. Never blocks or raises.
+    """
+    if metadata is not None and metadata.options is not None:
+        written = [v for v in msgspec.structs.astuple(metadata.options) if v is not None]
+        # Anything but an integer, a string or a list may be written as a float.
+        if written and not isinstance(written[-1], (int, str, list)):
+            return True
+    return any(t is not None and t.server is not None for t in map(_TELEMETRY, runs))
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:

@@ -24,7 +24,7 @@ from typing import Final
 import msgspec
 
 from .._exceptions import ReportFormatError
-from ._io import check_numbers, describe_decode_error
+from ._io import check_numbers, describe_decode_error, floats_may_end_objects
 from ._model import Metadata, Report, TestRun, encode_json, encode_json_lines
 
 __all__ = [
@@ -125,7 +125,9 @@ class JournalWriter:
         """
         if self._file is None:
             raise ValueError(f"journal {self.path} is not open")
-        data = self._pending + encode_json_lines(_Entry(order=o, run=r) for o, r in entries)
+        lines = [_Entry(order=order, run=run) for order, run in entries]
+        last = floats_may_end_objects(line.run for line in lines)
+        data = self._pending + encode_json_lines(lines, floats_last=last)
         if data:
             self._write(self._file, data)
 

@@ -256,21 +256,26 @@ def fields_of_type(struct: type[msgspec.Struct], *types: object) -> tuple[str, .
     return tuple(f.name for f in msgspec.structs.fields(struct) if f.type in types)
 
 
-def encode_json(obj: object) -> bytes:
+def encode_json(obj: object, *, floats_last: bool | None = None) -> bytes:
     """Encode a report, a run or metadata as compact JSON in field-declaration order.
 
     Every float is written with exactly three decimals (`0.100`, `1.000`), see `three_decimals`.
+    `floats_last=False` is the caller's word that no object in `obj` ends with a float (it
+    knows the values; None: decided from the type, for any value).
     """
-    return three_decimals(_ENCODER.encode(obj), floats_last=_floats_last(type(obj)))
+    last = _floats_last(type(obj)) if floats_last is None else floats_last
+    return three_decimals(_ENCODER.encode(obj), floats_last=last)
 
 
-def encode_json_lines(objs: Iterable[object]) -> bytes:
+def encode_json_lines(objs: Iterable[object], *, floats_last: bool | None = None) -> bytes:
     """Encode each object as one line of compact JSON (JSONL), floats as `encode_json` does.
 
-    One padding pass for the whole batch, not one per line.
+    One padding pass for the whole batch, not one per line; `floats_last` as `encode_json`.
     """
-    objs = list(objs)
-    last = any(_floats_last(kind) for kind in {type(obj) for obj in objs})
+    objs = objs if isinstance(objs, list) else list(objs)
+    last = floats_last
+    if last is None:
+        last = any(_floats_last(kind) for kind in {type(obj) for obj in objs})
     return three_decimals(_ENCODER.encode_lines(objs), floats_last=last)  # one C call
 
 

@@ -9,6 +9,7 @@ _bus.py           one queue filled by a publish that never awaits; the scheduler
 stages/           one stage per module: latency, memory, constraints, the report aggregator,
                   and the optional OpenTelemetry exporter (otel.py, the `otel` extra)
 _memory_probe.py  peak RSS segments from the kernel's high-water mark (or polling)
+_hwm.py           reading and resetting that mark (Linux), one holder per pid
 _lag.py           the event loop's lag, as the pipeline sees it
 _pipeline.py      TelemetryPipeline: owns the bus, the stages' task group and the report
 ```

@@ -1,48 +1,44 @@
-"""The event bus: one bounded queue filled by a publish that never awaits or wakes anything.
+"""The event bus: a queue per event type, filled by a publish that never awaits or wakes anything.
 
-Publishing is on the engine's path, so it is one append to one queue, whatever the number of
-stages: no lock (everything runs on the event loop's thread), no await, no wake-up. Stages run
-in batches instead, as OpenTelemetry's BatchSpanProcessor exports spans: the `Scheduler` routes
-the queue into the stages' inboxes and wakes them `delay` seconds after the bus turned busy, or
-sooner when the queue or an inbox reaches its fill mark; the pipeline wakes each one at close.
-While nothing is pending the scheduler sleeps with no timer at all; the first publish after a
-pause wakes it (one `anyio.Event.set` per batch, never per event).
+Publishing is on the engine's path, so it is one append to its type's queue, whatever the
+number of stages: no lock (everything runs on the event loop's thread), no await, no wake-up.
+Stages run in batches instead, as OpenTelemetry's BatchSpanProcessor exports spans: the
+`Scheduler` hands each queue to the inboxes subscribed to its type (one list extend per inbox,
+nothing per event) and wakes the stages `delay` seconds after the bus turned busy, or sooner when
+the bus or an inbox reaches its fill mark; the pipeline wakes each one at close. While nothing is
+pending the scheduler sleeps with no timer at all; the first publish after a pause wakes it (one
+`anyio.Event.set` per batch, never per event).
 
 Why: waking a waiting stage on every publish cost ~4.6 us per wake-up (~10 us with a timeout),
 four per generation, whenever the engine yielded between generations, as every real provider
 does (2.5-3.9x one OpenTelemetry span per generation). Batched, the cost no longer depends on
-how often the engine yields. Measured side by side in one process on a shared 2-core machine
-(`python -m benchmarks.profile_pipeline`, part 3; `python -m benchmarks.bench_bus`): publish
-~100 ns per event (four memory object streams: ~650 ns), routing ~300 ns per event per batch
-(~100 ns since a batch that fits every inbox skips the check per event);
-added per generation with constraints=None, against one span: 0.7x never yielding, 0.8x
-yielding once, 1.0x streaming two chunks (with a wake-up per event, in the same session: 0.9x,
-2.7x and 2.8x). What is left is the stages' own work, not waking them.
+how often the engine yields; routing by type a batch at a time costs nothing per event. What is
+left is the stages' own work (`python -m benchmarks.profile_pipeline`, part 6).
 
-A full queue or inbox refuses the event and counts it; a closed bus counts the engine's event
-as late: nothing is lost silently.
+A full bus or inbox refuses the event and counts it; a closed bus counts the engine's event as
+late: nothing is lost silently.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from time import perf_counter
 from typing import Protocol
 
 import anyio
 
-from ._events import Event
+from ._events import ENGINE_EVENTS, Event
 from ._lag import LagMonitor
 
 __all__ = ["BusStatistics", "EventBus", "Inbox", "Scheduler", "Wakeable"]
 
 
 class Inbox:
-    """One stage's bounded queue of events.
+    """One stage's bounded queue of events (a list: the bus extends it a batch at a time and
+    the stage takes slices off its front).
 
     Only the event loop's thread touches an inbox, so no lock is needed. `wake_at` is the length
-    at which one more event makes the bus ring the scheduler early (the fill mark, minus one).
+    at which one more part makes the bus ring the scheduler early (the fill mark, minus one).
     """
 
     __slots__ = ("capacity", "closed", "dropped", "items", "name", "wake_at")
@@ -51,9 +47,19 @@ class Inbox:
         self.name = name
         self.capacity = capacity
         self.wake_at = max(fill_mark, 1) - 1
-        self.items: deque[Event] = deque()
+        self.items: list[Event] = []
         self.dropped = 0
         self.closed = False
+
+    def take(self, events: list[Event]) -> None:
+        """Append a batch, as much of it as there is room for; count the rest as dropped."""
+        room = self.capacity - len(self.items)
+        if len(events) <= room:
+            self.items += events
+        else:
+            room = max(room, 0)
+            self.items += events[:room]
+            self.dropped += len(events) - room
 
 
 class Wakeable(Protocol):
@@ -84,25 +90,32 @@ class BusStatistics:
 
 
 class EventBus:
-    """One queue for the engine's events, routed by type into the stages' inboxes per batch.
+    """The engine's events, queued per type and routed into the stages' inboxes per batch.
 
-    `publish` appends to a single bounded queue, whatever the number of stages (O(1) on the
-    engine's path); `route`, called by the scheduler at each batch and by the pipeline at
-    close, moves the queue into the inboxes of the stages subscribed to each event's type.
+    `publish` appends the event to its type's queue (O(1) on the engine's path, whatever the
+    number of stages); `route`, called by the scheduler at each batch and by the pipeline at
+    close, hands each type's queue to every inbox subscribed to it, a batch at a time (one
+    `list` extend per inbox, no work per event). Types are routed in the order they were first
+    subscribed, and the wrapper publishes a run's `GenerationFinished` before its outcome, so a
+    stage never sees a run's outcome before its generation when both are in one batch.
 
     Args:
-        capacity: events the queue may hold before new ones are dropped (and counted).
-        fill_mark: queued events at which the queue (or an inbox) rings the scheduler
-            before its delay.
+        capacity: events the queues may hold together before new ones are dropped (and
+            counted).
+        fill_mark: queued events at which the bus (or an inbox) rings the scheduler before
+            its delay.
     """
 
     def __init__(self, capacity: int = 1 << 18, fill_mark: int = 1024) -> None:
         self.fill_mark = fill_mark
         self._routes: dict[type[Event], tuple[Inbox, ...]] = {}
-        # The same routes as each inbox's bound `append`, for a batch that fits every inbox.
-        self._appends: dict[type[Event], tuple[Callable[[Event], None], ...]] = {}
         self._inboxes: list[Inbox] = []
-        self._queue: list[Event] = []
+        #: Each routed type's queue of published events, in routing order: the engine's
+        #: events in the order a run publishes them, then the rest as first subscribed.
+        self._queues: dict[type[Event], list[Event]] = {}
+        for event_type in ENGINE_EVENTS:
+            self._queues[event_type] = []
+        self._queued = 0
         self._room = capacity  # 0 once closed: every later event is refused (and counted)
         self._wake_at = max(fill_mark, 1) - 1
         self._routed = 0
@@ -121,7 +134,7 @@ class EventBus:
         self._inboxes.append(inbox)
         for event_type in event_types:
             self._routes[event_type] = (*self._routes.get(event_type, ()), inbox)
-            self._appends[event_type] = (*self._appends.get(event_type, ()), inbox.items.append)
+            self._queues.setdefault(event_type, [])
         return inbox
 
     def on_ring(self, ring: Callable[[], None]) -> None:
@@ -134,17 +147,22 @@ class EventBus:
     def publish(self, event: Event) -> None:
         """Queue one of the engine's events. Never awaits, blocks, wakes a stage or raises.
 
-        A full queue drops the event and counts it; after `close()` the event is counted as
-        late. The first event after a pause rings the scheduler, once.
+        A full bus drops the event and counts it; after `close()` the event is counted as
+        late; an event no stage subscribes to is counted and forgotten. The first event after
+        a pause rings the scheduler, once, and so does the event that reaches the fill mark.
         """
-        queue = self._queue
-        size = len(queue)
-        if size < self._room:
+        queued = self._queued
+        if queued < self._room:
+            queue = self._queues.get(type(event))
+            if queue is None:
+                self._routed += 1  # nobody listens: routed nowhere
+                return
             queue.append(event)
+            self._queued = queued + 1
             if not self.busy:
                 self.busy = True
                 self._ring()
-            elif size == self._wake_at:
+            elif queued == self._wake_at:
                 self._ring()
         elif self._closed:
             self._late += 1
@@ -152,39 +170,32 @@ class EventBus:
             self._dropped += 1
 
     def route(self) -> None:
-        """Move every queued event into the inboxes subscribed to its type. Never raises.
+        """Hand every queued event to the inboxes subscribed to its type. Never raises.
 
-        A full inbox drops the event and counts it. Runs on the loop, off the engine's path:
-        at each of the scheduler's batches, and at close.
+        A full inbox drops what does not fit and counts it. Runs on the loop, off the engine's
+        path: at each of the scheduler's batches, and at close.
         """
-        queue = self._queue
         self.routed_at = perf_counter()
-        if not queue:
+        if not self._queued:
             return
-        self._queue = []
-        count = len(queue)
-        self._routed += count
-        if all(len(inbox.items) + count <= inbox.capacity for inbox in self._inboxes):
-            # The whole batch fits every inbox (the usual case): no check per event.
-            appends, nowhere = self._appends, ()
-            for event in queue:
-                for append in appends.get(type(event), nowhere):
-                    append(event)
-            return
-        routes = self._routes
-        for event in queue:
-            for inbox in routes.get(type(event), ()):
-                items = inbox.items
-                if len(items) >= inbox.capacity:
-                    inbox.dropped += 1
-                else:
-                    items.append(event)
+        self._routed += self._queued
+        self._queued = 0
+        routes, queues = self._routes, self._queues
+        for event_type, queue in queues.items():
+            if queue:
+                queues[event_type] = []
+                for inbox in routes.get(event_type, ()):
+                    inbox.take(queue)
 
     def queued(self) -> int:
         """Events published and not yet routed."""
-        return len(self._queue)
+        return self._queued
 
-    def forward(self, event: Event) -> None:
+    def queued_events(self, event_type: type[Event]) -> Sequence[Event]:
+        """The events of `event_type` published and not yet routed (read only)."""
+        return self._queues.get(event_type, ())
+
+    def forward(self, part: Event) -> None:
         """Put a stage's part into the inboxes of the stages that consume it. Never awaits,
         blocks or raises.
 
@@ -194,11 +205,18 @@ class EventBus:
         the parts queued are bounded by the producers' capacities, and dropping one would
         lose a measurement the run already paid for.
         """
-        for inbox in self._routes.get(type(event), ()):
+        self.forward_all([part])
+
+    def forward_all(self, parts: list[Event]) -> None:
+        """`forward` for a batch of parts of one type (as one stage hands them on), in one
+        extend per consuming inbox. Never awaits, blocks or raises."""
+        if not parts:
+            return
+        for inbox in self._routes.get(type(parts[0]), ()):
             items = inbox.items
-            if len(items) == inbox.wake_at:
+            if len(items) <= inbox.wake_at < len(items) + len(parts):
                 self._ring()
-            items.append(event)
+            items += parts
         if not self.busy:
             self.busy = True
             self._ring()
@@ -222,7 +240,7 @@ class EventBus:
     def statistics(self) -> BusStatistics:
         """Counts so far. Never blocks or raises."""
         dropped = self._dropped + sum(inbox.dropped for inbox in self._inboxes)
-        published = self._routed + len(self._queue) + self._dropped
+        published = self._routed + self._queued + self._dropped
         return BusStatistics(published, dropped, self._late)
 
 
@@ -232,6 +250,10 @@ class Scheduler:
     Asleep (no timer at all) until the bus turns busy; then every `delay` seconds, or as soon as
     an inbox reaches its fill mark, it wakes each stage that has queued events or asks for a
     tick (`Stage.has_work`), and goes back to sleep once none has.
+
+    The delay is a plain sleep in a companion task (the ticker), which rings like the bus does:
+    a timeout (`move_on_after`) would cost a cancellation per batch, and anyio's cancellation
+    formats the cancelling task's repr each time (~70 us measured, per tick).
 
     Args:
         bus: the bus whose ring wakes it.
@@ -252,6 +274,8 @@ class Scheduler:
         self._bus = bus
         self._stages = tuple(stages)
         self._alarm: anyio.Event | None = None
+        self._timer: anyio.Event | None = None  # set to start the ticker's sleep
+        self._tick_wanted = False  # a batch waits for the delay (read when the ticker loops)
         #: Batches started so far (a measure of wake-ups, for tests and benchmarks).
         self.ticks = 0
         bus.on_ring(self._ring)
@@ -265,25 +289,45 @@ class Scheduler:
     def _pending(self) -> bool:
         return self._bus.queued() > 0 or any(stage.has_work() for stage in self._stages)
 
+    async def _rung(self) -> None:
+        alarm = self._alarm = anyio.Event()
+        await alarm.wait()
+
     async def run(self) -> None:
         """Wake the stages until cancelled. Blocks (awaits) forever; never raises but
         cancellation."""
+        async with anyio.create_task_group() as ticker:
+            ticker.start_soon(self._tick)
+            await self._batches()
+
+    async def _batches(self) -> None:
         bus = self._bus
         while True:
             if not self._pending():
                 bus.busy = False
-                alarm = self._alarm = anyio.Event()
-                await alarm.wait()
-            alarm = self._alarm = anyio.Event()
-            t_asleep = perf_counter()
-            with anyio.move_on_after(self.delay) as timer:
-                await alarm.wait()
-            self._alarm = None
-            if timer.cancelled_caught and self._lag is not None:
-                # Woken by the timer, not a ring: how late the loop ran it is its lag.
-                self._lag.record(perf_counter() - t_asleep - self.delay)
+                await self._rung()
+                continue  # a late tick may ring too: look again
+            self._tick_wanted = True
+            timer = self._timer
+            if timer is not None:  # the ticker is idle: start its sleep
+                self._timer = None
+                timer.set()
+            await self._rung()
             self.ticks += 1
             bus.route()
             for stage in self._stages:
                 if stage.has_work():
                     stage.wake()
+
+    async def _tick(self) -> None:
+        while True:
+            if not self._tick_wanted:
+                timer = self._timer = anyio.Event()
+                await timer.wait()
+            self._tick_wanted = False
+            t_asleep = perf_counter()
+            await anyio.sleep(self.delay)
+            if self._lag is not None:
+                # How late the loop ran the timed wake-up is its lag.
+                self._lag.record(perf_counter() - t_asleep - self.delay)
+            self._ring()

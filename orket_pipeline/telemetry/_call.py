@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from time import perf_counter
 from types import AsyncGeneratorType, FunctionType
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,15 @@ from ..providers import Chunk
 if TYPE_CHECKING:
     from ..providers import Provider
 
-__all__ = ["Call", "call_provider", "error_text", "error_type_name"]
+__all__ = [
+    "Call",
+    "call_failed",
+    "call_provider",
+    "error_text",
+    "error_type_name",
+    "output_text",
+    "start_call",
+]
 
 
 # Whether a provider's `generate` (a function or a method's function) is a coroutine function,
@@ -74,6 +82,9 @@ def streams(provider: Provider) -> bool:
 async def call_provider(provider: Provider, prompt: str, call: Call) -> str:
     """Generate through `provider`, stamping `call`. Awaits only the provider.
 
+    The three steps the wrapper takes inline (`start_call`, `output_text`, `call_failed`),
+    as one coroutine for callers that want one (`--no-telemetry`).
+
     Returns:
         The output as a plain `str` (a `str` subclass's text, never the subclass itself).
 
@@ -83,31 +94,43 @@ async def call_provider(provider: Provider, prompt: str, call: Call) -> str:
         with no cancellation pending.
     """
     try:
-        if call.streaming:
-            output: object = await _stream(provider, prompt, call)
-        else:
-            generate = provider.generate
-            function = getattr(generate, "__func__", generate)
-            kind = _kinds.get(id(function))
-            if kind is not None and kind[0]() is function:
-                is_async = kind[1]
-            else:
-                is_async = _remember_kind(generate, function)
-            if is_async:
-                output = await generate(prompt)  # type: ignore[misc]  # checked just above
-                call.t_done = perf_counter()
-            else:
-                # abandon_on_cancel: a timeout or Ctrl-C must not wait for a stuck thread.
-                output = await anyio.to_thread.run_sync(
-                    _timed, generate, prompt, call, abandon_on_cancel=True
-                )
-            call.chunk_count = 1
+        output = await start_call(provider, prompt, call)
+        if not call.t_done:
+            call.t_done = perf_counter()
+        return output_text(output, call)
     except BaseException as exc:
-        if await _spurious_cancellation(exc):
-            raise ProviderCallError(
-                "the provider raised CancelledError of its own (nothing was cancelled)"
-            ) from exc
-        raise
+        raise await call_failed(exc) from None
+
+
+def start_call(provider: Provider, prompt: str, call: Call) -> Awaitable[object]:
+    """The awaitable of one provider call: the provider's own coroutine for an async
+    `generate` (nothing in between: its caller stamps `call.t_done` when it returns), the
+    stream read into `call` for a streaming provider, or a worker thread running a plain
+    `def` (stamped in the thread).
+
+    Raises what the provider's `generate` raises before returning an awaitable (call it
+    inside the `try` that handles the provider's failures).
+    """
+    if call.streaming:
+        return _stream(provider, prompt, call)
+    generate = provider.generate
+    function = getattr(generate, "__func__", generate)
+    kind = _kinds.get(id(function))
+    if kind is not None and kind[0]() is function:
+        is_async = kind[1]
+    else:
+        is_async = _remember_kind(generate, function)
+    call.chunk_count = 1  # a plain answer is one chunk (read only when it succeeds)
+    if is_async:
+        return generate(prompt)  # type: ignore[return-value]  # checked just above
+    # abandon_on_cancel: a timeout or Ctrl-C must not wait for a stuck thread.
+    return anyio.to_thread.run_sync(_timed, generate, prompt, call, abandon_on_cancel=True)
+
+
+def output_text(output: object, call: Call) -> str:
+    """What a provider call returned, as the text the engine gets: a plain `str`, from a
+    `Chunk` its text (its facts kept in `call`). Raises `ProviderCallError` when it is not
+    text or cannot be encoded."""
     if type(output) is str and output.isascii():
         return output  # the common case, checked inline
     if isinstance(output, Chunk):
@@ -115,6 +138,19 @@ async def call_provider(provider: Provider, prompt: str, call: Call) -> str:
             call.facts = [output]
         output = output.text
     return _text(output)
+
+
+async def call_failed(exc: BaseException) -> BaseException:
+    """The exception a failed provider call raises to the engine: `exc` itself, or a
+    `ProviderCallError` (caused by it) for a `CancelledError` the provider raised with
+    nothing cancelled. Never raises (but cancellation, at a checkpoint under trio)."""
+    if await _spurious_cancellation(exc):
+        error = ProviderCallError(
+            "the provider raised CancelledError of its own (nothing was cancelled)"
+        )
+        error.__cause__ = exc
+        return error
+    return exc
 
 
 async def _stream(provider: Provider, prompt: str, call: Call) -> str:

@@ -1,9 +1,10 @@
 """The events on the bus: frozen, tagged msgspec Structs in one union.
 
 Two kinds travel on it. Facts the generation wrapper publishes from the engine's task
-(`GenerationStarted`, `GenerationFinished`, `OutcomeRecorded`), and parts the stages hand on to
-the report (`LatencyMeasured`, `MemoryMeasured`, `AdherenceScored`): a stage never calls another,
-so the report waits for exactly the parts the wired stages produce.
+(`GenerationFinished` and `OutcomeRecorded`, two per run; `GenerationStarted` only at close, for
+a generation still in flight then), and parts the stages hand on to the report
+(`LatencyMeasured`, `MemoryMeasured`, `AdherenceScored`): a stage never calls another, so the
+report waits for exactly the parts the wired stages produce.
 
 Every `t_perf` is `time.perf_counter()` taken in the engine's task at the moment the thing
 happened, never when a stage reads the event, so a slow stage cannot skew a latency. Part values
@@ -12,8 +13,10 @@ With `tag=True` the class name is the wire tag: renaming an event is a format ch
 `gc=False` the garbage collector does not track them (an event holds no cycle), which keeps the
 allocation on the engine's path cheap.
 
-There is no first-chunk event: `GenerationFinished` carries `t_first_chunk`, and no stage needs
-the moment earlier, so publishing one would cost every streaming generation for nothing.
+There is no event at dispatch and none at the first chunk: `GenerationFinished` carries both
+stamps (`t_started`, `t_first_chunk`) and no stage needs either moment earlier, so publishing
+them would cost every generation for nothing. The wrapper keeps the dispatch stamps of the
+generations in flight instead (the memory stage keeps the probe's segments they may need).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
     from ..report._model import CheckRecord, RunError, ServerTimings
 
 __all__ = [
+    "ENGINE_EVENTS",
     "AdherenceScored",
     "Event",
     "GenerationFinished",
@@ -40,7 +44,9 @@ __all__ = [
 
 
 class GenerationStarted(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=False):
-    """The request was dispatched to the provider."""
+    """The request was dispatched to the provider and had not finished when the pipeline
+    closed (published then, at close: its run is reported as a generation that did not
+    finish)."""
 
     test_id: str
     t_perf: float
@@ -110,6 +116,9 @@ class LatencyMeasured(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=Fa
     attempts: int | None = None
     output: str | None = None
     output_truncated: bool | None = None
+    #: True when every schema-1.1 extra above (first content, gaps, tokens, per-token time,
+    #: server timings) is None, as `measure` knows without looking: the report skips them.
+    plain: bool = False
 
 
 class MemoryMeasured(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=False):
@@ -129,4 +138,6 @@ class AdherenceScored(msgspec.Struct, frozen=True, tag=True, kw_only=True, gc=Fa
 
 
 Part = LatencyMeasured | MemoryMeasured | AdherenceScored
+#: The wrapper's events, in the order one run publishes them (the bus routes them so).
+ENGINE_EVENTS = (GenerationStarted, GenerationFinished, OutcomeRecorded)
 Event = GenerationStarted | GenerationFinished | OutcomeRecorded | Part

@@ -1,41 +1,63 @@
-"""Peak-RSS measurement for overlapping windows: a sampler thread that records segments.
+"""Peak-RSS measurement for overlapping windows: samples that close time segments.
 
-While any window is open the thread takes a sample every `interval` seconds; a sample closes
-the segment (previous sample time, this sample time] and records the peak RSS inside it. A
-window's peak is the maximum over the segments that overlap it, settled once a sample at or
-after the window's end exists. Concurrent windows share the segments, so each gets its own
-correct peak without the thread knowing about windows at all.
+Each sample closes the segment (previous sample time, this sample time] and records the peak
+RSS inside it. A window's peak is the maximum over the segments that overlap it, settled once
+a sample at or after the window's end exists. Concurrent windows share the segments, so each
+gets its own correct peak without the sampler knowing about windows at all. Two consecutive
+segments with the same peak are kept as one (no window can tell them apart).
 
 Two methods:
 
 * ``hwm`` (Linux, when `/proc/PID/clear_refs` is writable): each sample reads the kernel's
-  high-water mark `VmHWM` from `/proc/PID/status` and resets it by writing ``5`` to
-  `clear_refs`. The kernel tracks the peak between samples, so a spike of any length is
-  caught, even while the thread sleeps: segments are contiguous in time. The only blind spot
-  is the few microseconds between reading and resetting the mark. Resetting also lowers what
+  high-water mark `VmHWM` from `/proc/PID/status` and, when it is above the current `VmRSS`
+  (a peak came and went), resets it by writing ``5`` to `clear_refs`. The kernel tracks the
+  peak between samples, so a spike of any length is caught, even while no one samples:
+  segments are contiguous in time. The only blind spot is the gap between reading and
+  resetting, taken only when there is something to reset. Resetting also lowers what
   `getrusage(...).ru_maxrss` reports for the measured process. Only one probe at a time may
   reset a process's mark (an flock per pid); another falls back to ``poll``.
-* ``poll`` (elsewhere): each sample is psutil's current RSS. Spikes shorter than the interval
-  can be missed; the report's metadata names the method so a reader knows.
+* ``poll`` (elsewhere): each sample is psutil's current RSS, taken by the thread every
+  `interval`. Spikes shorter than the interval can be missed; the report's metadata names the
+  method so a reader knows.
 
-The thread sleeps on an event while no window is open (it costs nothing then) and is started
-and stopped explicitly, never at import or in a constructor.
+When samples are taken (``hwm``). Sample times only matter next to window boundaries, which
+are stamped on the event loop, so the loop takes samples itself where it can, costing no
+thread wake-up: at a dispatch that calls `wake`, and when it settles windows (`peaks_until`,
+`peak_between`: once a window has ended and the newest sample is at least `interval` old; if
+the mark needs a reset then, the thread is asked to take that sample, so the loop never waits
+for the mmap lock there). While a window is open the thread takes a sample whenever the newest
+one is `interval` old. When its sample shows memory where it was (the same peak, nothing to
+reset) it looks only every 2, then 4 intervals; while the loop settles windows with samples of
+its own, every 2, 4, 8, then 16; and each time it sets `sample_at_dispatch` (a dispatcher that
+reads it calls `wake`). A sample of its own that shows memory moving brings the wait back to
+one interval. So a window's
+peak covers the window and at most one segment either side: up to about `interval` (or the
+loop's tick, if longer) while memory moves; up to 4 x `interval` before a window dispatched in
+a flat stretch with no sample at its dispatch, and up to 16 x `interval` just after the loop
+stopped settling windows. Delays in taking the GIL come on top.
+
+One thread per process serves every started probe (starting or stopping a probe creates and
+joins no thread). It sleeps with no timeout while no probe is active (it costs nothing then);
+it is created by the first `start`, never at import or in a constructor, and lives on as a
+daemon thread.
 """
 
 from __future__ import annotations
 
+import _thread
 import bisect
 import contextlib
-import ctypes
+import errno
 import os
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING
 
 import psutil
+
+from ._hwm import HighWaterMark
 
 if TYPE_CHECKING:
     from collections import deque
@@ -44,7 +66,10 @@ if TYPE_CHECKING:
 
 __all__ = ["MemoryProbe"]
 
-_KIB = 1024
+#: The thread's longest wait, in intervals, while memory is flat (the bound on how early a
+#: window's first segment may start) and while the loop settles windows with its own samples.
+_MAX_BACKOFF_FLAT = 4
+_MAX_BACKOFF_SETTLING = 16
 
 
 class MemoryProbe:
@@ -53,7 +78,7 @@ class MemoryProbe:
     Args:
         pid: the process to measure; this process by default.
         method: ``"auto"`` (``hwm`` where permitted, else ``poll``), ``"hwm"`` or ``"poll"``.
-        interval: seconds between samples while active.
+        interval: seconds between samples while active (see the module docstring).
     """
 
     def __init__(self, pid: int | None = None, method: str = "auto", interval: float = 0.005):
@@ -65,135 +90,210 @@ class MemoryProbe:
         self.interval = interval
         self._requested = method
         self.method = "poll" if method == "poll" else "hwm"
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the segments
+        self._sampling = threading.Lock()  # one read (and reset) at a time
         self._times: list[float] = []
         self._peaks: list[int] = []
-        self._active = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._status_fd = -1
-        self._clear_fd = -1
-        self._lock_fd = -1
-        #: True while no window is open and the thread sleeps (the wrapper reads it).
-        self.idle = True
+        self._last = float("-inf")  # newest sample time
+        self._count = 0  # samples taken
+        self._settling = 0  # samples taken by the loop to settle windows
+        self._mark: HighWaterMark | None = None
         self._process: psutil.Process | None = None
-        self._read_then_reset = _gil_holding_read_then_reset() or _read_then_reset_with_os
+        self._running = False  # started and not stopped: the thread may sample
+        self._active = False  # a window is open: keep a sample at most `interval` old
+        self._wanted = False  # the loop asks the thread for a sample (a reset was due)
+        self._backoff = 1  # the thread's wait, in intervals
+        self._seen = 0  # `_settling` when the thread last looked
+        #: True while the probe sleeps (`deactivate`d, or never activated).
+        self.idle = True
+        #: True when the next dispatch should sample first (`wake`): the probe sleeps, or
+        #: its thread looks less often than every `interval`. Cleared by `activate`.
+        self.sample_at_dispatch = True
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Open the proc files (or psutil handle), take a first sample, start the idle thread.
+        """Open the proc files (or psutil handle), take a first sample, hand the probe to the
+        process's sampler thread (starting it if none runs).
 
-        Blocks for a few microseconds. Raises `psutil.Error` or `OSError` if the process
-        cannot be measured at all (no such pid).
+        Blocks for a few microseconds (the first `start` of a process also starts the
+        thread). Raises `psutil.Error` or `OSError` if the process cannot be measured at all
+        (no such pid).
         """
-        if self._requested != "poll" and not self._open_hwm():
-            if self._requested == "hwm":
-                raise OSError(f"kernel high-water mark of pid {self.pid} is not available")
-            self.method = "poll"
+        if self._requested != "poll":
+            try:
+                if not sys.platform.startswith("linux"):
+                    raise OSError(errno.ENOSYS, "no kernel high-water mark here")
+                self._mark = HighWaterMark(self.pid)
+            except (OSError, ValueError) as exc:
+                if self._requested == "hwm":
+                    message = f"kernel high-water mark of pid {self.pid} is not available"
+                    raise OSError(message) from exc
+                self.method = "poll"
         if self.method == "poll":
             self._process = psutil.Process(self.pid)
         self.sample_now()
-        self._thread = threading.Thread(target=self._run, name="orket-memory-sampler", daemon=True)
-        self._thread.start()
+        self._running = True
+        _sampler().add(self)
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop the thread (waits up to `timeout`), close the proc files and remove the lock
-        file. Idempotent."""
-        self._stopping.set()
-        self._active.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                return  # still sampling: closing its descriptors could let it write to others
-        for fd in (self._status_fd, self._clear_fd):
-            if fd >= 0:
-                os.close(fd)
-        if self._lock_fd >= 0:
-            _release_hwm_lock(self.pid, self._lock_fd)
-        self._status_fd = self._clear_fd = self._lock_fd = -1
+        """Take the probe from the thread, close the proc files and remove the lock file.
+        Waits (up to `timeout`) only for a sample in progress; if that is still waiting for
+        the mmap lock then, the thread closes the files after it. Idempotent."""
+        self._running = False
+        _sampler().remove(self)
+        if not self._sampling.acquire(True, timeout):
+            return  # the thread closes the files once its sample is done
+        try:
+            self._close()
+        finally:
+            self._sampling.release()
 
     def activate(self) -> None:
-        """Start sampling every `interval` (a window is open). Never blocks or raises."""
-        self.idle = False
-        self._active.set()
+        """Keep a sample at most `interval` old (a window is open). Never blocks or raises."""
+        self.idle = self.sample_at_dispatch = False
+        if not self._active:
+            self._active = True
+            _sampler().ring()
 
     def deactivate(self) -> None:
         """Let the thread sleep (no window is open). Never blocks or raises."""
-        self.idle = True
-        self._active.clear()
+        self.idle = self.sample_at_dispatch = True
+        self._active = False
 
     def wake(self) -> None:
-        """Sample now, then activate: called at dispatch when the probe is idle.
+        """Sample now, then activate: called at dispatch when `sample_at_dispatch` (or
+        `idle`).
 
-        While the thread sleeps the kernel's mark keeps counting, so without this the first
-        sample after a pause would cover the whole pause, and a spike during it (when no
-        window was open) would be charged to the next window. Sampling here closes that
-        segment before the window starts. Back-to-back generations never pay for it (the
-        probe is active then). Blocks for a few microseconds; never raises.
+        While the thread sleeps (or checks only every few intervals) the kernel's mark keeps
+        counting, so without this the first sample after a pause would cover the whole pause,
+        and a spike during it (when no window was open) would be charged to the next window.
+        Sampling here closes that segment before the window starts. Back-to-back generations
+        pay for it at most once per few intervals. Blocks for a few microseconds (longer if
+        a reset waits for the process's mmap lock); never raises.
         """
-        with contextlib.suppress(OSError, psutil.Error):
+        with contextlib.suppress(OSError, ValueError, psutil.Error):
             self.sample_now()  # if the process is gone, windows settle with what was sampled
         self.activate()
 
     # -- sampling ------------------------------------------------------------------------------
 
     def sample_now(self) -> None:
-        """Take one sample now, closing the current segment. Blocks for microseconds.
+        """Take one sample now, closing the current segment. Blocks for microseconds (longer
+        if a reset waits for the process's mmap lock).
 
-        Raises `OSError`/`psutil.Error` if the measured process went away.
+        Raises `OSError`/`psutil.Error` if the measured process went away or the probe is
+        stopped.
         """
+        with self._sampling:
+            self._sample(reset=True)
+
+    def _sample(self, reset: bool) -> bool:
+        """One sample, `_sampling` held. With `reset` False, a mark that needs resetting is
+        left alone and nothing is recorded. Returns whether memory stayed where the previous
+        segment ended (the same peak, nothing to reset)."""
+        if self.method == "hwm":
+            mark = self._mark
+            if mark is None:
+                raise OSError(errno.EBADF, "the memory probe is stopped")
+            peak, rss = mark.read() if reset else mark.peek()
+            if peak > rss:
+                if not reset:
+                    return False
+                mark.reset()
+        else:
+            assert self._process is not None
+            peak = rss = self._process.memory_info().rss
+        now = perf_counter()  # after the reset: a segment never ends before what it covers
         with self._lock:
-            if self.method == "hwm":
-                peak = self._read_and_reset_hwm()
+            peaks = self._peaks
+            same = bool(peaks) and peaks[-1] == peak
+            if same:
+                self._times[-1] = now  # one segment, longer: no window can tell them apart
             else:
-                assert self._process is not None
-                peak = self._process.memory_info().rss
-            # Taken after the reset, so the segment's end is never earlier than what it covers.
-            self._times.append(perf_counter())
-            self._peaks.append(peak)
+                self._times.append(now)
+                peaks.append(peak)
+            self._last = now
+            self._count += 1
+        return same and rss >= peak
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._active.wait()
-            if self._stopping.is_set():
-                break
-            try:
-                self.sample_now()
-            except (OSError, psutil.Error):
-                # The measured process is gone; windows settle with what was sampled.
-                break
-            self._stopping.wait(self.interval)
-
-    def _open_hwm(self) -> bool:
-        if not sys.platform.startswith("linux"):
-            return False
+    def _sample_for_settling(self, t_end: float) -> None:
+        """On the loop, settling a window that ended at `t_end`: sample if the newest sample
+        is before it and at least `interval` old. Never waits for the thread's sample, never
+        resets the mark here (that may wait for the mmap lock): if a reset is due, the thread
+        is asked to take the sample."""
+        last = self._last
+        if last >= t_end or self.method != "hwm" or not self._running:
+            return
+        now = perf_counter()
+        if now < t_end or now - last < self.interval:
+            return
+        if not self._sampling.acquire(blocking=False):
+            return  # the thread is sampling right now
         try:
-            self._lock_fd = _exclusive_hwm_lock(self.pid)
-            self._status_fd = os.open(f"/proc/{self.pid}/status", os.O_RDONLY)
-            self._clear_fd = os.open(f"/proc/{self.pid}/clear_refs", os.O_WRONLY)
-            self._read_and_reset_hwm()
+            self._sample(reset=False)
         except (OSError, ValueError):
-            self.stop()
-            self._stopping.clear()
-            self._active.clear()
-            return False
-        return True
+            return  # the process is gone: the thread notices
+        finally:
+            self._sampling.release()
+        if self._last < t_end:
+            self._wanted = True
+            _sampler().ring()
+        else:
+            self._settling += 1
 
-    def _read_and_reset_hwm(self) -> int:
-        status = self._read_then_reset(self._status_fd, self._clear_fd)
-        start = status.index(b"VmHWM:") + 6
-        peak_kib = int(status[start : status.index(b"kB", start)])
-        return peak_kib * _KIB
+    def _tend(self) -> float | None:
+        """The thread's turn (see the module docstring): sample if due. Returns the seconds
+        until the probe needs the thread again, None while it does not (inactive, stopped or
+        its process gone)."""
+        if not self._running:
+            return None
+        hwm = self.method == "hwm"
+        if self._wanted:
+            self._wanted = False
+        elif not self._active:
+            self._backoff, self._seen = 1, self._settling
+            return None
+        else:
+            if self._settling != self._seen:  # the loop settles windows itself: look less often
+                self._seen = self._settling
+                self._backoff = min(self._backoff * 2, _MAX_BACKOFF_SETTLING)
+                self.sample_at_dispatch = True
+            wait = self._last + self.interval * self._backoff - perf_counter()
+            if wait > 0:
+                return wait
+        with self._sampling:
+            try:
+                flat, gone = not self._stopped() and self._sample(reset=True), False
+            except (OSError, ValueError, psutil.Error):
+                flat, gone = False, True  # windows settle with what was sampled
+            if self._stopped():
+                self._close()  # stop() gave up waiting for this sample to finish
+            if gone or self._stopped():
+                self._running = False
+                return None
+        self._seen = self._settling
+        if flat and hwm:
+            self._backoff = min(self._backoff * 2, _MAX_BACKOFF_FLAT)
+            self.sample_at_dispatch = True
+        else:
+            self._backoff = 1  # memory moves and the loop took no sample: look every interval
+        return self.interval * self._backoff
+
+    def _stopped(self) -> bool:
+        return not self._running  # read afresh: stop() may have run meanwhile
+
+    def _close(self) -> None:
+        mark, self._mark = self._mark, None
+        if mark is not None:
+            mark.close()
 
     # -- queries -------------------------------------------------------------------------------
 
     @property
     def last_sample_time(self) -> float:
         """`perf_counter()` time of the newest sample (-inf before the first)."""
-        with self._lock:
-            return self._times[-1] if self._times else float("-inf")
+        return self._last
 
     @property
     def segment_count(self) -> int:
@@ -204,8 +304,10 @@ class MemoryProbe:
         """Peak RSS in bytes over the segments overlapping [t_start, t_end].
 
         Returns None while the window is not settled (no sample at or after `t_end` yet).
-        Never blocks beyond the lock; never raises.
+        May take a sample first (see the module docstring). Never blocks beyond the lock;
+        never raises.
         """
+        self._sample_for_settling(t_end)
         with self._lock:
             times = self._times
             if not times or times[-1] < t_end:
@@ -219,8 +321,11 @@ class MemoryProbe:
     ) -> None:
         """Settle the windows at the head of `windows` (each a finished generation, from its
         `t_started` to its `t_perf`, in order of end time) that a sample covers: pop each and
-        `emit(test_id, peak)` (`peak_between` for many windows, under one lock). Never blocks
-        beyond the lock; raises only what `emit` raises."""
+        `emit(test_id, peak)` (`peak_between` for many windows, under one lock). May take a
+        sample first (see the module docstring). Never blocks beyond the lock; raises only
+        what `emit` raises."""
+        if windows:
+            self._sample_for_settling(windows[0].t_perf)
         settled: list[tuple[str, int]] = []
         with self._lock:
             times, peaks = self._times, self._peaks
@@ -246,83 +351,68 @@ class MemoryProbe:
                 del self._peaks[:cut]
 
 
-def _lock_path(pid: int) -> str:
-    return os.path.join(tempfile.gettempdir(), f"orket-pipeline-hwm-{pid}.lock")
+class _Sampler:
+    """The one sampler thread of a process, shared by every started probe. Sleeps with no
+    timeout while no probe is active; otherwise until the earliest probe needs it, or until
+    rung (a probe activated, or the loop asked for a sample)."""
+
+    def __init__(self) -> None:
+        self._probes: list[MemoryProbe] = []
+        self._lock = threading.Lock()
+        self._alarm = _thread.allocate_lock()  # held; released to ring
+        self._alarm.acquire()
+        self._thread: threading.Thread | None = None
+
+    def add(self, probe: MemoryProbe) -> None:
+        """Serve `probe` from now on, starting the thread if none runs. Blocks only to
+        start the thread."""
+        with self._lock:
+            self._probes.append(probe)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="orket-memory-sampler", daemon=True
+                )
+                self._thread.start()
+        # Not rung: a probe needs the thread only once activated (`activate` rings).
+
+    def remove(self, probe: MemoryProbe) -> None:
+        """Serve `probe` no more (a sample in progress finishes). Never raises."""
+        with self._lock, contextlib.suppress(ValueError):
+            self._probes.remove(probe)
+
+    def ring(self) -> None:
+        """Wake the thread to look at its probes again. Never blocks or raises."""
+        with contextlib.suppress(RuntimeError):  # already rung
+            self._alarm.release()
+
+    def _run(self) -> None:
+        alarm = self._alarm
+        while True:
+            with self._lock:
+                probes = tuple(self._probes)
+            wait = -1.0  # no timeout
+            for probe in probes:
+                due = probe._tend()
+                if due is not None and (wait < 0 or due < wait):
+                    wait = due
+            alarm.acquire(True, wait)
 
 
-def _exclusive_hwm_lock(pid: int) -> int:
-    """Take the lock on measuring `pid` by its high-water mark; raises `OSError` if taken.
-
-    Every reset clears the mark for every reader: two measurers of one process (two
-    pipelines in one engine, or parallel shards measuring one model server) would hide each
-    other's spikes. The first takes `hwm`; the others fall back to `poll`, which reads without
-    resetting. An flock is released by the kernel when its holder dies, so a crash leaves no
-    stale lock; a normal stop removes the file (`_release_hwm_lock`).
-    """
-    import fcntl  # Linux only, like the mark itself
-
-    path = _lock_path(pid)
-    for _ in range(8):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise
-        # The previous holder removes the file before it lets go: if it did so after this
-        # open, this lock is on a file nobody else can find, so take the one at the path.
-        try:
-            held, current = os.fstat(fd), os.stat(path)
-        except FileNotFoundError:
-            os.close(fd)
-            continue
-        if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
-            return fd
-        os.close(fd)
-    raise OSError(f"the lock on measuring pid {pid} keeps changing hands")
+_SAMPLER: _Sampler | None = None
 
 
-def _release_hwm_lock(pid: int, fd: int) -> None:
-    # Removed while still held, so whoever opens the path next makes a fresh file and cannot
-    # hold a lock on this one that another process would not see.
-    with contextlib.suppress(OSError):
-        os.unlink(_lock_path(pid))
-    os.close(fd)
+def _sampler() -> _Sampler:
+    global _SAMPLER
+    if _SAMPLER is None:
+        _SAMPLER = _Sampler()
+    return _SAMPLER
 
 
-def _read_then_reset_with_os(status_fd: int, clear_fd: int) -> bytes:
-    status = os.pread(status_fd, 4096, 0)
-    os.write(clear_fd, b"5")
-    return status
+def _forget_sampler() -> None:
+    # A forked child has no sampler thread, and its locks may be held by the parent's.
+    global _SAMPLER
+    _SAMPLER = None
 
 
-def _gil_holding_read_then_reset() -> Callable[[int, int], bytes] | None:
-    """Read `status` through a libc call that keeps the GIL, then reset with `os.write`.
-
-    `os.pread` releases the GIL, and before `os.write` this thread must take it back: while the
-    event loop's thread runs Python code that can take up to the interpreter's switch interval
-    (5 ms), and a spike that came and went in that gap was missed (1 in 50 spikes of 1 ms,
-    measured). Reading through `ctypes.PyDLL` keeps the GIL, so nothing runs between the read
-    and the reset: `os.write` gives the GIL up only around its own system call. The reset must
-    not keep the GIL too: writing `clear_refs` waits for the process's mmap lock, which a large
-    allocation or unmap in another thread holds for as long as it takes, and holding the GIL
-    through that froze every Python thread (766 ms measured, beside 1 GiB populated mappings).
-    Reading `status` takes no such lock. Each probe gets its own function and buffer.
-    """
-    try:
-        pread = ctypes.PyDLL(None, use_errno=True).pread
-    except (OSError, AttributeError):
-        return None
-    pread.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_long]
-    pread.restype = ctypes.c_ssize_t
-    buffer = ctypes.create_string_buffer(4096)
-
-    def read_then_reset(status_fd: int, clear_fd: int) -> bytes:
-        length = pread(status_fd, buffer, 4096, 0)
-        if length < 0:
-            errno = ctypes.get_errno()
-            raise OSError(errno, os.strerror(errno))
-        os.write(clear_fd, b"5")
-        return buffer.raw[:length]
-
-    return read_then_reset
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_sampler)

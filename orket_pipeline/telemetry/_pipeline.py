@@ -109,6 +109,7 @@ class TelemetryPipeline(GenerationWrapper):
         self._metadata = metadata
         self._drain_timeout = drain_timeout
         self._state = State.NEW
+        self._dispatched = {}
         self._report: Report | None = None
         self._errors = StageErrors()
         self._probe = MemoryProbe(memory_pid, memory_method, memory_interval)
@@ -117,7 +118,7 @@ class TelemetryPipeline(GenerationWrapper):
         self._aggregator = ReportAggregator(self._errors)
         self._stages: tuple[Stage, ...] = (
             LatencyTracker(self._errors, output_cap),
-            MemorySampler(self._errors, self._probe),
+            MemorySampler(self._errors, self._probe, self._oldest_open),
             ConstraintStage(self._errors),
             self._aggregator,
         )
@@ -223,13 +224,16 @@ class TelemetryPipeline(GenerationWrapper):
             # even when the write failed; every stage has ended, only the scheduler is left.
             if self._scheduler_scope is not None:
                 self._scheduler_scope.cancel()
-            self._task_group.cancel_scope.cancel()
+            if not all(stage.done is not None and stage.done.is_set() for stage in self._stages):
+                self._task_group.cancel_scope.cancel()
             await self._task_group.__aexit__(None, None, None)
 
     async def _drain(self) -> None:
         """Close each stage once every stage feeding it has finished (the wiring's order),
         all under one deadline; past it, stop them in the same order, each handling what it
         still has queued (see `Stage.stop`)."""
+        for started in self.unfinished():
+            self._bus.publish(started)
         self._bus.close()
         with anyio.move_on_after(self._drain_timeout):
             for stage, feeders in self._drain_order:
@@ -267,6 +271,11 @@ class TelemetryPipeline(GenerationWrapper):
     def register(self, test_ids: Iterable[str]) -> None:
         """Fix the order of these runs in the report (suite order). Never blocks or raises."""
         self._aggregator.register(test_ids)
+
+    def _oldest_open(self) -> float:
+        # The dispatch stamp of the oldest generation in flight (dicts keep insertion order,
+        # and a generation is added at dispatch); `inf` when none is. Never raises.
+        return next(iter(self._dispatched.values()), _NONE_OPEN)
 
     # -- results -------------------------------------------------------------------------------
 
@@ -314,6 +323,8 @@ class TelemetryPipeline(GenerationWrapper):
         metadata.max_in_flight = self._max_in_flight if statistics is not None else None
         return metadata
 
+
+_NONE_OPEN = float("inf")
 
 # Metadata the pipeline always writes itself.
 _OWN_METADATA = frozenset({"generator", "python", "platform", "units", "pipeline"})

@@ -1,13 +1,15 @@
 """The generation wrapper: the only code of the pipeline on the engine's path.
 
-`GenerationWrapper.generate` awaits only the provider (through `call_provider`, the same
-function `--no-telemetry` uses). It stamps `time.perf_counter()` in the engine's task when
-things happen (dispatch, each non-empty chunk, completion or failure) and publishes frozen
-events with `EventBus.publish`, which never awaits or wakes a stage; every other piece of work
-happens in the stages, with one exception: when the memory probe is asleep (no generation for a
-while), dispatch takes one sample first (`MemoryProbe.wake`, a few microseconds), so a spike
-during the pause is not charged to this run. `TelemetryPipeline` inherits it, so the engine
-calls `pipeline.generate(...)` with no extra frame in between.
+`GenerationWrapper.generate` awaits only the provider (through `start_call`, `output_text` and
+`call_failed`, the steps of `call_provider`, which `--no-telemetry` uses). It stamps
+`time.perf_counter()` in the engine's task when things happen (dispatch, each non-empty chunk,
+completion or failure) and publishes one frozen event per generation, at its end, and one per
+outcome, with `EventBus.publish`, which never awaits or wakes a stage; every other piece of work
+happens in the stages, with one exception: when the memory probe is asleep or has been sampling
+less often (no generation for a while, or memory flat), dispatch takes one sample first
+(`MemoryProbe.wake`, a few microseconds), so a spike before it is not charged to this run.
+`TelemetryPipeline` inherits it, so the engine calls `pipeline.generate(...)` with no extra
+frame in between.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from .._exceptions import PipelineClosedError
 from ..report._model import OUTCOMES, RunError
-from ._call import Call, call_provider, error_text, error_type_name
+from ._call import Call, call_failed, error_text, error_type_name, output_text, start_call
 from ._events import GenerationFinished, GenerationStarted, OutcomeRecorded
 
 if TYPE_CHECKING:
@@ -49,9 +51,12 @@ class GenerationWrapper:
     _state: State
     _publish: Callable[[Event], None]
     _probe: MemoryProbe
-    #: Generations in flight now, and the most there ever were at once (`max_in_flight`).
-    _in_flight: int = 0
+    #: The most generations there ever were in flight at once (`max_in_flight`).
     _max_in_flight: int = 0
+    #: The dispatch stamp of each generation in flight, by test id, oldest first: the memory
+    #: stage keeps the probe's segments they may need, and at close the ones still here are
+    #: reported as started and never finished.
+    _dispatched: dict[str, float]
 
     async def generate(
         self,
@@ -77,28 +82,39 @@ class GenerationWrapper:
         if self._state is not _OPEN:
             raise PipelineClosedError("generate() needs an open TelemetryPipeline")
         streaming = getattr(provider, "supports_streaming", False) is True  # as `streams`
-        publish = self._publish
-        if self._probe.idle:
-            self._probe.wake()  # see MemoryProbe.wake: only after a pause, never back to back
-        # Stamped here, in the engine's task, at dispatch: a slow stage cannot skew it.
+        if self._probe.sample_at_dispatch:
+            self._probe.wake()  # see MemoryProbe.wake: after a pause or a flat stretch only
+        # Stamped here, in the engine's task, at dispatch: a slow stage cannot skew it. No
+        # event is published at dispatch: `GenerationFinished` carries this stamp.
         t_started = perf_counter()
         call = Call(streaming, t_started)
-        publish(GenerationStarted(test_id=test_id, t_perf=t_started, streaming=streaming))
-        self._in_flight = in_flight = self._in_flight + 1
-        if in_flight > self._max_in_flight:
-            self._max_in_flight = in_flight
+        dispatched = self._dispatched
+        dispatched[test_id] = t_started
+        if len(dispatched) > self._max_in_flight:  # in flight now (ids are unique)
+            self._max_in_flight = len(dispatched)
         try:
-            text = await call_provider(provider, prompt, call)
+            # `call_provider`'s three steps, inline (one coroutine fewer per generation).
+            output = await start_call(provider, prompt, call)
+            t_done = call.t_done or perf_counter()  # a stream or a thread stamped it already
+            text = output if type(output) is str and output.isascii() else output_text(output, call)
         except BaseException as exc:
-            self._in_flight -= 1
-            publish(_failed(test_id, call, constraints, exc))
-            raise
-        self._in_flight -= 1
+            dispatched.pop(test_id, None)
+            if not call.t_done:
+                call.t_done = perf_counter()
+            try:
+                error = await call_failed(exc)
+            except BaseException as noticed:  # trio: a cancellation seen at its checkpoint
+                error = noticed
+            self._publish(_failed(test_id, call, constraints, error))
+            if error is exc:
+                raise
+            raise error from None
+        dispatched.pop(test_id, None)
         if streaming or call.facts is not None:
-            publish(
+            self._publish(
                 GenerationFinished(
                     test_id=test_id,
-                    t_perf=call.t_done,
+                    t_perf=t_done,
                     t_started=call.t_started,
                     streaming=streaming,
                     output=text,
@@ -114,18 +130,26 @@ class GenerationWrapper:
         else:
             # A plain answer: one chunk, none of the stream's stamps, no facts (the fields
             # left out are None), so fewer arguments to pass on the engine's path.
-            publish(
+            self._publish(
                 GenerationFinished(
                     test_id=test_id,
-                    t_perf=call.t_done,
+                    t_perf=t_done,
                     t_started=call.t_started,
                     streaming=False,
                     output=text,
                     constraints=constraints,
-                    chunk_count=call.chunk_count if text else 0,
+                    chunk_count=1 if text else 0,
                 )
             )
         return text
+
+    def unfinished(self) -> list[GenerationStarted]:
+        """A `GenerationStarted` for each generation still in flight (dispatched, never
+        finished: its engine task is still awaiting it as the pipeline closes)."""
+        return [
+            GenerationStarted(test_id=test_id, t_perf=t_started, streaming=False)
+            for test_id, t_started in self._dispatched.items()
+        ]
 
     def record_outcome(
         self,
@@ -150,7 +174,12 @@ class GenerationWrapper:
         """
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
-        self._publish(OutcomeRecorded(test_id=test_id, outcome=outcome, reason=reason, error=error))
+        if reason is None and error is None:
+            self._publish(OutcomeRecorded(test_id=test_id, outcome=outcome))  # fewer arguments
+        else:
+            self._publish(
+                OutcomeRecorded(test_id=test_id, outcome=outcome, reason=reason, error=error)
+            )
 
 
 def _failed(

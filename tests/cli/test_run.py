@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -97,6 +98,34 @@ def test_all_passing_suite_exits_zero(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main([*args, "--out", str(out), "--quiet"]) == 0
     assert [r.outcome for r in decode_report(out.read_bytes()).test_runs] == ["pass", "pass"]
     assert f"report written to {out}" in capsys.readouterr().out
+
+
+FREEZE_PROBE = """\
+import gc
+from pathlib import Path
+
+
+class Probe:
+    supports_streaming = False
+
+    async def generate(self, prompt):
+        Path(__file__).with_name("frozen.txt").write_text(str(gc.get_freeze_count()))
+        return "x = 1\\n"
+"""
+
+
+@pytest.mark.parametrize("telemetry", [True, False])
+def test_the_heap_is_frozen_while_the_suite_runs_and_given_back_after(
+    tmp_path: Path, telemetry: bool
+) -> None:
+    (tmp_path / "suite.json").write_text('{"name": "s", "tasks": [{"id": "a", "prompt": "p"}]}')
+    (tmp_path / "probe.py").write_text(FREEZE_PROBE)
+    args = ["run", str(tmp_path / "suite.json"), "--provider", f"python:{tmp_path}/probe.py:Probe"]
+    args += ["--out", str(tmp_path / "r.json"), "--quiet"]
+    assert gc.get_freeze_count() == 0
+    assert main(args if telemetry else [*args, "--no-telemetry"]) == 0
+    assert int((tmp_path / "frozen.txt").read_text()) > 0  # the collector skipped them
+    assert gc.get_freeze_count() == 0
 
 
 def test_memory_pid_measures_that_process_not_ours(tmp_path: Path) -> None:

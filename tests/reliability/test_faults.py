@@ -287,7 +287,7 @@ GATED_OUTCOMES = [
 
 
 def crashing(method: str) -> Any:
-    if method == "handle":
+    if method in ("handle", "handle_batch"):
 
         def handle(self: object, event: object) -> None:
             raise RuntimeError("stage bug")
@@ -301,11 +301,11 @@ def crashing(method: str) -> Any:
 
 
 STAGE_FAULTS = [
-    ("LatencyTracker", "handle", "latency"),
-    ("MemorySampler", "handle", "memory"),
+    ("LatencyTracker", "handle_batch", "latency"),
+    ("MemorySampler", "handle_batch", "memory"),
     ("MemorySampler", "after_batch", "memory"),
     ("MemorySampler", "finish", "memory"),
-    ("ConstraintStage", "handle", "constraints"),
+    ("ConstraintStage", "handle_batch", "constraints"),
     ("ConstraintStage", "after_batch", "constraints"),
     ("ConstraintStage", "finish", "constraints"),
     ("ReportAggregator", "after_batch", "aggregator"),
@@ -332,7 +332,7 @@ async def test_a_crashing_stage_changes_no_outcome_and_is_counted(
 async def test_an_aggregator_failing_on_every_event_still_reports_every_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(stages.ReportAggregator, "handle", crashing("handle"))
+    monkeypatch.setattr(stages.ReportAggregator, "handle_batch", crashing("handle_batch"))
     report = await execute(GATED_SUITE, FailAt("mid_stream"), report_path=None)
     assert [r.test_id for r in report.test_runs] == ["pass", "fail", "error"]
 

@@ -17,13 +17,22 @@ from hypothesis import strategies as st
 from orket_pipeline._exceptions import InputError, ReportFormatError
 from orket_pipeline.cli._render import render_html, render_json
 from orket_pipeline.report._io import (
+    floats_may_end_objects,
     outcomes_only_report,
     read_report,
     utc_timestamp,
     write_bytes_atomic,
     write_report,
 )
-from orket_pipeline.report._model import Report, Telemetry, TestRun, encode_json
+from orket_pipeline.report._model import (
+    GenerationOptions,
+    Metadata,
+    Report,
+    ServerTimings,
+    Telemetry,
+    TestRun,
+    encode_json,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -81,6 +90,127 @@ class TestWrite:
     def test_missing_directory_raises_oserror(self, tmp_path: Path) -> None:
         with pytest.raises(OSError):
             write_report(tmp_path / "no" / "r.json", sample_report())
+
+
+def _structs_that_may_end_with_a_float(kind: type) -> set[type]:
+    """Every Struct reachable from `kind` whose JSON object may end with a float: its last
+    field is one, or it leaves unset fields out (`omit_defaults`) and has one."""
+    found: set[type] = set()
+    seen: set[type] = set()
+    pending: list[msgspec.inspect.Type] = [msgspec.inspect.type_info(kind)]
+
+    def floaty(info: msgspec.inspect.Type) -> bool:
+        if isinstance(info, msgspec.inspect.UnionType):
+            return any(floaty(member) for member in info.types)
+        return isinstance(info, (msgspec.inspect.FloatType, msgspec.inspect.AnyType))
+
+    while pending:
+        info = pending.pop()
+        if isinstance(info, msgspec.inspect.StructType) and info.cls not in seen:
+            seen.add(info.cls)
+            types = [field.type for field in info.fields]
+            omits = info.cls.__struct_config__.omit_defaults
+            if any(map(floaty, types if omits else types[-1:])):
+                found.add(info.cls)
+            pending += types
+        elif isinstance(info, msgspec.inspect.UnionType):
+            pending += info.types
+        elif isinstance(info, (msgspec.inspect.ListType, msgspec.inspect.VarTupleType)):
+            pending.append(info.item_type)
+        elif isinstance(info, msgspec.inspect.DictType):
+            pending.append(info.value_type)
+    return found
+
+
+class TestPadding:
+    """The writer skips the look for floats before a `}` when no object can end with one."""
+
+    def test_only_server_timings_and_generation_options_may_end_with_a_float(self) -> None:
+        # `floats_may_end_objects` knows these two; a Struct added here must be taught to it.
+        assert _structs_that_may_end_with_a_float(Report) == {ServerTimings, GenerationOptions}
+
+    @pytest.mark.parametrize(
+        ("server", "options", "floats_last"),
+        [
+            (None, None, False),
+            (None, GenerationOptions(temperature=0.5, seed=1, stream=True), False),
+            (None, GenerationOptions(max_tokens=8, temperature=0.5), True),
+            (ServerTimings(prompt_s=0.5, load_s=0.25), GenerationOptions(stream=False), True),
+        ],
+    )
+    def test_the_bytes_are_those_of_the_full_padding(
+        self,
+        tmp_path: Path,
+        server: ServerTimings | None,
+        options: GenerationOptions | None,
+        floats_last: bool,
+    ) -> None:
+        telemetry = Telemetry(total_latency=0.5, peak_memory_rss=1.25, server=server)
+        runs = [
+            TestRun(test_id="a", outcome="pass", telemetry=telemetry),
+            TestRun(test_id="b", outcome="fail", reason="x = 0.5}", telemetry=Telemetry()),
+        ]
+        report = Report(metadata=Metadata(options=options), test_runs=runs)
+        assert floats_may_end_objects(runs, report.metadata) is floats_last
+        path = tmp_path / "r.json"
+        written = write_report(path, report)
+        data = path.read_bytes()
+        assert data == encode_json(written)  # padding decided by the type: the full look
+        assert b'"total_latency":0.500,"peak_memory_rss":1.250,' in data
+        assert b'"reason":"x = 0.5}"' in data  # text is never padded
+        if server is not None:
+            assert b'"server":{"prompt_s":0.500,"generation_s":null,"load_s":0.250}' in data
+        if floats_last and server is None:
+            assert b'"temperature":0.500}' in data
+
+
+short_floats = st.none() | st.integers(-2000, 2000).map(lambda n: n / 1000) | st.just(0.5)
+texts = st.none() | st.sampled_from(["x", "a.5}", '1.25,"k":'])
+
+
+@st.composite
+def padded_reports(draw: st.DrawFn) -> Report:
+    runs = []
+    for i in range(draw(st.integers(0, 3))):
+        server = draw(
+            st.none()
+            | st.builds(
+                ServerTimings, prompt_s=short_floats, generation_s=short_floats, load_s=short_floats
+            )
+        )
+        telemetry = draw(
+            st.none()
+            | st.builds(
+                Telemetry,
+                init_latency=short_floats,
+                total_latency=short_floats,
+                inter_chunk_max=short_floats,
+                error_type=texts,
+                server=st.just(server),
+            )
+        )
+        runs.append(
+            TestRun(test_id=f"t{i}", outcome="pass", reason=draw(texts), telemetry=telemetry)
+        )
+    options = draw(
+        st.none()
+        | st.builds(
+            GenerationOptions,
+            temperature=short_floats,
+            seed=st.none() | st.integers(0, 9),
+            system=texts,
+        )
+    )
+    return Report(metadata=Metadata(options=options), test_runs=runs)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=200)
+@given(padded_reports())
+def test_any_report_is_written_as_the_full_padding_writes_it(
+    tmp_path: Path, report: Report
+) -> None:
+    written = write_report(tmp_path / "r.json", report)
+    assert (tmp_path / "r.json").read_bytes() == encode_json(written)
 
 
 class TestAtomicity:

@@ -16,7 +16,7 @@ from orket_pipeline.report._journal import (
     read_journal,
     rebuild_report,
 )
-from orket_pipeline.report._model import Metadata, Telemetry, TestRun
+from orket_pipeline.report._model import Metadata, ServerTimings, Telemetry, TestRun
 
 
 def run(test_id: str, outcome: str = "pass") -> TestRun:
@@ -54,6 +54,30 @@ class TestWriter:
         assert path.read_bytes().count(b"\n") == 3  # flushed, not just buffered
         writer.close()
         writer.close()  # idempotent
+
+    def test_every_float_has_three_decimals_with_or_without_server_timings(
+        self, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "j.jsonl"
+        writer = JournalWriter(path, Metadata())
+        writer.open()
+        timed = TestRun(
+            test_id="t0",
+            outcome="pass",
+            telemetry=Telemetry(total_latency=0.5, server=ServerTimings(load_s=0.25)),
+        )
+        writer.append_many([(1, run("t1"))])  # no object ends with a float
+        writer.append_many([(0, timed), (2, run("t2"))])
+        writer.close()
+        lines = path.read_bytes().splitlines()
+        assert b'"total_latency":0.250,' in lines[1]
+        assert b'"total_latency":0.500,' in lines[2]
+        assert b'"server":{"prompt_s":null,"generation_s":null,"load_s":0.250}}' in lines[2]
+        assert [r.telemetry for _, r in read_journal(path).runs] == [
+            timed.telemetry,
+            run("t1").telemetry,
+            run("t2").telemetry,
+        ]
 
     def test_open_truncates_an_old_journal(self, journal: Path) -> None:
         writer = JournalWriter(journal, Metadata())

@@ -16,7 +16,7 @@ from orket_pipeline.constraints import Constraints
 from orket_pipeline.providers import Chunk
 from orket_pipeline.report._model import GenerationOptions, Metadata, TestRun
 from orket_pipeline.telemetry._pipeline import TelemetryPipeline
-from orket_pipeline.telemetry.stages import LatencyTracker
+from orket_pipeline.telemetry.stages import latency
 from tests.providers_fakes import Blocking, Delayed, Failing, Gated, Instant, Streaming
 
 pytestmark = pytest.mark.anyio
@@ -137,10 +137,10 @@ class TestFailures:
     async def test_a_stage_raising_on_every_event_is_isolated(
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
-        def explode(self: LatencyTracker, event: object) -> None:
+        def explode(event: object, output_cap: object = None) -> None:
             raise RuntimeError("boom")
 
-        monkeypatch.setattr(LatencyTracker, "handle", explode)
+        monkeypatch.setattr(latency, "measure", explode)
         report_path = tmp_path / "orket_report.json"
         async with TelemetryPipeline(report_path) as pipeline:
             for index in range(5):
@@ -226,7 +226,7 @@ class TestLoad:
         statistics = pipeline.report.metadata.pipeline
         assert statistics is not None
         assert statistics.events_dropped == 0 and statistics.stage_errors == {}
-        assert statistics.events_published == count * 3
+        assert statistics.events_published == count * 2  # each run's end and its outcome
 
 
 class Unprintable(Exception):
@@ -250,11 +250,22 @@ async def test_cancelling_the_engine_still_drains_stages_and_writes_the_report(
 ) -> None:
     report_path = tmp_path / "orket_report.json"
     pipeline = TelemetryPipeline(report_path)
-    with anyio.move_on_after(0.05):
+
+    class CancelsItsEngine:
+        """Cancels the engine's scope once it is generating, then hangs."""
+
+        supports_streaming = False
+
+        async def generate(self, prompt: str) -> str:
+            scope.cancel()
+            await anyio.sleep(10.0)
+            return "never"
+
+    with anyio.CancelScope() as scope:
         async with pipeline:
             await pipeline.generate("done", Instant(CODE), "p")
             pipeline.record_outcome("done", "pass")
-            await pipeline.generate("hung", Delayed(10.0), "p")
+            await pipeline.generate("hung", CancelsItsEngine(), "p")
     runs = {run.test_id: run for run in pipeline.report.test_runs}
     assert runs["done"].outcome == "pass"
     assert runs["done"].telemetry is not None
@@ -472,3 +483,14 @@ class TestSchema11:
         assert metadata.options == GenerationOptions(seed=1)
         assert metadata.python is not None  # the pipeline's own fields are still its own
         assert only_run(pipeline).output is None
+
+
+async def test_a_test_id_generated_twice_is_warned_about_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with TelemetryPipeline() as pipeline:
+        for _ in range(3):
+            await pipeline.generate("same", Instant(CODE), "p")
+        await pipeline.generate("other", Instant(CODE), "p")
+    warnings = [r for r in caplog.records if "generated twice" in r.getMessage()]
+    assert len(warnings) == 1 and "'same'" in warnings[0].getMessage()

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.anyio
 
 class AwakeProbe:
     idle = False
+    sample_at_dispatch = False
 
 
 class Recording(GenerationWrapper):
@@ -32,27 +33,46 @@ class Recording(GenerationWrapper):
         self._state = state
         self._publish = self.events.append
         self._probe = AwakeProbe()  # type: ignore[assignment]
+        self._dispatched = {}
 
 
-async def test_a_generation_publishes_its_start_and_its_end_with_the_same_dispatch_stamp() -> None:
+async def test_a_generation_publishes_one_event_at_its_end_carrying_the_dispatch_stamp() -> None:
     wrapper = Recording()
-    assert await wrapper.generate("t1", Instant("x = 1\n"), "p") == "x = 1\n"
-    started, finished = wrapper.events
-    assert isinstance(started, GenerationStarted) and isinstance(finished, GenerationFinished)
-    assert (started.test_id, started.streaming) == ("t1", False)
+    gate = anyio.Event()
+    seen: list[list[GenerationStarted]] = []
+
+    class Held:
+        supports_streaming = False
+
+        async def generate(self, prompt: str) -> str:
+            seen.append(wrapper.unfinished())  # in flight: known, and nothing published yet
+            seen.append(list(wrapper.events))  # type: ignore[arg-type]
+            await gate.wait()
+            return "x = 1\n"
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wrapper.generate, "t1", Held(), "p")
+        await anyio.wait_all_tasks_blocked()
+        gate.set()
+    (started,), published_while_in_flight = seen
+    assert published_while_in_flight == []
+    (finished,) = wrapper.events
+    assert isinstance(finished, GenerationFinished)
+    assert (started.test_id, finished.test_id) == ("t1", "t1")
     assert finished.t_started == started.t_perf <= finished.t_perf
     assert (finished.output, finished.chunk_count, finished.error_type) == ("x = 1\n", 1, None)
+    assert wrapper.unfinished() == []  # finished: no longer in flight
 
 
 async def test_a_stream_is_published_with_its_chunk_stamps_and_no_event_per_chunk() -> None:
     wrapper = Recording()
     text = await wrapper.generate("t1", Streaming([(0, "a"), (0, ""), (0, "b")]), "p")
     assert text == "ab"
-    started, finished = wrapper.events  # no first-chunk event: the end carries the stamp
+    (finished,) = wrapper.events  # no first-chunk event: the end carries the stamps
     assert isinstance(finished, GenerationFinished) and finished.streaming
     assert finished.chunk_count == 2
     assert finished.t_first_chunk is not None and finished.t_last_chunk is not None
-    assert started.t_perf <= finished.t_first_chunk <= finished.t_last_chunk <= finished.t_perf
+    assert finished.t_started <= finished.t_first_chunk <= finished.t_last_chunk <= finished.t_perf
 
 
 async def test_a_failure_is_published_then_reraised_unchanged() -> None:
@@ -61,7 +81,8 @@ async def test_a_failure_is_published_then_reraised_unchanged() -> None:
     with pytest.raises(ConnectionError) as caught:
         await wrapper.generate("t1", Failing(error), "p")
     assert caught.value is error
-    finished = wrapper.events[-1]
+    assert wrapper.unfinished() == []
+    (finished,) = wrapper.events
     assert isinstance(finished, GenerationFinished)
     assert (finished.output, finished.error_type, finished.error_message) == (
         None,

@@ -86,6 +86,20 @@ class Stage:
         """Handle one event. Runs on the event loop: must not block. May raise (counted)."""
         raise NotImplementedError
 
+    def handle_batch(self, events: list[Event]) -> None:
+        """Handle a slice of the inbox, in order. Runs on the event loop: must not block.
+
+        By default `handle` for each event, each failure counted and the rest still handled.
+        A stage whose per-event work is tiny overrides it with one loop (it must keep that
+        isolation: one bad event may not cost the others).
+        """
+        handle = self.handle
+        for event in events:
+            try:
+                handle(event)
+            except Exception as exc:
+                self.errors.record(self.name, exc)
+
     async def after_batch(self) -> None:
         """Called after each slice of events, and on each tick asked for by `wants_tick`."""
 
@@ -105,9 +119,14 @@ class Stage:
 
     def emit(self, part: Event) -> None:
         """Hand a part on, through the bus, to the stages consuming it. Never blocks or raises
-        (a full inbox counts it as dropped)."""
+        (see `EventBus.forward`)."""
         if self._bus is not None:
             self._bus.forward(part)
+
+    def emit_all(self, parts: list[Event]) -> None:
+        """Hand on a batch of parts of one type, in one go. Never blocks or raises."""
+        if self._bus is not None:
+            self._bus.forward_all(parts)
 
     def has_work(self) -> bool:
         """Whether the scheduler should wake this stage. Never raises."""
@@ -158,7 +177,8 @@ class Stage:
         then handle here, synchronously, whatever is still queued, and `finish`, so that no
         event (an outcome, say) is lost. Work that needs awaiting (scoring) is abandoned and
         counted by `finish`. Never raises; blocks (awaits) only for the task to end."""
-        scope.cancel()
+        if self.done is None or not self.done.is_set():
+            scope.cancel()  # not when the task has ended: a cancellation is dear (see Scheduler)
         if self.done is not None:
             await self.done.wait()
         inbox = self.inbox
@@ -175,28 +195,30 @@ class Stage:
     async def _consume(self) -> None:
         inbox = self.inbox
         assert inbox is not None, "attach() the stage before running it"
-        items = inbox.items
-        while not (inbox.closed and not items):
+        while not (inbox.closed and not inbox.items):
             if not self._woken:
                 waiter = self._waiter = anyio.Event()
                 await waiter.wait()
             self._woken = False
             while True:
-                self._handle_slice(min(len(items), self.slice_size))
+                self._handle_slice(self.slice_size)
                 await self._after_batch_isolated()
-                if not items:
+                if not inbox.items:  # `_handle_slice` may replace the list
                     break
                 await anyio.lowlevel.checkpoint()
 
     def _handle_slice(self, count: int) -> None:
         assert self.inbox is not None, "attach() the stage before running it"
-        popleft, handle = self.inbox.items.popleft, self.handle
-        for _ in range(count):
-            event = popleft()
-            try:
-                handle(event)
-            except Exception as exc:
-                self.errors.record(self.name, exc)
+        items = self.inbox.items
+        if count >= len(items):
+            self.inbox.items, batch = [], items
+        else:
+            batch = items[:count]
+            del items[:count]
+        try:
+            self.handle_batch(batch)
+        except Exception as exc:  # an override that let one escape: counted, batch over
+            self.errors.record(self.name, exc)
 
     async def _after_batch_isolated(self) -> None:
         try:

@@ -14,6 +14,7 @@ from ...report._rounding import round3, round3_or_none
 from .._events import (
     AdherenceScored,
     Event,
+    GenerationFinished,
     GenerationStarted,
     LatencyMeasured,
     MemoryMeasured,
@@ -51,17 +52,20 @@ class _Run(msgspec.Struct, gc=False):
 
 
 class ReportAggregator(Stage):
-    """Joins, per run, the engine's events (GenerationStarted: registration; OutcomeRecorded)
-    and the parts the other stages emit on the bus. A run is complete when its outcome and
-    every expected part are in; how many parts that is follows from the wiring (`expect`), not
-    from a constant. Complete runs are journaled at the end of each batch; `test_runs()` lists
-    the runs in registration order. Values are rounded once per run, when it is reported (the
-    journal line or the report), never per event.
+    """Joins, per run, the engine's events (`GenerationFinished`: the run was generated;
+    `OutcomeRecorded`; at close, `GenerationStarted` for a generation still in flight) and the
+    parts the other stages emit on the bus. A run is complete when its outcome and every
+    expected part are in; how many parts that is follows from the wiring (`expect`), not from a
+    constant. With a journal, complete runs are journaled at the end of each batch; without
+    one, they are completed at `finish`. `test_runs()` lists the runs in registration order
+    (`register`; else the order each run was first seen here). Values are rounded once per run,
+    when it is reported (the journal line or the report), never per event.
     """
 
     name = "aggregator"
     event_types = (
         GenerationStarted,
+        GenerationFinished,
         OutcomeRecorded,
         LatencyMeasured,
         MemoryMeasured,
@@ -83,8 +87,16 @@ class ReportAggregator(Stage):
         self._expected = parts
 
     def set_journal(self, journal: JournalWriter) -> None:
-        """Journal finished runs to `journal` from now on."""
+        """Journal finished runs to `journal` from now on (and those complete already, at the
+        end of the next batch)."""
         self._journal = journal
+        for test_id, run in self._runs.items():
+            if (
+                not run.complete
+                and run.outcome is not None
+                and (run.parts >= self._expected or not run.generated)
+            ):
+                self._complete(test_id, run)
 
     def register(self, test_ids: Iterable[str]) -> None:
         """Fix the order of these runs in the report (suite order). Never blocks."""
@@ -93,40 +105,56 @@ class ReportAggregator(Stage):
 
     def handle(self, event: Event) -> None:
         """Record one part or engine event of a run; complete the run when all are in."""
-        test_id = event.test_id
-        run = self._runs.get(test_id)
-        if run is None:
-            run = self._runs[test_id] = _Run()
-        kind = type(event)
-        if kind is LatencyMeasured:
-            run.latency = event  # type: ignore[assignment]
-            run.parts += 1
-        elif kind is MemoryMeasured:
-            run.peak = event.peak_rss_bytes  # type: ignore[union-attr]
-            run.parts += 1
-        elif kind is AdherenceScored:
-            run.adherence = event.score  # type: ignore[union-attr]
-            run.checks = event.checks  # type: ignore[union-attr]
-            run.parts += 1
-        elif kind is GenerationStarted:
-            if run.order is None:  # `_place`, inline: this runs for every run
-                run.order = self._next_order
-                self._next_order += 1
-            if run.generated:
-                self._generated_twice(test_id)
-            run.generated = True
-        elif kind is OutcomeRecorded:
-            if run.order is None:
-                run.order = self._next_order
-                self._next_order += 1
-            run.outcome, run.reason = event.outcome, event.reason  # type: ignore[union-attr]
-            run.run_error = event.error  # type: ignore[union-attr]
-        if (
-            not run.complete
-            and run.outcome is not None
-            and (run.parts >= self._expected or not run.generated)
-        ):
-            self._complete(test_id, run)
+        self.handle_batch([event])
+
+    def handle_batch(self, events: list[Event]) -> None:
+        """`handle` for a slice, in one loop (the per-run work of every run goes through
+        here: kept inline). Each event's failure is counted; the others are still handled."""
+        runs, expected = self._runs, self._expected
+        # A run is complete once its outcome and parts are in; that matters only to a journal
+        # (it gets the run at the end of this batch): without one, `finish` completes them all.
+        completing = self._journal is not None
+        for event in events:
+            try:
+                kind = type(event)
+                if kind is GenerationFinished and not completing:
+                    continue  # only a journal needs to know before the parts come (see below)
+                test_id = event.test_id
+                run = runs.get(test_id)
+                if run is None:
+                    run = runs[test_id] = _Run(order=self._next_order)
+                    self._next_order += 1
+                if kind is GenerationFinished:
+                    # Generated: its outcome alone does not complete it, its parts must come.
+                    run.generated = True
+                    continue
+                if kind is LatencyMeasured:
+                    if run.latency is not None:  # one per generation: a second generation
+                        self._generated_twice(test_id)
+                    run.latency = event  # type: ignore[assignment]
+                    run.parts += 1
+                elif kind is OutcomeRecorded:
+                    run.outcome, run.reason = event.outcome, event.reason  # type: ignore[union-attr]
+                    run.run_error = event.error  # type: ignore[union-attr]
+                elif kind is MemoryMeasured:
+                    run.peak = event.peak_rss_bytes  # type: ignore[union-attr]
+                    run.parts += 1
+                elif kind is AdherenceScored:
+                    run.adherence = event.score  # type: ignore[union-attr]
+                    run.checks = event.checks  # type: ignore[union-attr]
+                    run.parts += 1
+                elif kind is GenerationStarted:
+                    run.generated = True  # still in flight at close: it never finished
+                    continue
+                if (
+                    completing
+                    and not run.complete
+                    and run.outcome is not None
+                    and (run.parts >= expected or not run.generated)
+                ):
+                    self._complete(test_id, run)
+            except Exception as exc:
+                self.errors.record(self.name, exc)
 
     async def after_batch(self) -> None:
         """Append the runs completed in this batch to the journal, in one write."""
@@ -209,6 +237,26 @@ class ReportAggregator(Stage):
 
     def _build(self, test_id: str, run: _Run) -> TestRun:
         latency = run.latency
+        outcome = run.outcome
+        if latency is not None and outcome is not None and latency.error_type is None:
+            # The usual run (generated cleanly and decided): the same record as
+            # `_build_any` makes, in one go.
+            checks = run.checks
+            return TestRun(
+                test_id=test_id,
+                outcome=outcome,
+                telemetry=self._telemetry(latency, run.peak, run.adherence),
+                error=run.run_error,
+                reason=run.reason,
+                checks=None if checks is None else list(checks),
+                output=latency.output,
+                output_truncated=latency.output_truncated,
+                attempts=latency.attempts,
+            )
+        return self._build_any(test_id, run)
+
+    def _build_any(self, test_id: str, run: _Run) -> TestRun:
+        latency = run.latency
         error = run.run_error
         telemetry = None
         if run.generated or run.parts:
@@ -248,7 +296,19 @@ class ReportAggregator(Stage):
         if latency is None:
             return Telemetry(peak_memory_rss=peak_mib, adherence_score=score)
         init, stream = latency.init_latency, latency.stream_duration
-        telemetry = Telemetry(
+        if latency.plain:  # none of schema 1.1's extras: nothing more to look at
+            return Telemetry(
+                init_latency=None if init is None else round3(init),
+                total_latency=round3(latency.total_latency),
+                peak_memory_rss=peak_mib,
+                adherence_score=score,
+                chunk_count=latency.chunk_count,
+                output_chars=latency.output_chars,
+                stream_duration=None if stream is None else round3(stream),
+                error_type=latency.error_type,
+            )
+        server = latency.server
+        return Telemetry(
             init_latency=None if init is None else round3(init),
             total_latency=round3(latency.total_latency),
             peak_memory_rss=peak_mib,
@@ -257,36 +317,21 @@ class ReportAggregator(Stage):
             output_chars=latency.output_chars,
             stream_duration=None if stream is None else round3(stream),
             error_type=latency.error_type,
-        )
-        if not (
-            latency.first_content_latency is None
-            and latency.inter_chunk_max is None
-            and latency.prompt_tokens is None
-            and latency.completion_tokens is None
-            and latency.reasoning_tokens is None
-            and latency.server is None
-            and latency.time_per_output_token is None
-            and latency.inter_chunk_p50 is None
-        ):
-            _extras(telemetry, latency)
-        return telemetry
-
-
-def _extras(telemetry: Telemetry, latency: LatencyMeasured) -> None:
-    """The telemetry schema 1.1 added: tokens, chunk gaps, the server's timings."""
-    telemetry.first_content_latency = round3_or_none(latency.first_content_latency)
-    telemetry.prompt_tokens = latency.prompt_tokens
-    telemetry.completion_tokens = latency.completion_tokens
-    telemetry.reasoning_tokens = latency.reasoning_tokens
-    telemetry.time_per_output_token = round3_or_none(latency.time_per_output_token)
-    telemetry.inter_chunk_p50 = round3_or_none(latency.inter_chunk_p50)
-    telemetry.inter_chunk_max = round3_or_none(latency.inter_chunk_max)
-    server = latency.server
-    if server is not None:
-        telemetry.server = ServerTimings(
-            prompt_s=round3_or_none(server.prompt_s),
-            generation_s=round3_or_none(server.generation_s),
-            load_s=round3_or_none(server.load_s),
+            # The telemetry schema 1.1 added: tokens, chunk gaps, the server's timings.
+            first_content_latency=round3_or_none(latency.first_content_latency),
+            prompt_tokens=latency.prompt_tokens,
+            completion_tokens=latency.completion_tokens,
+            reasoning_tokens=latency.reasoning_tokens,
+            time_per_output_token=round3_or_none(latency.time_per_output_token),
+            inter_chunk_p50=round3_or_none(latency.inter_chunk_p50),
+            inter_chunk_max=round3_or_none(latency.inter_chunk_max),
+            server=None
+            if server is None
+            else ServerTimings(
+                prompt_s=round3_or_none(server.prompt_s),
+                generation_s=round3_or_none(server.generation_s),
+                load_s=round3_or_none(server.load_s),
+            ),
         )
 
 

@@ -65,25 +65,37 @@ class ConstraintStage(Stage):
 
     def handle(self, event: Event) -> None:
         """Queue the output for scoring; a failed generation is scored null at once."""
-        if type(event) is not GenerationFinished:
-            return
-        output = event.output
-        if output is None:
-            self.emit(AdherenceScored(test_id=event.test_id, score=None))
-            return
-        if event.constraints is None and len(output) <= self.inline_output_chars:
-            # Nothing to validate, only whether there is code: a linear scan of a few
-            # microseconds, cheaper here than the hand-off to a worker thread.
-            if has_payload(output):
-                self.emit(AdherenceScored(test_id=event.test_id, score=_ONE, checks=_NO_CHECKS))
-            else:
-                self.emit(AdherenceScored(test_id=event.test_id, score=None))
-            return
-        job = _Job(event.test_id, event.constraints, output)
-        # Only validation needs a process; finding the code in a large output (no
-        # constraints) is a linear scan, fine in a thread.
-        large = event.constraints is not None and len(output) >= self.large_output_chars
-        (self._large if large else self._small).append(job)
+        self.handle_batch([event])
+
+    def handle_batch(self, events: list[Event]) -> None:
+        """`handle` for a slice: what can be scored at once is handed on together."""
+        parts: list[Event] = []
+        inline = self.inline_output_chars
+        for event in events:
+            try:
+                if type(event) is not GenerationFinished:
+                    continue
+                output = event.output
+                if output is None:
+                    parts.append(AdherenceScored(test_id=event.test_id, score=None))
+                elif event.constraints is None and len(output) <= inline:
+                    # Nothing to validate, only whether there is code: a linear scan of a few
+                    # microseconds, cheaper here than the hand-off to a worker thread.
+                    if has_payload(output):
+                        parts.append(
+                            AdherenceScored(test_id=event.test_id, score=_ONE, checks=_NO_CHECKS)
+                        )
+                    else:
+                        parts.append(AdherenceScored(test_id=event.test_id, score=None))
+                else:
+                    job = _Job(event.test_id, event.constraints, output)
+                    # Only validation needs a process; finding the code in a large output (no
+                    # constraints) is a linear scan, fine in a thread.
+                    large = event.constraints is not None and len(output) >= self.large_output_chars
+                    (self._large if large else self._small).append(job)
+            except Exception as exc:  # one bad event costs only its own part
+                self.errors.record(self.name, exc)
+        self.emit_all(parts)
 
     async def after_batch(self) -> None:
         """Score what the slice queued: small outputs in one thread call, large ones one by

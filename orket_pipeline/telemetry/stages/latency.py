@@ -6,8 +6,6 @@ from __future__ import annotations
 from operator import sub
 from typing import TYPE_CHECKING, Final
 
-import msgspec
-
 from ...providers._base import FACT_FIELDS
 from ...report._model import ServerTimings
 from .._events import Event, GenerationFinished, LatencyMeasured
@@ -50,6 +48,23 @@ class LatencyTracker(Stage):
         if type(event) is GenerationFinished:
             self.emit(measure(event, self.output_cap))
 
+    def handle_batch(self, events: list[Event]) -> None:
+        """`handle` for a slice (only `GenerationFinished` is routed here), the parts handed
+        on together. `measure` never raises."""
+        cap = self.output_cap
+        try:
+            parts: list[Event] = [measure(event, cap) for event in events]  # type: ignore[arg-type]
+        except Exception:
+            # Cannot happen by `measure`'s contract; if it does, one event at a time, so one
+            # bad event costs only its own part.
+            parts = []
+            for event in events:
+                try:
+                    parts.append(measure(event, cap))  # type: ignore[arg-type]
+                except Exception as exc:
+                    self.errors.record(self.name, exc)
+        self.emit_all(parts)
+
 
 def measure(
     finished: GenerationFinished, output_cap: int | None = DEFAULT_OUTPUT_CAP
@@ -64,23 +79,24 @@ def measure(
     init = t_first - t0 if streaming and t_first is not None else None
     total = finished.t_perf - t0
     kept, truncated = _capped(output, output_cap)
-    measured = LatencyMeasured(
-        test_id=finished.test_id,
-        init_latency=init,
-        total_latency=total,
-        stream_duration=t_last - t_first if t_first is not None and t_last is not None else None,
-        chunk_count=finished.chunk_count,
-        output_chars=None if output is None else len(output),
-        error_type=finished.error_type,
-        error_message=finished.error_message,
-        attempts=finished.attempts,
-        output=kept,
-        output_truncated=truncated,
-    )
+    stream = t_last - t_first if t_first is not None and t_last is not None else None
     if finished.facts is None and finished.chunk_times is None and finished.t_first_content is None:
         # The common case (no stream of two chunks, no facts from the server): every other
         # field is None, so the work of finding that out is skipped.
-        return measured
+        return LatencyMeasured(
+            test_id=finished.test_id,
+            init_latency=init,
+            total_latency=total,
+            stream_duration=stream,
+            chunk_count=finished.chunk_count,
+            output_chars=None if output is None else len(output),
+            error_type=finished.error_type,
+            error_message=finished.error_message,
+            attempts=finished.attempts,
+            output=kept,
+            output_truncated=truncated,
+            plain=True,
+        )
     first_content = (
         finished.t_first_content - t0
         if streaming and finished.t_first_content is not None
@@ -89,16 +105,36 @@ def measure(
     p50, largest = _gaps(finished.chunk_times)
     if finished.facts is None:
         # A stream with no facts from the server: only the stream's own figures to add.
-        return msgspec.structs.replace(
-            measured,
+        return LatencyMeasured(
+            test_id=finished.test_id,
+            init_latency=init,
+            total_latency=total,
+            stream_duration=stream,
+            chunk_count=finished.chunk_count,
+            output_chars=None if output is None else len(output),
+            error_type=finished.error_type,
+            error_message=finished.error_message,
+            attempts=finished.attempts,
+            output=kept,
+            output_truncated=truncated,
             first_content_latency=first_content,
             inter_chunk_p50=p50,
             inter_chunk_max=largest,
         )
     facts = _facts(finished.facts)
     completion = _count(facts.get("completion_tokens"))
-    return msgspec.structs.replace(
-        measured,
+    return LatencyMeasured(
+        test_id=finished.test_id,
+        init_latency=init,
+        total_latency=total,
+        stream_duration=stream,
+        chunk_count=finished.chunk_count,
+        output_chars=None if output is None else len(output),
+        error_type=finished.error_type,
+        error_message=finished.error_message,
+        attempts=_count(facts.get("attempts")) or finished.attempts,
+        output=kept,
+        output_truncated=truncated,
         first_content_latency=first_content,
         inter_chunk_p50=p50,
         inter_chunk_max=largest,
@@ -107,7 +143,6 @@ def measure(
         reasoning_tokens=_count(facts.get("reasoning_tokens")),
         time_per_output_token=_per_token(init, total, completion),
         server=_server(facts),
-        attempts=_count(facts.get("attempts")) or finished.attempts,
     )
 
 

@@ -57,6 +57,12 @@ def aggregator(parts: int, journal: Journal | None = None) -> ReportAggregator:
     return stage
 
 
+async def reported(stage: ReportAggregator) -> list[TestRun]:
+    """The report's runs, as the pipeline reads them: once the stage has finished."""
+    await stage.finish()
+    return stage.test_runs()
+
+
 async def feed(stage: ReportAggregator, *events: Event) -> None:
     for event in events:
         stage.handle(event)
@@ -96,7 +102,7 @@ async def test_parts_may_arrive_before_the_start_and_runs_keep_registration_orde
     stage.register(["a", "b"])
     await feed(stage, latency("b"), started("b"), outcome("b"), started("a"))
     await feed(stage, AdherenceScored(test_id="a", score=1.0), outcome("a"))
-    assert [run.test_id for run in stage.test_runs()] == ["a", "b"]
+    assert [run.test_id for run in (await reported(stage))] == ["a", "b"]
 
 
 async def test_the_engines_error_type_is_the_one_truth_for_telemetry_too() -> None:
@@ -104,7 +110,7 @@ async def test_the_engines_error_type_is_the_one_truth_for_telemetry_too() -> No
     timeout = RunError(type="TimeoutError", message="generation timed out after 1 s")
     await feed(stage, started("t"), latency("t", error_type="CancelledError"))
     await feed(stage, outcome("t", "error", timeout))
-    (run,) = stage.test_runs()
+    (run,) = await reported(stage)
     assert run.error == timeout
     assert run.telemetry is not None and run.telemetry.error_type == "TimeoutError"
 
@@ -113,7 +119,7 @@ async def test_without_the_engines_account_the_wrappers_error_is_reported() -> N
     stage = aggregator(1)
     await feed(stage, started("t"), latency("t", error_type="ConnectionError"))
     await stage.finish()
-    (run,) = stage.test_runs()
+    (run,) = await reported(stage)
     assert run.outcome == "error" and run.error == RunError(type="ConnectionError", message="boom")
 
 
@@ -124,7 +130,7 @@ async def test_at_finish_a_run_still_generating_is_an_error_and_an_unstarted_one
     stage.register(["never", "slow"])
     await feed(stage, started("slow"))
     await stage.finish()
-    (run,) = stage.test_runs()
+    (run,) = await reported(stage)
     assert (run.test_id, run.outcome, run.reason) == ("slow", "error", "generation did not finish")
 
 
@@ -137,7 +143,7 @@ async def test_a_journal_that_fails_is_counted_and_the_runs_go_on() -> None:
     await feed(stage, outcome("a"))
     await feed(stage, outcome("b"))
     assert stage.journal_errors == 2
-    assert [run.test_id for run in stage.test_runs()] == ["a", "b"]
+    assert [run.test_id for run in (await reported(stage))] == ["a", "b"]
 
 
 async def test_an_aggregator_that_failed_reports_registered_runs_as_errors_not_passes() -> None:
@@ -145,5 +151,49 @@ async def test_an_aggregator_that_failed_reports_registered_runs_as_errors_not_p
     stage.register(["a"])
     stage.errors.record(stage.name, RuntimeError("lost an event"))
     await stage.finish()
-    (run,) = stage.test_runs()
+    (run,) = await reported(stage)
     assert run.outcome == "error" and run.reason is not None and "aggregator failed" in run.reason
+
+
+@pytest.mark.parametrize("init", [None, 0.0104999])
+@pytest.mark.parametrize("peak", [None, 3 * 1024 * 1024 + 1])
+@pytest.mark.parametrize("score", [None, 1.0, 0.6666])
+@pytest.mark.parametrize("error", [None, RunError(type="TimeoutError", message="slow")])
+async def test_a_plain_runs_quick_build_is_the_general_build(
+    init: float | None, peak: int | None, score: float | None, error: RunError | None
+) -> None:
+    runs = []
+    for plain in (True, False):
+        stage = aggregator(3)
+        part = LatencyMeasured(
+            test_id="t",
+            init_latency=init,
+            total_latency=0.0125,
+            stream_duration=None if init is None else 0.0020005,
+            chunk_count=2,
+            output_chars=7,
+            attempts=2,
+            output="x = 1\n",
+            output_truncated=False,
+            plain=plain,
+        )
+        await feed(
+            stage,
+            part,
+            MemoryMeasured(test_id="t", peak_rss_bytes=peak),
+            AdherenceScored(test_id="t", score=score, checks=None if score is None else ()),
+            outcome("t", "error" if error else "pass", error),
+        )
+        (run,) = await reported(stage)
+        runs.append(run)
+    assert runs[0] == runs[1]
+
+
+async def test_a_journal_set_late_still_gets_the_runs_complete_before_it() -> None:
+    stage = aggregator(1)
+    await feed(stage, latency("early"), outcome("early"), latency("waiting"))
+    journal = Journal()
+    stage.set_journal(journal)  # type: ignore[arg-type]
+    await feed(stage, outcome("waiting"))
+    journaled = [run.test_id for write in journal.writes for _, run in write]
+    assert journaled == ["early", "waiting"]
