@@ -27,6 +27,7 @@ Usage: python -m benchmarks.instructions [--n 1000] [pipeline|bare|engine|engine
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -88,10 +89,8 @@ def _engine(variant: str, provider: Any, ids: list[str]) -> None:
             self._probe, self._dispatched = _Awake(), {}  # type: ignore[assignment]
 
     def drive(coroutine: Any) -> None:
-        try:
+        with contextlib.suppress(StopIteration):  # the coroutine returned (never yielded)
             coroutine.send(None)
-        except StopIteration:
-            pass
 
     wrapper = _Wrapper()
     if variant == "engine":

@@ -99,6 +99,16 @@ HAS_PAYLOAD_CASES = [
     ("```python\r\nx = 1\r\n```\r\n", True),
     ("````python\ndoc = '''\n```\n'''\n````", True),
     ("~~~\n~~~\n```python\n```", False),
+    ("```bash\nls\n```", True),  # no block is python: every block is the payload
+    ("```bash\nls\n```\n```python\n\n```", False),  # a python block, blank, wins
+    ("Use ``` here:\n```python\nx = 1\n```", True),  # the first run is on no fence line
+    ("a ``` b", True),
+    ("```python\n```js\nx = 1\n```", True),  # a shorter-lived run is code, not the closing
+    ("~~~python\n```\n~~~", True),
+    ("```python\n  \n\t\n```\n", False),
+    ("`" * 5000 + "\n  ", False),  # a long run with nothing after it
+    ("`" * 5000 + " python\n" + " " * 5000, False),
+    ("```py\n\n```\n~~~\n~~~\n```Python3\nx = 1\n```", True),
 ]
 
 
@@ -222,13 +232,26 @@ def _fence(rng: random.Random) -> str:
     return rng.choice(_INDENTS) + char * rng.randint(2, 5) + rng.choice(_INFOS)
 
 
+def _block(rng: random.Random) -> list[str]:
+    """A fenced block as models write them: an opening, blank or code lines, and a closing
+    of the same character (sometimes shorter, longer, with text after it, or missing)."""
+    indent, char, length = rng.choice(_INDENTS), rng.choice(_FENCE_CHARS), rng.randint(3, 4)
+    body = [rng.choice(["", " ", "\t", "x = 1", "  return x"]) for _ in range(rng.randint(0, 2))]
+    closing = indent + char * (length + rng.choice([-1, 0, 0, 1])) + rng.choice(["", "", " ", "x"])
+    tail = [closing] if rng.random() < 0.85 else []
+    return [indent + char * length + rng.choice(_INFOS), *body, *tail]
+
+
 def _random_answer(rng: random.Random) -> str:
     """An answer built to hit the edges of the fence rules: runs of 2 to 5, indentation,
     python-like info strings, blank and unclosed blocks, mixed line endings."""
-    lines = [
-        _fence(rng) if rng.random() < 0.35 else rng.choice(_CONTENT)
-        for _ in range(rng.randint(0, 9))
-    ]
+    lines: list[str] = []
+    for _ in range(rng.randint(0, 6)):
+        kind = rng.random()
+        if kind < 0.3:
+            lines.extend(_block(rng))
+        else:
+            lines.append(_fence(rng) if kind < 0.5 else rng.choice(_CONTENT))
     newline = rng.choice(["\n", "\n", "\n", "\r\n", "\r"])
     text = newline.join(lines) + rng.choice(["", "", newline, " ", newline + "  "])
     if rng.random() < 0.1:
