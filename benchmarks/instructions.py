@@ -14,7 +14,9 @@ generations, and prints the difference per generation, so start-up and imports c
 * `bare`: the provider call alone, as `bench_overhead`'s bare loop;
 * `engine`: `generate` + `record_outcome` alone, each coroutine driven by hand with no event
   loop and the events appended to a list (the engine path), and `engine-bare` the bare call
-  driven the same way.
+  driven the same way; `engine-minimal` the least an engine path of this design can do (a
+  coroutine that stamps dispatch and completion around the provider's coroutine and appends
+  the two events, `GenerationFinished` and `OutcomeRecorded`), for scale.
 
 Instructions are not time (a cache miss costs more than an add), so this is for comparing
 two versions of the code, not for the figures of the targets. Not run by `python -m
@@ -36,7 +38,7 @@ import sys
 from typing import Any
 
 PATTERNS = {"a": "(a) never yields", "b": "(b) yields once", "c": "(c) 8 chunks, a yield each"}
-VARIANTS = ("pipeline", "bare", "engine", "engine-bare")
+VARIANTS = ("pipeline", "bare", "engine", "engine-bare", "engine-minimal")
 
 
 def _provider(pattern: str) -> Any:
@@ -93,13 +95,42 @@ def _engine(variant: str, provider: Any, ids: list[str]) -> None:
             coroutine.send(None)
 
     wrapper = _Wrapper()
-    if variant == "engine":
+    if variant == "engine-minimal":
+        _minimal(provider, ids, wrapper.events.append)
+    elif variant == "engine":
         for test_id in ids:
             drive(wrapper.generate(test_id, provider, PROMPT, None))
             wrapper.record_outcome(test_id, "pass")
     else:
         for _ in ids:
             drive(provider.generate(PROMPT))
+
+
+def _minimal(provider: Any, ids: list[str], publish: Any) -> None:
+    from time import perf_counter
+
+    from benchmarks.bench_overhead import PROMPT
+    from orket_pipeline.telemetry._events import GenerationFinished, OutcomeRecorded
+
+    async def generate(test_id: str) -> str:
+        t_started = perf_counter()
+        text: str = await provider.generate(PROMPT)
+        publish(
+            GenerationFinished(
+                test_id=test_id,
+                t_perf=perf_counter(),
+                t_started=t_started,
+                streaming=False,
+                output=text,
+                chunk_count=1,
+            )
+        )
+        return text
+
+    for test_id in ids:
+        with contextlib.suppress(StopIteration):
+            generate(test_id).send(None)
+        publish(OutcomeRecorded(test_id=test_id, outcome="pass"))
 
 
 def _count(variant: str, pattern: str, n: int) -> int:
