@@ -147,14 +147,15 @@ async def _pipeline(root: str, concurrency: int, total: int) -> dict[str, float]
     try:
         async with TelemetryPipeline(inbox_capacity=8 * total + 64) as pipeline:
             aggregator: Any = pipeline._aggregator
-            handle = aggregator.handle
+            handle_batch = aggregator.handle_batch
 
-            def keep(event: Any) -> None:
-                if isinstance(event, LatencyMeasured) and event.init_latency is not None:
-                    measured[event.test_id] = event.init_latency
-                handle(event)
+            def keep(events: list[Any]) -> None:
+                for event in events:
+                    if isinstance(event, LatencyMeasured) and event.init_latency is not None:
+                        measured[event.test_id] = event.init_latency
+                handle_batch(events)
 
-            aggregator.handle = keep
+            aggregator.handle_batch = keep
 
             rules = typical_constraints()
 

@@ -7,7 +7,7 @@ A streaming provider sleeps DELAY before its first chunk (8 chunks). At concurre
   chunk in its own `async for` loop;
 * pipeline: `pipeline.generate`; the figure is the run's unrounded init_latency (the
   LatencyTracker's value before the report rounds it to 1 ms; read by wrapping the
-  aggregator's `handle`, where the `LatencyMeasured` part arrives).
+  aggregator's `handle_batch`, where the `LatencyMeasured` part arrives).
 
 Error vs injected = measured - DELAY. It includes the event loop's wake-up delay (which grows with
 concurrency, and with the other timers the loop serves), in both methods; the difference
@@ -91,14 +91,15 @@ async def _pipeline_block(provider: StampingProvider, concurrency: int, rounds: 
     errors: Errors = {"injected": [], "stamp": []}
     async with TelemetryPipeline(inbox_capacity=4 * concurrency * rounds + 16) as pipeline:
         aggregator: Any = pipeline._aggregator
-        handle = aggregator.handle
+        handle_batch = aggregator.handle_batch
 
-        def keep(event: Any) -> None:
-            if isinstance(event, LatencyMeasured):
-                _collect(errors, provider, event.test_id, event.init_latency)
-            handle(event)
+        def keep(events: list[Any]) -> None:
+            for event in events:
+                if isinstance(event, LatencyMeasured):
+                    _collect(errors, provider, event.test_id, event.init_latency)
+            handle_batch(events)
 
-        aggregator.handle = keep
+        aggregator.handle_batch = keep
 
         async def engine(test_id: str) -> None:
             await pipeline.generate(test_id, provider, test_id)
