@@ -116,11 +116,17 @@ async def _bare(root: str, concurrency: int, total: int) -> dict[str, float]:
     return measured
 
 
-async def _provider(root: str, concurrency: int, total: int) -> dict[str, float]:
-    measured: dict[str, float] = {}
+async def _connected(root: str, concurrency: int) -> OpenAIProvider:
+    """The `openai:` provider on the loopback server, its pool sized to the concurrency."""
     options = ProviderOptions(max_connections=concurrency)
     provider = OpenAIProvider("bench", f"{root}/v1", options=options)
     await provider.connect()
+    return provider
+
+
+async def _provider(root: str, concurrency: int, total: int) -> dict[str, float]:
+    measured: dict[str, float] = {}
+    provider = await _connected(root, concurrency)
 
     async def one(key: str) -> None:
         t_sent = perf_counter()
@@ -141,9 +147,7 @@ async def _provider(root: str, concurrency: int, total: int) -> dict[str, float]
 
 async def _pipeline(root: str, concurrency: int, total: int) -> dict[str, float]:
     measured: dict[str, float] = {}
-    options = ProviderOptions(max_connections=concurrency)
-    provider = OpenAIProvider("bench", f"{root}/v1", options=options)
-    await provider.connect()
+    provider = await _connected(root, concurrency)
     try:
         async with TelemetryPipeline(inbox_capacity=8 * total + 64) as pipeline:
             aggregator: Any = pipeline._aggregator

@@ -13,7 +13,7 @@ Not a benchmark (no target): a profile in five parts:
    done in batches at close when nothing yields), with and without finding the code payload;
 5. cProfile of the event loop's thread (worker threads are not in it), top functions;
 6. each stage's share: the loop thread's CPU (`time.thread_time()`, which other processes on a
-   shared machine do not inflate as they do wall time) per generation in each stage's `handle`
+   shared machine do not inflate as they do wall time) per generation in each stage's `handle_batch`
    and `after_batch`, the bus's routing and the report's build, for a plain answer and for a
    stream of 8 chunks.
 

@@ -34,6 +34,7 @@ from .stages import (
 )
 from .stages._base import drain_order
 from .stages.latency import DEFAULT_OUTPUT_CAP
+from .stages.memory import NONE_OPEN
 
 if TYPE_CHECKING:
     from ..report._journal import JournalWriter
@@ -284,7 +285,7 @@ class TelemetryPipeline(GenerationWrapper):
     def _oldest_open(self) -> float:
         # The dispatch stamp of the oldest generation in flight (dicts keep insertion order,
         # and a generation is added at dispatch); `inf` when none is. Never raises.
-        return next(iter(self._dispatched.values()), _NONE_OPEN)
+        return next(iter(self._dispatched.values()), NONE_OPEN)
 
     # -- results -------------------------------------------------------------------------------
 
@@ -332,8 +333,6 @@ class TelemetryPipeline(GenerationWrapper):
         metadata.max_in_flight = self._max_in_flight if statistics is not None else None
         return metadata
 
-
-_NONE_OPEN = float("inf")
 
 # Metadata the pipeline always writes itself.
 _OWN_METADATA = frozenset({"generator", "python", "platform", "units", "pipeline"})

@@ -45,8 +45,10 @@ class Stage:
     """A consumer of the bus: handles the events of its inbox in batches, when woken.
 
     Subclasses set `name`, `event_types` (what they consume) and `produces` (the parts they
-    hand on with `emit`), implement `handle` (synchronous and quick), and may override
-    `after_batch` (async work for what the batch gathered), `wants_tick` (keep being woken while
+    hand on with `emit` or, a slice at a time, `emit_all`), implement `handle` (synchronous and
+    quick), and may override `handle_batch` (one loop over a slice, where per-event work is
+    tiny; it is what the stage runs, calling `handle` per event by default), `after_batch`
+    (async work for what the batch gathered), `wants_tick` (keep being woken while
     they have work pending with no new event) and `finish` (the final drain).
 
     A stage is woken by the pipeline's `Scheduler`, never by a publish, and once more when its

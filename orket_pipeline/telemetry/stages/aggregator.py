@@ -300,19 +300,7 @@ class ReportAggregator(Stage):
         if latency is None:
             return Telemetry(peak_memory_rss=peak_mib, adherence_score=score)
         init, stream = latency.init_latency, latency.stream_duration
-        if latency.plain:  # none of schema 1.1's extras: nothing more to look at
-            return Telemetry(
-                init_latency=None if init is None else round3(init),
-                total_latency=round3(latency.total_latency),
-                peak_memory_rss=peak_mib,
-                adherence_score=score,
-                chunk_count=latency.chunk_count,
-                output_chars=latency.output_chars,
-                stream_duration=None if stream is None else round3(stream),
-                error_type=latency.error_type,
-            )
-        server = latency.server
-        return Telemetry(
+        telemetry = Telemetry(
             init_latency=None if init is None else round3(init),
             total_latency=round3(latency.total_latency),
             peak_memory_rss=peak_mib,
@@ -321,21 +309,27 @@ class ReportAggregator(Stage):
             output_chars=latency.output_chars,
             stream_duration=None if stream is None else round3(stream),
             error_type=latency.error_type,
-            # The telemetry schema 1.1 added: tokens, chunk gaps, the server's timings.
-            first_content_latency=round3_or_none(latency.first_content_latency),
-            prompt_tokens=latency.prompt_tokens,
-            completion_tokens=latency.completion_tokens,
-            reasoning_tokens=latency.reasoning_tokens,
-            time_per_output_token=round3_or_none(latency.time_per_output_token),
-            inter_chunk_p50=round3_or_none(latency.inter_chunk_p50),
-            inter_chunk_max=round3_or_none(latency.inter_chunk_max),
-            server=None
-            if server is None
-            else ServerTimings(
-                prompt_s=round3_or_none(server.prompt_s),
-                generation_s=round3_or_none(server.generation_s),
-                load_s=round3_or_none(server.load_s),
-            ),
+        )
+        if not latency.plain:  # `plain`: none of schema 1.1's extras, nothing more to look at
+            _extras(telemetry, latency)
+        return telemetry
+
+
+def _extras(telemetry: Telemetry, latency: LatencyMeasured) -> None:
+    """The telemetry schema 1.1 added: tokens, chunk gaps, the server's timings."""
+    telemetry.first_content_latency = round3_or_none(latency.first_content_latency)
+    telemetry.prompt_tokens = latency.prompt_tokens
+    telemetry.completion_tokens = latency.completion_tokens
+    telemetry.reasoning_tokens = latency.reasoning_tokens
+    telemetry.time_per_output_token = round3_or_none(latency.time_per_output_token)
+    telemetry.inter_chunk_p50 = round3_or_none(latency.inter_chunk_p50)
+    telemetry.inter_chunk_max = round3_or_none(latency.inter_chunk_max)
+    server = latency.server
+    if server is not None:
+        telemetry.server = ServerTimings(
+            prompt_s=round3_or_none(server.prompt_s),
+            generation_s=round3_or_none(server.generation_s),
+            load_s=round3_or_none(server.load_s),
         )
 
 

@@ -103,24 +103,7 @@ def measure(
         else None
     )
     p50, largest = _gaps(finished.chunk_times)
-    if finished.facts is None:
-        # A stream with no facts from the server: only the stream's own figures to add.
-        return LatencyMeasured(
-            test_id=finished.test_id,
-            init_latency=init,
-            total_latency=total,
-            stream_duration=stream,
-            chunk_count=finished.chunk_count,
-            output_chars=None if output is None else len(output),
-            error_type=finished.error_type,
-            error_message=finished.error_message,
-            attempts=finished.attempts,
-            output=kept,
-            output_truncated=truncated,
-            first_content_latency=first_content,
-            inter_chunk_p50=p50,
-            inter_chunk_max=largest,
-        )
+    # A stream's own figures, and the server's facts where it gave any (none: all None).
     facts = _facts(finished.facts)
     completion = _count(facts.get("completion_tokens"))
     return LatencyMeasured(

@@ -13,11 +13,12 @@ from ._base import Stage, StageErrors
 __all__ = ["MemorySampler"]
 
 
-_NONE = float("inf")
+#: What `oldest_open` returns when no generation is in flight.
+NONE_OPEN = float("inf")
 
 
 def _none_open() -> float:
-    return _NONE
+    return NONE_OPEN
 
 
 class MemorySampler(Stage):
@@ -75,7 +76,7 @@ class MemorySampler(Stage):
         for a while (not at once: back-to-back generations would wake it for every run)."""
         if self._pending:
             self._settle()
-        if self._pending or self._oldest_open() != _NONE or self._unhandled():
+        if self._pending or self._oldest_open() != NONE_OPEN or self._unhandled():
             self._idle_since = None
         elif not self._probe.idle:
             now = perf_counter()
