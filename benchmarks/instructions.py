@@ -11,6 +11,10 @@ generations, and prints the difference per generation, so start-up and imports c
   and no timed batch while it runs: both depend on wall time, and valgrind runs some 50 times
   slower than the machine, which would count them 50 times too often; batches come at the
   fill mark instead), opened and closed, report built;
+* `span`: the same call inside one OpenTelemetry SDK span, as `bench_overhead`'s span loop
+  (BatchSpanProcessor, a no-op exporter that counts; its export thread counts too), so
+  added(pipeline) / added(span) in instructions is the benchmark's target ratio without the
+  load's noise (instructions are not time: a guide, not the figure);
 * `bare`: the provider call alone, as `bench_overhead`'s bare loop;
 * `engine`: `generate` + `record_outcome` alone, each coroutine driven by hand with no event
   loop and the events appended to a list (the engine path), and `engine-bare` the bare call
@@ -22,7 +26,7 @@ Instructions are not time (a cache miss costs more than an add), so this is for 
 two versions of the code, not for the figures of the targets. Not run by `python -m
 benchmarks` (valgrind is not installed everywhere, and each count takes about a minute).
 
-Usage: python -m benchmarks.instructions [--n 1000] [pipeline|bare|engine|engine-bare] [a|b|c]
+Usage: python -m benchmarks.instructions [--n 1000] [pipeline|span|bare|engine|engine-bare|engine-minimal] [a|b|c]
 (with no variant: all of them, for each pattern; the counted child runs this same file).
 """
 
@@ -38,7 +42,7 @@ import sys
 from typing import Any
 
 PATTERNS = {"a": "(a) never yields", "b": "(b) yields once", "c": "(c) 8 chunks, a yield each"}
-VARIANTS = ("pipeline", "bare", "engine", "engine-bare", "engine-minimal")
+VARIANTS = ("pipeline", "span", "bare", "engine", "engine-bare", "engine-minimal")
 
 
 def _provider(pattern: str) -> Any:
@@ -74,7 +78,25 @@ def _loop(variant: str, pattern: str, n: int) -> None:
             await call(PROMPT)
             await anyio.lowlevel.checkpoint()
 
-    anyio.run(pipeline if variant == "pipeline" else bare)
+    async def span() -> None:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        from benchmarks._measure import CountingExporter
+
+        exporter, tracer_provider = CountingExporter(), TracerProvider()
+        tracer_provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=n + 2048))
+        start_span = tracer_provider.get_tracer("bench").start_as_current_span
+        call = _caller(provider)
+        for _ in ids:
+            with start_span("generate"):
+                await call(PROMPT)
+            await anyio.lowlevel.checkpoint()
+        tracer_provider.force_flush()
+        assert exporter.exported == n, f"{exporter.exported} of {n} spans exported"
+        tracer_provider.shutdown()
+
+    anyio.run({"pipeline": pipeline, "span": span, "bare": bare}[variant])
 
 
 def _engine(variant: str, provider: Any, ids: list[str]) -> None:
