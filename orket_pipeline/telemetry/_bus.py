@@ -27,10 +27,14 @@ from typing import Protocol
 
 import anyio
 
-from ._events import ENGINE_EVENTS, Event
+from ._events import ENGINE_EVENTS, Event, GenerationFinished, OutcomeRecorded
 from ._lag import LagMonitor
 
-__all__ = ["BusStatistics", "EventBus", "Inbox", "Scheduler", "Wakeable"]
+__all__ = ["DIRECT_EVENTS", "BusStatistics", "EventBus", "Inbox", "Scheduler", "Wakeable"]
+
+#: The events the wrapper appends to their queues itself on the engine's path, while the bus
+#: allows (`EventBus.direct_limit`): a run's two.
+DIRECT_EVENTS = (GenerationFinished, OutcomeRecorded)
 
 
 class Inbox:
@@ -111,22 +115,43 @@ class EventBus:
         self._routes: dict[type[Event], tuple[Inbox, ...]] = {}
         self._inboxes: list[Inbox] = []
         #: Each routed type's queue of published events, in routing order: the engine's
-        #: events in the order a run publishes them, then the rest as first subscribed.
+        #: events in the order a run publishes them, then the rest as first subscribed. Each
+        #: list lives as long as the bus (`route` empties it): the wrapper appends to the
+        #: ones of its own events directly (see `direct_limit`). What is queued is counted
+        #: from their lengths.
         self._queues: dict[type[Event], list[Event]] = {}
         for event_type in ENGINE_EVENTS:
             self._queues[event_type] = []
-        self._queued = 0
+        self._lists = list(self._queues.values())
+        self._direct = tuple(self._queues[event_type] for event_type in DIRECT_EVENTS)
         self._room = capacity  # 0 once closed: every later event is refused (and counted)
         self._wake_at = max(fill_mark, 1) - 1
         self._routed = 0
         self._dropped = 0
         self._late = 0
         self._closed = False
-        #: True from the first event after a pause until the scheduler finds nothing pending.
-        self.busy = False
+        self._busy = False
+        #: How long each queue of `DIRECT_EVENTS` may grow by appends that bypass `publish`
+        #: (the wrapper's, on the engine's path): 0 while the bus is idle or closed, so the
+        #: first event after a pause, and every late one, goes through `publish`; else low
+        #: enough that those appends cannot reach the fill mark or the capacity, so `publish`
+        #: sees the event that does (and rings, or drops it).
+        self.direct_limit = 0
         #: `perf_counter()` of the last `route()`: every event still queued was published later.
         self.routed_at = float("-inf")
         self._ring: Callable[[], None] = _nothing
+
+    @property
+    def busy(self) -> bool:
+        """True from the first event after a pause until the scheduler finds nothing pending
+        (and sets it False, which closes the direct appends until the next `publish`)."""
+        return self._busy
+
+    @busy.setter
+    def busy(self, busy: bool) -> None:
+        self._busy = busy
+        if not busy:
+            self.direct_limit = 0
 
     def subscribe(self, name: str, event_types: Iterable[type[Event]], capacity: int) -> Inbox:
         """Create a stage's inbox receiving the given event types. Call before publishing."""
@@ -134,8 +159,15 @@ class EventBus:
         self._inboxes.append(inbox)
         for event_type in event_types:
             self._routes[event_type] = (*self._routes.get(event_type, ()), inbox)
-            self._queues.setdefault(event_type, [])
+            if event_type not in self._queues:
+                self._queues[event_type] = []
+                self._lists.append(self._queues[event_type])
         return inbox
+
+    def queue(self, event_type: type[Event]) -> list[Event]:
+        """The queue of one of `DIRECT_EVENTS`, for the wrapper to append to while its length
+        is below `direct_limit` (else it calls `publish`). Never raises for those types."""
+        return self._queues[event_type]
 
     def on_ring(self, ring: Callable[[], None]) -> None:
         """Call `ring` when the bus turns busy or a queue reaches its fill mark.
@@ -151,19 +183,23 @@ class EventBus:
         late; an event no stage subscribes to is counted and forgotten. The first event after
         a pause rings the scheduler, once, and so does the event that reaches the fill mark.
         """
-        queued = self._queued
+        queued = sum(map(len, self._lists))
         if queued < self._room:
             queue = self._queues.get(type(event))
             if queue is None:
                 self._routed += 1  # nobody listens: routed nowhere
                 return
             queue.append(event)
-            self._queued = queued + 1
-            if not self.busy:
-                self.busy = True
+            if not self._busy:
+                self._busy = True
                 self._ring()
             elif queued == self._wake_at:
                 self._ring()
+            # Room for direct appends: the other queues' events stay where they are, each
+            # direct queue may take its share of what is left below the fill mark.
+            first, second = self._direct
+            others = queued + 1 - len(first) - len(second)
+            self.direct_limit = max(min(self._wake_at, self._room) - others, 0) // 2
         elif self._closed:
             self._late += 1
         else:
@@ -176,24 +212,21 @@ class EventBus:
         path: at each of the scheduler's batches, and at close.
         """
         self.routed_at = perf_counter()
-        if not self._queued:
-            return
-        self._routed += self._queued
-        self._queued = 0
-        routes, queues = self._routes, self._queues
-        for event_type, queue in queues.items():
+        routes = self._routes
+        for event_type, queue in self._queues.items():
             if queue:
-                queues[event_type] = []
+                self._routed += len(queue)
                 for inbox in routes.get(event_type, ()):
-                    inbox.take(queue)
+                    inbox.take(queue)  # a copy: the queue is emptied and kept
+                queue.clear()
 
     def queued(self) -> int:
         """Events published and not yet routed."""
-        return self._queued
+        return sum(map(len, self._lists))
 
     def full(self) -> bool:
         """Whether the queued events have reached the fill mark (a batch is due now)."""
-        return self._queued > self._wake_at
+        return self.queued() > self._wake_at
 
     def queued_events(self, event_type: type[Event]) -> Sequence[Event]:
         """The events of `event_type` published and not yet routed (read only)."""
@@ -234,6 +267,7 @@ class EventBus:
         """
         self._closed = True
         self._room = 0
+        self.direct_limit = 0
         self.route()
 
     @property
@@ -244,7 +278,7 @@ class EventBus:
     def statistics(self) -> BusStatistics:
         """Counts so far. Never blocks or raises."""
         dropped = self._dropped + sum(inbox.dropped for inbox in self._inboxes)
-        published = self._routed + self._queued + self._dropped
+        published = self._routed + self.queued() + self._dropped
         return BusStatistics(published, dropped, self._late)
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "error_text",
     "error_type_name",
     "output_text",
+    "plain_async",
     "start_call",
 ]
 
@@ -50,6 +51,14 @@ __all__ = [
 # path, and so would hashing its code object.
 # A plain tuple (weak reference, is_async): unpacked, it is quicker than a NamedTuple's fields.
 _kinds: dict[int, tuple[weakref.ref[FunctionType], bool]] = {}
+
+#: The providers seen with an `async def generate` (a plain function) and no
+#: `supports_streaming = True`, by id, each checked against a weak reference (so a reused id
+#: cannot mislead and no provider is kept alive): the wrapper awaits their `generate` with no
+#: decision to take. A provider's kind is read at its first call in this process: changing its
+#: `supports_streaming` or its `generate` afterwards is not seen (both are capabilities, fixed
+#: for the object's life). A provider that refuses weak references is decided on every call.
+plain_async: dict[int, weakref.ref[Any]] = {}
 
 
 class Call(msgspec.Struct, gc=False, eq=False):
@@ -78,7 +87,10 @@ class Call(msgspec.Struct, gc=False, eq=False):
 
 
 def streams(provider: Provider) -> bool:
-    """Whether `provider` declares streaming (the flag must be exactly True). Never raises."""
+    """Whether `provider` declares streaming (the flag must be exactly True).
+
+    Raises what reading `supports_streaming` raises, but AttributeError (no flag: not streaming).
+    """
     return getattr(provider, "supports_streaming", False) is True
 
 
@@ -125,6 +137,8 @@ def start_call(provider: Provider, prompt: str, call: Call) -> Awaitable[object]
         is_async = _remember_kind(generate, function)
     call.chunk_count = 1  # a plain answer is one chunk (read only when it succeeds)
     if is_async:
+        if type(function) is FunctionType:
+            _remember_plain(provider)
         return generate(prompt)  # type: ignore[return-value]  # checked just above
     # abandon_on_cancel: a timeout or Ctrl-C must not wait for a stuck thread.
     return anyio.to_thread.run_sync(_timed, generate, prompt, call, abandon_on_cancel=True)
@@ -228,6 +242,16 @@ def _remember_kind(generate: Any, function: Any) -> bool:
             _kinds.clear()  # functions made at run time: keep the cache bounded
         _kinds[id(function)] = (weakref.ref(function), is_async)
     return is_async
+
+
+def _remember_plain(provider: object) -> None:
+    try:
+        ref = weakref.ref(provider)
+    except TypeError:
+        return  # no weak references (`__slots__`): decided on every call
+    if len(plain_async) > 4096:
+        plain_async.clear()  # providers made at run time: keep the cache bounded
+    plain_async[id(provider)] = ref
 
 
 def _timed(generate: Callable[[str], Any], prompt: str, call: Call) -> Any:

@@ -15,19 +15,29 @@ frame in between.
 from __future__ import annotations
 
 import enum
+import weakref
 from collections.abc import Callable
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from .._exceptions import PipelineClosedError
 from ..report._model import OUTCOMES, RunError
-from ._call import Call, call_failed, error_text, error_type_name, output_text, start_call
-from ._events import GenerationFinished, GenerationStarted, OutcomeRecorded
+from ._bus import EventBus
+from ._call import (
+    Call,
+    call_failed,
+    error_text,
+    error_type_name,
+    output_text,
+    start_call,
+    streams,
+)
+from ._call import plain_async as _plain_async
+from ._events import Event, GenerationFinished, GenerationStarted, OutcomeRecorded
 
 if TYPE_CHECKING:
     from ..constraints import Constraints
     from ..providers import Provider
-    from ._events import Event
     from ._memory_probe import MemoryProbe
 
 __all__ = ["GenerationWrapper", "State"]
@@ -44,6 +54,25 @@ class State(enum.Enum):
 _OPEN = State.OPEN  # read on every generate: a global is quicker than the class attribute
 
 
+class _Window(Protocol):
+    direct_limit: int
+
+
+class _Closed:
+    """No direct appends: every event goes through `_publish`."""
+
+    direct_limit = 0
+
+
+class _Gone:
+    """Stands for a provider: a weak reference to it dies at once."""
+
+
+_NO_WINDOW: Final[_Window] = _Closed()
+_NO_QUEUE: Final[list[Event]] = []  # never appended to (its limit is 0)
+_DEAD: Final[weakref.ref[Any]] = weakref.ref(_Gone())
+
+
 class GenerationWrapper:
     """`generate` and `record_outcome`, publishing with `self._publish` (the bus's `publish`,
     bound once) while `self._state` is `State.OPEN`."""
@@ -53,11 +82,21 @@ class GenerationWrapper:
     _probe: MemoryProbe
     #: The most generations there ever were in flight at once (`max_in_flight`).
     _max_in_flight: int = 0
-    #: The dispatch stamp of each generation in flight, by its `Call` (by identity: a test id
-    #: sent twice at once is two generations), oldest first: the memory stage keeps the probe's
-    #: segments they may need, and at close the ones still here are reported as started and
-    #: never finished.
-    _dispatched: dict[Call, float]
+    #: The dispatch stamp of each generation in flight, oldest first, by its test id (a plain
+    #: `async def` provider's) or its `Call` (by identity: any other provider's, and a test id
+    #: already in flight, since one sent twice at once is two generations): the memory stage
+    #: keeps the probe's segments they may need, and at close the ones still here are
+    #: reported as started and never finished.
+    _dispatched: dict[str | Call, float]
+    #: A weak reference to the last provider seen with a plain `async def generate` (a dead
+    #: one until then): `generate` takes its inline path for it.
+    _plain: weakref.ref[Any] = _DEAD
+    #: The bus `_publish` belongs to and its queues of the wrapper's two events, appended to
+    #: directly while their length is below its `direct_limit` (bound by `_learn`; none
+    #: until then, nor when `_publish` is not a bus's, so a test's list or spy sees it all).
+    _window: _Window = _NO_WINDOW
+    _finished_queue: list[Event] = _NO_QUEUE
+    _outcome_queue: list[Event] = _NO_QUEUE
 
     async def generate(
         self,
@@ -69,7 +108,8 @@ class GenerationWrapper:
         """Generate through `provider`, recording the run's telemetry.
 
         Awaits only the provider. Streams when the provider declares
-        `supports_streaming = True`; a plain-`def` `generate` runs in a worker thread.
+        `supports_streaming = True`; a plain-`def` `generate` runs in a worker thread. What
+        kind of provider it is, is read at its first call (see `_call.plain_async`).
 
         Returns:
             The output text (a plain `str`).
@@ -78,46 +118,121 @@ class GenerationWrapper:
             Whatever the provider raised (cancellation included), after recording its
             telemetry; `ProviderCallError` for an output that is not encodable text and
             `ProviderCallError` for a CancelledError the provider raised of its own (both
-            recorded as the run's error); `PipelineClosedError` outside the context.
+            recorded as the run's error); `PipelineClosedError` outside the context;
+            `TypeError` for a `test_id` that is not a `str` (nothing recorded).
         """
         if self._state is not _OPEN:
             raise PipelineClosedError("generate() needs an open TelemetryPipeline")
-        streaming = getattr(provider, "supports_streaming", False) is True  # as `streams`
+        if (self._plain() is not provider or type(test_id) is not str) and not self._learn(
+            provider, test_id
+        ):
+            return await self._generate(test_id, provider, prompt, constraints)
+        # The common case, inline: an `async def generate` that does not stream. No `Call`:
+        # the stamps are locals, the generation in flight is keyed by its test id.
         if self._probe.sample_at_dispatch:
             self._probe.wake()  # see MemoryProbe.wake: after a pause or a flat stretch only
-        # Stamped here, in the engine's task, at dispatch: a slow stage cannot skew it. No
-        # event is published at dispatch: `GenerationFinished` carries this stamp.
-        t_started = perf_counter()
-        call = Call(streaming, t_started, test_id)
         dispatched = self._dispatched
-        dispatched[call] = t_started
+        # Stamped here, in the engine's task, at dispatch: a slow stage cannot skew it.
+        t_started = perf_counter()
+        key: str | Call = test_id if test_id not in dispatched else Call(False, t_started, test_id)
+        dispatched[key] = t_started
         if len(dispatched) > self._max_in_flight:  # in flight now
             self._max_in_flight = len(dispatched)
         try:
-            # `call_provider`'s three steps, inline (one coroutine fewer per generation).
-            output = await start_call(provider, prompt, call)
-            t_done = call.t_done or perf_counter()  # a stream or a thread stamped it already
-            text = output if type(output) is str and output.isascii() else output_text(output, call)
+            # An `async def` (`_plain`): a coroutine.
+            output: object = await provider.generate(prompt)  # type: ignore[misc]
         except BaseException as exc:
-            dispatched.pop(call, None)
-            if not call.t_done:
-                call.t_done = perf_counter()
-            try:
-                error = await call_failed(exc)
-            except BaseException as noticed:  # trio: a cancellation seen at its checkpoint
-                error = noticed
-            self._publish(_failed(test_id, call, constraints, error))
+            del dispatched[key]
+            error = await self._failed(test_id, Call(False, t_started, test_id), constraints, exc)
             if error is exc:
                 raise
             raise error from None
-        dispatched.pop(call, None)
-        if streaming or call.facts is not None:
+        t_done = perf_counter()
+        del dispatched[key]
+        if type(output) is not str or not output.isascii():
+            call = Call(False, t_started, test_id, t_done, chunk_count=1)
+            return await self._settle(call, output, constraints)
+        # A plain answer: one chunk, none of the stream's stamps, no facts (the fields left
+        # out are None), so fewer arguments to pass on the engine's path.
+        finished = GenerationFinished(
+            test_id=test_id,
+            t_perf=t_done,
+            t_started=t_started,
+            streaming=False,
+            output=output,
+            constraints=constraints,
+            chunk_count=1 if output else 0,
+        )
+        queue = self._finished_queue
+        if len(queue) < self._window.direct_limit:  # `publish`, inline (see EventBus)
+            queue.append(finished)
+        else:
+            self._publish(finished)
+        return output
+
+    def _learn(self, provider: Provider, test_id: object) -> bool:
+        """Whether `generate` may take its inline path for `provider` (remembered, with the
+        bus to append to, for the next generations) and `test_id`. Never raises."""
+        known = _plain_async.get(id(provider))
+        if known is None or known() is not provider:
+            return False
+        self._plain = known
+        publish = self._publish
+        bus = getattr(publish, "__self__", None)
+        if type(bus) is EventBus and publish == bus.publish:
+            self._window = bus
+            self._finished_queue = bus.queue(GenerationFinished)
+            self._outcome_queue = bus.queue(OutcomeRecorded)
+        else:  # events go through `_publish` alone (a test's list, a spy)
+            self._window = _NO_WINDOW
+        return type(test_id) is str
+
+    async def _generate(
+        self, test_id: object, provider: Provider, prompt: str, constraints: Constraints | None
+    ) -> str:
+        """`generate` for any provider: a stream, a thread, an async callable, the first call
+        of an `async def`. Keyed in flight by its `Call`."""
+        if type(test_id) is not str:
+            test_id = _checked_test_id(test_id)
+        if self._probe.sample_at_dispatch:
+            self._probe.wake()
+        t_started = perf_counter()
+        call = Call(False, t_started, test_id)
+        dispatched = self._dispatched
+        dispatched[call] = t_started
+        if len(dispatched) > self._max_in_flight:
+            self._max_in_flight = len(dispatched)
+        try:
+            # A `supports_streaming` that raises fails the run, as any provider failure does.
+            call.streaming = streams(provider)
+            # `call_provider`'s steps, inline (one coroutine fewer per generation).
+            output = await start_call(provider, prompt, call)
+        except BaseException as exc:
+            del dispatched[call]
+            error = await self._failed(test_id, call, constraints, exc)
+            if error is exc:
+                raise
+            raise error from None
+        if not call.t_done:  # a stream or a thread stamped it already
+            call.t_done = perf_counter()
+        del dispatched[call]
+        return await self._settle(call, output, constraints)
+
+    async def _settle(self, call: Call, output: object, constraints: Constraints | None) -> str:
+        """Publish a call that returned `output`: its text, or its failure when `output` is not
+        encodable text (`output_text`). Returns the text; raises that failure."""
+        try:
+            text = output_text(output, call)
+        except BaseException as exc:
+            error = await self._failed(call.test_id, call, constraints, exc)
+            raise error from None
+        if call.streaming or call.facts is not None:
             self._publish(
                 GenerationFinished(
-                    test_id=test_id,
-                    t_perf=t_done,
+                    test_id=call.test_id,
+                    t_perf=call.t_done,
                     t_started=call.t_started,
-                    streaming=streaming,
+                    streaming=call.streaming,
                     output=text,
                     constraints=constraints,
                     chunk_count=call.chunk_count if text else 0,
@@ -129,12 +244,10 @@ class GenerationWrapper:
                 )
             )
         else:
-            # A plain answer: one chunk, none of the stream's stamps, no facts (the fields
-            # left out are None), so fewer arguments to pass on the engine's path.
             self._publish(
                 GenerationFinished(
-                    test_id=test_id,
-                    t_perf=t_done,
+                    test_id=call.test_id,
+                    t_perf=call.t_done,
                     t_started=call.t_started,
                     streaming=False,
                     output=text,
@@ -144,12 +257,28 @@ class GenerationWrapper:
             )
         return text
 
+    async def _failed(
+        self, test_id: str, call: Call, constraints: Constraints | None, exc: BaseException
+    ) -> BaseException:
+        """Publish the failure of a call that raised `exc`; return what the engine gets
+        (`call_failed`). Never raises (but cancellation, at a checkpoint under trio)."""
+        if not call.t_done:
+            call.t_done = perf_counter()
+        try:
+            error = await call_failed(exc)
+        except BaseException as noticed:  # trio: a cancellation seen at its checkpoint
+            error = noticed
+        self._publish(_failure(test_id, call, constraints, error))
+        return error
+
     def unfinished(self) -> list[GenerationStarted]:
         """A `GenerationStarted` for each generation still in flight (dispatched, never
         finished: its engine task is still awaiting it as the pipeline closes)."""
         return [
-            GenerationStarted(test_id=call.test_id, t_perf=t_started, streaming=call.streaming)
-            for call, t_started in self._dispatched.items()
+            GenerationStarted(test_id=key.test_id, t_perf=t_started, streaming=key.streaming)
+            if isinstance(key, Call)
+            else GenerationStarted(test_id=key, t_perf=t_started, streaming=False)
+            for key, t_started in self._dispatched.items()
         ]
 
     def record_outcome(
@@ -170,20 +299,35 @@ class GenerationWrapper:
                 `TimeoutError` to the engine); the run's `telemetry.error_type` then says the
                 same.
 
-        Raises `ValueError` for an outcome other than pass, fail or error (a programming
-        error in the caller); after close the outcome is counted as late, not raised.
+        Raises `ValueError` for an outcome other than pass, fail or error and `TypeError` for
+        a `test_id` that is not a `str` (programming errors in the caller); after close the
+        outcome is counted as late, not raised.
         """
+        if type(test_id) is not str:
+            test_id = _checked_test_id(test_id)
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
         if reason is None and error is None:
-            self._publish(OutcomeRecorded(test_id=test_id, outcome=outcome))  # fewer arguments
+            outcome_recorded = OutcomeRecorded(test_id=test_id, outcome=outcome)  # fewer arguments
         else:
-            self._publish(
-                OutcomeRecorded(test_id=test_id, outcome=outcome, reason=reason, error=error)
+            outcome_recorded = OutcomeRecorded(
+                test_id=test_id, outcome=outcome, reason=reason, error=error
             )
+        queue = self._outcome_queue
+        if len(queue) < self._window.direct_limit:  # `publish`, inline (see EventBus)
+            queue.append(outcome_recorded)
+        else:
+            self._publish(outcome_recorded)
 
 
-def _failed(
+def _checked_test_id(test_id: object) -> str:
+    """A test id as a plain `str` (a subclass's text); raises TypeError for anything else."""
+    if not isinstance(test_id, str):
+        raise TypeError(f"test_id must be a str, not {error_type_name(test_id)}")
+    return str.__str__(test_id)
+
+
+def _failure(
     test_id: str, call: Call, constraints: Constraints | None, exc: BaseException
 ) -> GenerationFinished:
     # A plain def was stamped in its thread, a stream when it ended: else the failure is now.
