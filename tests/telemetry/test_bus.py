@@ -8,6 +8,7 @@ import pytest
 from orket_pipeline.telemetry._bus import EventBus, Scheduler
 from orket_pipeline.telemetry._events import (
     Event,
+    GenerationFinished,
     GenerationStarted,
     MemoryMeasured,
     OutcomeRecorded,
@@ -180,3 +181,76 @@ async def test_a_fill_mark_reached_before_the_scheduler_ran_still_starts_a_batch
         await anyio.wait_all_tasks_blocked()
         assert stage.seen() == [[str(index) for index in range(fill_mark)]]
         tg.cancel_scope.cancel()
+
+
+def finished(test_id: str) -> GenerationFinished:
+    return GenerationFinished(
+        test_id=test_id, t_perf=2.0, t_started=1.0, streaming=False, output=""
+    )
+
+
+def direct(bus: EventBus, event: Event) -> None:
+    """What the wrapper does with its own two events: append while the bus allows, else
+    publish."""
+    queue = bus.queue(type(event))
+    if len(queue) < bus.direct_limit:
+        queue.append(event)
+    else:
+        bus.publish(event)
+
+
+class TestDirectAppends:
+    @pytest.mark.parametrize("capacity", [3, 11, 1000])
+    @pytest.mark.parametrize("fill_mark", [1, 2, 4, 7, 1024])
+    def test_direct_appends_ring_count_and_drop_exactly_as_publish_does(
+        self, fill_mark: int, capacity: int
+    ) -> None:
+        seen: list[tuple[list[int], list[list[str]], tuple[int, int, int]]] = []
+        for put in (EventBus.publish, direct):
+            bus = EventBus(capacity=capacity, fill_mark=fill_mark)
+            inbox = bus.subscribe("s", [GenerationStarted, GenerationFinished, OutcomeRecorded], 99)
+            rings: list[int] = []
+            bus.on_ring(lambda bus=bus, rings=rings: rings.append(bus.queued()))  # type: ignore[misc]
+            batches = []
+            for index in range(12):
+                put(bus, finished(str(index)))
+                if index == 5:
+                    bus.publish(started("other"))  # another type queued between
+                put(bus, OutcomeRecorded(test_id=str(index), outcome="pass"))
+                if index == 8:
+                    bus.route()  # a batch, the bus still busy
+                    batches.append([e.test_id for e in inbox.items])
+            bus.close()
+            put(bus, OutcomeRecorded(test_id="late", outcome="pass"))
+            batches.append([e.test_id for e in inbox.items])
+            statistics = bus.statistics()
+            seen.append(
+                (rings, batches, (statistics.published, statistics.dropped, statistics.late))
+            )
+        published, appended = seen
+        assert appended == published
+        assert published[2][2] == 1  # the one after close is late either way
+
+    def test_no_direct_append_while_the_bus_is_idle_so_the_next_event_rings(self) -> None:
+        bus = EventBus(fill_mark=100)
+        rings: list[int] = []
+        bus.on_ring(lambda: rings.append(bus.queued()))
+        assert bus.direct_limit == 0  # idle: the first event goes through publish
+        direct(bus, finished("a"))
+        assert rings == [1] and bus.direct_limit > 0
+        bus.route()
+        bus.busy = False  # as the scheduler does when nothing is pending
+        assert bus.direct_limit == 0
+        direct(bus, finished("b"))
+        assert rings == [1, 1]
+
+    def test_route_empties_the_queues_it_hands_out_and_keeps_them(self) -> None:
+        bus = EventBus()
+        inbox = bus.subscribe("s", [GenerationFinished], 10)
+        queue = bus.queue(GenerationFinished)
+        direct(bus, finished("a"))
+        direct(bus, finished("b"))
+        bus.route()
+        assert bus.queue(GenerationFinished) is queue and queue == []
+        assert [e.test_id for e in inbox.items] == ["a", "b"]
+        assert bus.statistics().published == 2
