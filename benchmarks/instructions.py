@@ -17,7 +17,8 @@ generations, and prints the difference per generation, so start-up and imports c
   load's noise (instructions are not time: a guide, not the figure);
 * `bare`: the provider call alone, as `bench_overhead`'s bare loop;
 * `engine`: `generate` + `record_outcome` alone, each coroutine driven by hand with no event
-  loop and the events appended to a list (the engine path), and `engine-bare` the bare call
+  loop and the events published onto a bus that is never routed, its fill mark out of reach
+  (its queues keep them, as between two batches: the engine path), and `engine-bare` the bare call
   driven the same way; `engine-minimal` the least an engine path of this design can do (a
   coroutine that stamps dispatch and completion around the provider's coroutine and appends
   the two events, `GenerationFinished` and `OutcomeRecorded`), for scale.
@@ -101,6 +102,7 @@ def _loop(variant: str, pattern: str, n: int) -> None:
 
 def _engine(variant: str, provider: Any, ids: list[str]) -> None:
     from benchmarks.bench_overhead import PROMPT
+    from orket_pipeline.telemetry._bus import EventBus
     from orket_pipeline.telemetry._wrapper import GenerationWrapper, State
 
     class _Awake:
@@ -109,7 +111,9 @@ def _engine(variant: str, provider: Any, ids: list[str]) -> None:
     class _Wrapper(GenerationWrapper):
         def __init__(self) -> None:
             self.events: list[Any] = []
-            self._state, self._publish = State.OPEN, self.events.append
+            bus = EventBus(capacity=1 << 24, fill_mark=1 << 24)  # never routed, never full
+            bus.on_ring(lambda: None)
+            self._state, self._publish = State.OPEN, bus.publish
             self._probe, self._dispatched = _Awake(), {}  # type: ignore[assignment]
 
     def drive(coroutine: Any) -> None:

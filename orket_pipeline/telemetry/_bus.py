@@ -2,6 +2,10 @@
 
 Publishing is on the engine's path, so it is one append to its type's queue, whatever the
 number of stages: no lock (everything runs on the event loop's thread), no await, no wake-up.
+The wrapper appends its two events to their queues itself while the bus is busy and below its
+fill mark (`direct_limit`), and calls `publish` otherwise: the event that turns the bus busy,
+reaches the fill mark, finds it full or comes after close always goes through `publish`, and
+what is queued is counted from the queues' lengths, so the counters stay exact.
 Stages run in batches instead, as OpenTelemetry's BatchSpanProcessor exports spans: the
 `Scheduler` hands each queue to the inboxes subscribed to its type (one list extend per inbox,
 nothing per event) and wakes the stages `delay` seconds after the bus turned busy, or sooner when

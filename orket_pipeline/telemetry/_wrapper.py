@@ -1,13 +1,20 @@
 """The generation wrapper: the only code of the pipeline on the engine's path.
 
-`GenerationWrapper.generate` awaits only the provider (through `start_call`, `output_text` and
-`call_failed`, the steps of `call_provider`, which `--no-telemetry` uses). It stamps
-`time.perf_counter()` in the engine's task when things happen (dispatch, each non-empty chunk,
-completion or failure) and publishes one frozen event per generation, at its end, and one per
-outcome, with `EventBus.publish`, which never awaits or wakes a stage; every other piece of work
-happens in the stages, with one exception: when the memory probe is asleep or has been sampling
-less often (no generation for a while, or memory flat), dispatch takes one sample first
-(`MemoryProbe.wake`, a few microseconds), so a spike before it is not charged to this run.
+`GenerationWrapper.generate` awaits only the provider. It stamps `time.perf_counter()` in the
+engine's task when things happen (dispatch, each non-empty chunk, completion or failure) and
+publishes one frozen event per generation, at its end, and one per outcome; the bus never
+awaits or wakes a stage for them. Every other piece of work happens in the stages, with one
+exception: when the memory probe is asleep or has been sampling less often (no generation for
+a while, or memory flat), dispatch takes one sample first (`MemoryProbe.wake`, a few
+microseconds), so a spike before it is not charged to this run.
+
+Two paths, one behaviour. A provider seen before with a plain `async def generate` and no
+`supports_streaming = True` (`_call.plain_async`, read at its first call) is awaited inline:
+stamps in locals, its generation in flight keyed by its test id, and the two events appended
+straight to the bus's queues while the bus allows it (`EventBus.direct_limit`: busy, open and
+below its fill mark; otherwise through `publish`, which rings, drops or counts late). Anything
+else (a stream, a thread, an async callable, a first call, an odd output, a failure) takes the
+steps of `call_provider`, which `--no-telemetry` uses, with a `Call` to hold its stamps.
 `TelemetryPipeline` inherits it, so the engine calls `pipeline.generate(...)` with no extra
 frame in between.
 """
@@ -134,8 +141,10 @@ class GenerationWrapper:
         dispatched = self._dispatched
         # Stamped here, in the engine's task, at dispatch: a slow stage cannot skew it.
         t_started = perf_counter()
-        key: str | Call = test_id if test_id not in dispatched else Call(False, t_started, test_id)
-        dispatched[key] = t_started
+        key: str | Call = test_id
+        if dispatched.setdefault(test_id, t_started) is not t_started:  # already in flight
+            key = Call(False, t_started, test_id)
+            dispatched[key] = t_started
         if len(dispatched) > self._max_in_flight:  # in flight now
             self._max_in_flight = len(dispatched)
         try:
