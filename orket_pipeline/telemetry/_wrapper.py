@@ -151,8 +151,9 @@ class GenerationWrapper:
             # An `async def` (`_plain`): a coroutine.
             output: object = await provider.generate(prompt)  # type: ignore[misc]
         except BaseException as exc:
+            call = Call(False, t_started, test_id, perf_counter())  # the failure's stamp
             del dispatched[key]
-            error = await self._failed(test_id, Call(False, t_started, test_id), constraints, exc)
+            error = await self._failed(test_id, call, constraints, exc)
             if error is exc:
                 raise
             raise error from None
@@ -234,6 +235,8 @@ class GenerationWrapper:
             text = output_text(output, call)
         except BaseException as exc:
             error = await self._failed(call.test_id, call, constraints, exc)
+            if error is exc:
+                raise
             raise error from None
         if call.streaming or call.facts is not None:
             self._publish(
