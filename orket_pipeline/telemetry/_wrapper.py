@@ -133,7 +133,36 @@ class GenerationWrapper:
         if (self._plain() is not provider or type(test_id) is not str) and not self._learn(
             provider, test_id
         ):
-            return await self._generate(test_id, provider, prompt, constraints)
+            # Any other provider: a stream, a thread, an async callable, a first call. Inline,
+            # not a coroutine of its own: every chunk of a stream passes each level.
+            if type(test_id) is not str:
+                test_id = _checked_test_id(test_id)
+            if self._probe.sample_at_dispatch:
+                self._probe.wake()
+            t_started = perf_counter()
+            call = Call(False, t_started, test_id)
+            dispatched = self._dispatched
+            dispatched[call] = t_started
+            if len(dispatched) > self._max_in_flight:
+                self._max_in_flight = len(dispatched)
+            try:
+                # A `supports_streaming` that raises fails the run, as any provider failure does.
+                call.streaming = streams(provider)
+                # `call_provider`'s steps, inline (one coroutine fewer per generation).
+                output = await start_call(provider, prompt, call)
+            except BaseException as exc:
+                del dispatched[call]
+                error = await self._failed(test_id, call, constraints, exc)
+                if error is exc:
+                    raise
+                raise error from None
+            if not call.t_done:  # a stream or a thread stamped it already
+                call.t_done = perf_counter()
+            del dispatched[call]
+            if type(output) is not str or not output.isascii():
+                return await self._settle(call, output, constraints)
+            self._publish(_finished(call, output, constraints))
+            return output
         # The common case, inline: an `async def generate` that does not stream. No `Call`:
         # the stamps are locals, the generation in flight is keyed by its test id.
         if self._probe.sample_at_dispatch:
@@ -149,7 +178,7 @@ class GenerationWrapper:
             self._max_in_flight = len(dispatched)
         try:
             # An `async def` (`_plain`): a coroutine.
-            output: object = await provider.generate(prompt)  # type: ignore[misc]
+            output = await provider.generate(prompt)  # type: ignore[misc]
         except BaseException as exc:
             call = Call(False, t_started, test_id, perf_counter())  # the failure's stamp
             del dispatched[key]
@@ -183,50 +212,19 @@ class GenerationWrapper:
     def _learn(self, provider: Provider, test_id: object) -> bool:
         """Whether `generate` may take its inline path for `provider` (remembered, with the
         bus to append to, for the next generations) and `test_id`. Never raises."""
+        if self._window is _NO_WINDOW:
+            publish = self._publish
+            bus = getattr(publish, "__self__", None)
+            if type(bus) is EventBus and publish == bus.publish:
+                self._window = bus
+                self._finished_queue = bus.queue(GenerationFinished)
+                self._outcome_queue = bus.queue(OutcomeRecorded)
+            # else events go through `_publish` alone (a test's list, a spy)
         known = _plain_async.get(id(provider))
         if known is None or known() is not provider:
             return False
         self._plain = known
-        publish = self._publish
-        bus = getattr(publish, "__self__", None)
-        if type(bus) is EventBus and publish == bus.publish:
-            self._window = bus
-            self._finished_queue = bus.queue(GenerationFinished)
-            self._outcome_queue = bus.queue(OutcomeRecorded)
-        else:  # events go through `_publish` alone (a test's list, a spy)
-            self._window = _NO_WINDOW
         return type(test_id) is str
-
-    async def _generate(
-        self, test_id: object, provider: Provider, prompt: str, constraints: Constraints | None
-    ) -> str:
-        """`generate` for any provider: a stream, a thread, an async callable, the first call
-        of an `async def`. Keyed in flight by its `Call`."""
-        if type(test_id) is not str:
-            test_id = _checked_test_id(test_id)
-        if self._probe.sample_at_dispatch:
-            self._probe.wake()
-        t_started = perf_counter()
-        call = Call(False, t_started, test_id)
-        dispatched = self._dispatched
-        dispatched[call] = t_started
-        if len(dispatched) > self._max_in_flight:
-            self._max_in_flight = len(dispatched)
-        try:
-            # A `supports_streaming` that raises fails the run, as any provider failure does.
-            call.streaming = streams(provider)
-            # `call_provider`'s steps, inline (one coroutine fewer per generation).
-            output = await start_call(provider, prompt, call)
-        except BaseException as exc:
-            del dispatched[call]
-            error = await self._failed(test_id, call, constraints, exc)
-            if error is exc:
-                raise
-            raise error from None
-        if not call.t_done:  # a stream or a thread stamped it already
-            call.t_done = perf_counter()
-        del dispatched[call]
-        return await self._settle(call, output, constraints)
 
     async def _settle(self, call: Call, output: object, constraints: Constraints | None) -> str:
         """Publish a call that returned `output`: its text, or its failure when `output` is not
@@ -238,35 +236,7 @@ class GenerationWrapper:
             if error is exc:
                 raise
             raise error from None
-        if call.streaming or call.facts is not None:
-            self._publish(
-                GenerationFinished(
-                    test_id=call.test_id,
-                    t_perf=call.t_done,
-                    t_started=call.t_started,
-                    streaming=call.streaming,
-                    output=text,
-                    constraints=constraints,
-                    chunk_count=call.chunk_count if text else 0,
-                    t_first_chunk=call.t_first_chunk,
-                    t_last_chunk=call.t_last_chunk,
-                    t_first_content=call.t_first_content,
-                    chunk_times=call.chunk_times,
-                    facts=call.facts,
-                )
-            )
-        else:
-            self._publish(
-                GenerationFinished(
-                    test_id=call.test_id,
-                    t_perf=call.t_done,
-                    t_started=call.t_started,
-                    streaming=False,
-                    output=text,
-                    constraints=constraints,
-                    chunk_count=1 if text else 0,
-                )
-            )
+        self._publish(_finished(call, text, constraints))
         return text
 
     async def _failed(
@@ -330,6 +300,36 @@ class GenerationWrapper:
             queue.append(outcome_recorded)
         else:
             self._publish(outcome_recorded)
+
+
+def _finished(call: Call, text: str, constraints: Constraints | None) -> GenerationFinished:
+    """The event of a call that returned `text`."""
+    if call.streaming or call.facts is not None:
+        return GenerationFinished(
+            test_id=call.test_id,
+            t_perf=call.t_done,
+            t_started=call.t_started,
+            streaming=call.streaming,
+            output=text,
+            constraints=constraints,
+            chunk_count=call.chunk_count if text else 0,
+            t_first_chunk=call.t_first_chunk,
+            t_last_chunk=call.t_last_chunk,
+            t_first_content=call.t_first_content,
+            chunk_times=call.chunk_times,
+            facts=call.facts,
+        )
+    # A plain answer: one chunk, none of the stream's stamps, no facts (the fields left out
+    # are None), so fewer arguments to pass.
+    return GenerationFinished(
+        test_id=call.test_id,
+        t_perf=call.t_done,
+        t_started=call.t_started,
+        streaming=False,
+        output=text,
+        constraints=constraints,
+        chunk_count=1 if text else 0,
+    )
 
 
 def _checked_test_id(test_id: object) -> str:
