@@ -126,10 +126,14 @@ class EventBus:
         self._queues: dict[type[Event], list[Event]] = {}
         for event_type in ENGINE_EVENTS:
             self._queues[event_type] = []
-        self._lists = list(self._queues.values())
-        self._direct = tuple(self._queues[event_type] for event_type in DIRECT_EVENTS)
+        self._finished = self._queues[GenerationFinished]
+        self._outcomes = self._queues[OutcomeRecorded]
+        self._others = 0  # events queued in the other queues (those two count by their length)
         self._room = capacity  # 0 once closed: every later event is refused (and counted)
         self._wake_at = max(fill_mark, 1) - 1
+        #: The most events direct appends may bring the queues to: below the fill mark and
+        #: the capacity, so `publish` sees the event that reaches either.
+        self._direct_room = min(self._wake_at, capacity)
         self._routed = 0
         self._dropped = 0
         self._late = 0
@@ -165,7 +169,6 @@ class EventBus:
             self._routes[event_type] = (*self._routes.get(event_type, ()), inbox)
             if event_type not in self._queues:
                 self._queues[event_type] = []
-                self._lists.append(self._queues[event_type])
         return inbox
 
     def queue(self, event_type: type[Event]) -> list[Event]:
@@ -187,23 +190,25 @@ class EventBus:
         late; an event no stage subscribes to is counted and forgotten. The first event after
         a pause rings the scheduler, once, and so does the event that reaches the fill mark.
         """
-        queued = sum(map(len, self._lists))
+        queue = self._queues.get(type(event))
+        first, second = self._finished, self._outcomes
+        queued = len(first) + len(second) + self._others
         if queued < self._room:
-            queue = self._queues.get(type(event))
             if queue is None:
                 self._routed += 1  # nobody listens: routed nowhere
                 return
             queue.append(event)
+            if queue is not first and queue is not second:
+                self._others += 1
             if not self._busy:
                 self._busy = True
                 self._ring()
             elif queued == self._wake_at:
                 self._ring()
-            # Room for direct appends: the other queues' events stay where they are, each
-            # direct queue may take its share of what is left below the fill mark.
-            first, second = self._direct
-            others = queued + 1 - len(first) - len(second)
-            self.direct_limit = max(min(self._wake_at, self._room) - others, 0) // 2
+            # Room for direct appends: each of the two queues may take half of what is left
+            # below the fill mark once the other queues' events are counted.
+            limit = (self._direct_room - self._others) >> 1
+            self.direct_limit = limit if limit > 0 else 0
         elif self._closed:
             self._late += 1
         else:
@@ -216,6 +221,7 @@ class EventBus:
         path: at each of the scheduler's batches, and at close.
         """
         self.routed_at = perf_counter()
+        self._others = 0
         routes = self._routes
         for event_type, queue in self._queues.items():
             if queue:
@@ -226,7 +232,7 @@ class EventBus:
 
     def queued(self) -> int:
         """Events published and not yet routed."""
-        return sum(map(len, self._lists))
+        return len(self._finished) + len(self._outcomes) + self._others
 
     def full(self) -> bool:
         """Whether the queued events have reached the fill mark (a batch is due now)."""
@@ -270,7 +276,7 @@ class EventBus:
         input comes from other stages drains after them.
         """
         self._closed = True
-        self._room = 0
+        self._room = self._direct_room = 0
         self.direct_limit = 0
         self.route()
 
