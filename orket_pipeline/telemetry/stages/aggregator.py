@@ -186,6 +186,7 @@ class ReportAggregator(Stage):
         than lost.
         """
         failed = self.errors.counts.get(self.name, 0) > 0
+        journal = self._journal  # `_complete`, inline: once for every run
         for test_id, run in self._runs.items():
             if run.complete:
                 continue
@@ -193,7 +194,9 @@ class ReportAggregator(Stage):
                 if not failed:
                     continue
                 run.outcome, run.reason = "error", _LOST
-            self._complete(test_id, run)
+            run.complete = True
+            if journal is not None:
+                self._unjournaled.append((test_id, run))
         await self.after_batch()
 
     def test_runs(self) -> list[TestRun]:
@@ -201,8 +204,14 @@ class ReportAggregator(Stage):
         # A run gets its place when its record is made (`register`, or the first event seen
         # for it), and records are kept in a dict in the order they were made: the dict's
         # order is the report's, no sort needed.
-        result = self._result
-        return [result(test_id, run) for test_id, run in self._runs.items() if run.complete]
+        build, rows = self._build, []
+        for test_id, run in self._runs.items():
+            if run.complete:
+                result = run.result
+                if result is None:
+                    result = run.result = build(test_id, run)
+                rows.append(result)
+        return rows
 
     def _run(self, test_id: str) -> _Run:
         run = self._runs.get(test_id)
@@ -236,11 +245,29 @@ class ReportAggregator(Stage):
         if latency is not None and outcome is not None and latency.error_type is None:
             # The usual run (generated cleanly and decided): the same record as
             # `_build_any` makes, in one go.
+            # `_telemetry`, inline: this runs once for every run of the report.
+            init, stream, peak, adherence = (
+                latency.init_latency,
+                latency.stream_duration,
+                run.peak,
+                run.adherence,
+            )
+            telemetry = Telemetry(
+                init_latency=None if init is None else round3(init),
+                total_latency=round3(latency.total_latency),
+                peak_memory_rss=None if peak is None else _peak_mib(peak),
+                adherence_score=None if adherence is None else _score(adherence),
+                chunk_count=latency.chunk_count,
+                output_chars=latency.output_chars,
+                stream_duration=None if stream is None else round3(stream),
+            )
+            if not latency.plain:
+                _extras(telemetry, latency)
             checks = run.checks
             return TestRun(
                 test_id=test_id,
                 outcome=outcome,
-                telemetry=self._telemetry(latency, run.peak, run.adherence),
+                telemetry=telemetry,
                 error=run.run_error,
                 reason=run.reason,
                 checks=None if checks is None else [*checks],
