@@ -5,9 +5,12 @@ A suite of TASKS instant tasks (a prompt each, no constraints, no gate) run thro
 (`orket_pipeline.cli.main(["run", ...])`, in this process so the interpreter's start-up is not
 counted; default concurrency, `--quiet`, the report written to a temporary folder). Rounds
 alternate the two commands (the order flips every round); each figure is the best round, the
-spread is printed beside it. CPU per run is printed for the whole process (every thread) and for
-the event loop's thread alone (`time.thread_time()`), best round and median. Every run is checked afterwards: exit code 0, a report with every
-task, telemetry on every run (with) or on none (without).
+spread is printed beside it. CPU per run is printed for the whole process (every thread), for
+the event loop's thread alone (`time.thread_time()`), best round and median, and the kernel's
+share of the process's CPU (`getrusage`'s system time, median: journal and report writes, /proc reads
+of the memory probe, thread wake-ups), which instruction counts (`benchmarks/instructions.py`)
+do not see. Every run is checked afterwards: exit code 0, a report with every task, telemetry
+on every run (with) or on none (without).
 
 This is the engine's own loop (a yield to the event loop on every run), unlike a library loop
 that calls `generate` many times between yields.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -56,19 +60,23 @@ def _write_inputs(directory: Path, tasks: int) -> tuple[Path, str]:
     return suite, f"python:{provider}:Instant"
 
 
-def _run(suite: Path, spec: str, out: Path, mode: str) -> tuple[float, float, float]:
-    """Wall, CPU and loop-thread CPU seconds of one `orket-pipeline run` (the CLI runs its
-    event loop in the calling thread); raises AssertionError on a bad run."""
+Sample = tuple[float, float, float, float]
+
+
+def _run(suite: Path, spec: str, out: Path, mode: str) -> Sample:
+    """Wall, CPU, loop-thread CPU and kernel CPU seconds of one `orket-pipeline run` (the CLI
+    runs its event loop in the calling thread); raises AssertionError on a bad run."""
     argv = ["run", str(suite), "--provider", spec, "--out", str(out), "--quiet"]
     if mode == "--no-telemetry":
         argv.append("--no-telemetry")
     with contextlib.redirect_stdout(io.StringIO()):  # the summary table
         cpu0, loop0, wall0 = process_time(), thread_time(), perf_counter()
+        kernel0 = _kernel_seconds()
         code = cli_main(argv)
         wall, cpu = perf_counter() - wall0, process_time() - cpu0
-        loop = thread_time() - loop0
+        loop, kernel = thread_time() - loop0, _kernel_seconds() - kernel0
     assert code == 0, f"orket-pipeline run {mode}: exit code {code}"
-    return wall, cpu, loop
+    return wall, cpu, loop, kernel
 
 
 def _check(out: Path, tasks: int, mode: str) -> None:
@@ -80,9 +88,18 @@ def _check(out: Path, tasks: int, mode: str) -> None:
     out.unlink()
 
 
-def measure(tasks: int, rounds: int) -> dict[str, list[tuple[float, float, float]]]:
-    """Per mode, the (wall, CPU, loop-thread CPU) seconds of each round."""
-    results: dict[str, list[tuple[float, float, float]]] = {mode: [] for mode in MODES}
+def _kernel_seconds() -> float:
+    # getrusage has microseconds where there is one; os.times() counts clock ticks (10 ms).
+    try:
+        import resource
+    except ImportError:  # Windows
+        return os.times().system
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+
+
+def measure(tasks: int, rounds: int) -> dict[str, list[Sample]]:
+    """Per mode, the (wall, CPU, loop-thread CPU, kernel CPU) seconds of each round."""
+    results: dict[str, list[Sample]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory(prefix="orket-bench-cli-") as tmp:
         directory = Path(tmp)
         suite, spec = _write_inputs(directory, tasks)
@@ -103,14 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{tasks:,} instant tasks, python: provider, no gate, default concurrency, --quiet")
     rates = {}
     for mode, samples in results.items():
-        per_round = [tasks / wall for wall, _, _ in samples]
+        per_round = [tasks / sample[0] for sample in samples]
         rates[mode] = max(per_round)
-        cpu = [cpu / tasks * 1e6 for _, cpu, _ in samples]
-        loop = [loop / tasks * 1e6 for _, _, loop in samples]
+        cpu, loop, kernel = ([s[i] / tasks * 1e6 for s in samples] for i in (1, 2, 3))
         print(
             f"  {mode:15s} {rates[mode]:9,.0f} runs/s  per round {spread(per_round)}"
             f"  CPU {min(cpu):.1f} us/run (median {statistics.median(cpu):.1f}),"
-            f" loop thread {min(loop):.1f} (median {statistics.median(loop):.1f})"
+            f" loop thread {min(loop):.1f} (median {statistics.median(loop):.1f}),"
+            f" kernel (median) {statistics.median(kernel):.1f}"
         )
     ratio = rates["telemetry"] / rates["--no-telemetry"]
     per_round_ratio = [

@@ -126,7 +126,7 @@ class JournalWriter:
         if self._file is None:
             raise ValueError(f"journal {self.path} is not open")
         lines = [_Entry(order=order, run=run) for order, run in entries]
-        last = floats_may_end_objects(line.run for line in lines)
+        last = floats_may_end_objects([line.run for line in lines])
         data = self._pending + encode_json_lines(lines, floats_last=last)
         if data:
             self._write(self._file, data)

@@ -37,7 +37,7 @@ class _Run(msgspec.Struct, gc=False):
     """One run's parts as they arrive from the stages, in any order (a Struct: its defaults
     are set in C, once per run)."""
 
-    order: int | None = None
+    order: int = 0  # its place in the report (`register`, else first seen)
     generated: bool = False
     parts: int = 0  # how many of the expected parts have arrived
     latency: LatencyMeasured | None = None
@@ -103,7 +103,7 @@ class ReportAggregator(Stage):
     def register(self, test_ids: Iterable[str]) -> None:
         """Fix the order of these runs in the report (suite order). Never blocks."""
         for test_id in test_ids:
-            self._place(self._run(test_id))
+            self._run(test_id)
 
     def handle(self, event: Event) -> None:
         """Record one part or engine event of a run; complete the run when all are in."""
@@ -170,7 +170,6 @@ class ReportAggregator(Stage):
             return  # built when the report is, in `test_runs()`
         entries = []
         for test_id, run in completed:
-            assert run.order is not None
             entries.append((run.order, self._result(test_id, run)))
         try:
             journal.append_many(entries)
@@ -187,6 +186,7 @@ class ReportAggregator(Stage):
         than lost.
         """
         failed = self.errors.counts.get(self.name, 0) > 0
+        journal = self._journal  # `_complete`, inline: once for every run
         for test_id, run in self._runs.items():
             if run.complete:
                 continue
@@ -194,31 +194,31 @@ class ReportAggregator(Stage):
                 if not failed:
                     continue
                 run.outcome, run.reason = "error", _LOST
-            self._complete(test_id, run)
+            run.complete = True
+            if journal is not None:
+                self._unjournaled.append((test_id, run))
         await self.after_batch()
 
     def test_runs(self) -> list[TestRun]:
         """Completed runs in registration order."""
-        # Every completed run has its order (`_complete` gives one, last, to a run whose start
-        # was never seen); records are created in any order, so sort by it.
-        complete = [
-            (run.order or 0, test_id, run) for test_id, run in self._runs.items() if run.complete
-        ]
-        complete.sort(key=lambda item: item[0])
-        return [self._result(test_id, run) for _, test_id, run in complete]
+        # A run gets its place when its record is made (`register`, or the first event seen
+        # for it), and records are kept in a dict in the order they were made: the dict's
+        # order is the report's, no sort needed.
+        build, rows = self._build, []
+        for test_id, run in self._runs.items():
+            if run.complete:
+                result = run.result
+                if result is None:
+                    result = run.result = build(test_id, run)
+                rows.append(result)
+        return rows
 
     def _run(self, test_id: str) -> _Run:
         run = self._runs.get(test_id)
         if run is None:
-            run = self._runs[test_id] = _Run()
-        return run
-
-    def _place(self, run: _Run) -> None:
-        # Gives a run its place in the report's order, once. A part may arrive before the run's
-        # start (stages run in any order): its record gets its place when the start arrives.
-        if run.order is None:
-            run.order = self._next_order
+            run = self._runs[test_id] = _Run(order=self._next_order)
             self._next_order += 1
+        return run
 
     def _generated_twice(self, test_id: str) -> None:
         if not self._warned_duplicate:
@@ -231,8 +231,8 @@ class ReportAggregator(Stage):
 
     def _complete(self, test_id: str, run: _Run) -> None:
         run.complete = True
-        self._place(run)
-        self._unjournaled.append((test_id, run))
+        if self._journal is not None:  # without one, the report builds it (`test_runs`)
+            self._unjournaled.append((test_id, run))
 
     def _result(self, test_id: str, run: _Run) -> TestRun:
         if run.result is None:
@@ -245,14 +245,32 @@ class ReportAggregator(Stage):
         if latency is not None and outcome is not None and latency.error_type is None:
             # The usual run (generated cleanly and decided): the same record as
             # `_build_any` makes, in one go.
+            # `_telemetry`, inline: this runs once for every run of the report.
+            init, stream, peak, adherence = (
+                latency.init_latency,
+                latency.stream_duration,
+                run.peak,
+                run.adherence,
+            )
+            telemetry = Telemetry(
+                init_latency=None if init is None else round3(init),
+                total_latency=round3(latency.total_latency),
+                peak_memory_rss=None if peak is None else _peak_mib(peak),
+                adherence_score=None if adherence is None else _score(adherence),
+                chunk_count=latency.chunk_count,
+                output_chars=latency.output_chars,
+                stream_duration=None if stream is None else round3(stream),
+            )
+            if not latency.plain:
+                _extras(telemetry, latency)
             checks = run.checks
             return TestRun(
                 test_id=test_id,
                 outcome=outcome,
-                telemetry=self._telemetry(latency, run.peak, run.adherence),
+                telemetry=telemetry,
                 error=run.run_error,
                 reason=run.reason,
-                checks=None if checks is None else list(checks),
+                checks=None if checks is None else [*checks],
                 output=latency.output,
                 output_truncated=latency.output_truncated,
                 attempts=latency.attempts,
@@ -316,14 +334,21 @@ class ReportAggregator(Stage):
 
 
 def _extras(telemetry: Telemetry, latency: LatencyMeasured) -> None:
-    """The telemetry schema 1.1 added: tokens, chunk gaps, the server's timings."""
-    telemetry.first_content_latency = round3_or_none(latency.first_content_latency)
-    telemetry.prompt_tokens = latency.prompt_tokens
-    telemetry.completion_tokens = latency.completion_tokens
-    telemetry.reasoning_tokens = latency.reasoning_tokens
-    telemetry.time_per_output_token = round3_or_none(latency.time_per_output_token)
-    telemetry.inter_chunk_p50 = round3_or_none(latency.inter_chunk_p50)
-    telemetry.inter_chunk_max = round3_or_none(latency.inter_chunk_max)
+    """The telemetry schema 1.1 added: tokens, chunk gaps, the server's timings (each left at
+    its default, None, when the part has none: most streams have gaps and nothing else)."""
+    if latency.first_content_latency is not None:
+        telemetry.first_content_latency = round3(latency.first_content_latency)
+    if latency.inter_chunk_p50 is not None:
+        telemetry.inter_chunk_p50 = round3(latency.inter_chunk_p50)
+    if latency.inter_chunk_max is not None:
+        telemetry.inter_chunk_max = round3(latency.inter_chunk_max)
+    if latency.completion_tokens is not None or latency.prompt_tokens is not None:
+        telemetry.prompt_tokens = latency.prompt_tokens
+        telemetry.completion_tokens = latency.completion_tokens
+        telemetry.reasoning_tokens = latency.reasoning_tokens
+        telemetry.time_per_output_token = round3_or_none(latency.time_per_output_token)
+    else:
+        telemetry.reasoning_tokens = latency.reasoning_tokens
     server = latency.server
     if server is not None:
         telemetry.server = ServerTimings(

@@ -3,7 +3,6 @@ latencies, token figures and server timings, and keeps the output as the report 
 
 from __future__ import annotations
 
-from operator import sub
 from typing import TYPE_CHECKING, Final
 
 from ...providers._base import FACT_FIELDS
@@ -103,7 +102,26 @@ def measure(
         else None
     )
     p50, largest = _gaps(finished.chunk_times)
-    # A stream's own figures, and the server's facts where it gave any (none: all None).
+    if finished.facts is None:
+        # A stream with no facts from the server (the usual stream): no tokens, no server
+        # timings, no per-token time, so none of the work of finding that out.
+        return LatencyMeasured(
+            test_id=finished.test_id,
+            init_latency=init,
+            total_latency=total,
+            stream_duration=stream,
+            chunk_count=finished.chunk_count,
+            output_chars=None if output is None else len(output),
+            error_type=finished.error_type,
+            error_message=finished.error_message,
+            attempts=finished.attempts,
+            output=kept,
+            output_truncated=truncated,
+            first_content_latency=first_content,
+            inter_chunk_p50=p50,
+            inter_chunk_max=largest,
+        )
+    # The server's facts, a later value replacing an earlier one.
     facts = _facts(finished.facts)
     completion = _count(facts.get("completion_tokens"))
     return LatencyMeasured(
@@ -174,7 +192,14 @@ def _gaps(times: list[float] | None) -> tuple[float | None, float | None]:
     """Median and largest gap between consecutive chunks (None with fewer than two)."""
     if not times or len(times) < 2:
         return None, None
-    gaps = sorted(map(sub, times[1:], times))
+    gaps: list[float] = []
+    gap = gaps.append
+    previous = times[0]
+    for now in times:  # the first gap is 0.0 (a stamp minus itself): dropped below
+        gap(now - previous)
+        previous = now
+    del gaps[0]
+    gaps.sort()
     middle = len(gaps) // 2
     p50 = gaps[middle] if len(gaps) % 2 else (gaps[middle - 1] + gaps[middle]) / 2
     return p50, gaps[-1]

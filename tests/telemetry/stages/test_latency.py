@@ -131,3 +131,35 @@ class TestOutputCap:
     def test_no_cap_keeps_no_output(self) -> None:
         part = measure(finished(), output_cap=None)
         assert (part.output, part.output_truncated) == (None, None)
+
+
+class TestTheFastPathsAgreeWithTheFullOne:
+    """`measure` skips work for a plain answer and for a stream with no facts; with an empty
+    list of facts it takes the full path, which must give the same figures."""
+
+    @pytest.mark.parametrize("seed", range(40))
+    def test_a_stream_with_no_facts_measures_as_one_with_empty_facts(self, seed: int) -> None:
+        import itertools
+        import random
+        import statistics
+
+        rng = random.Random(seed)
+        times = sorted(10.0 + rng.random() for _ in range(rng.randint(2, 12)))
+        event = finished(
+            chunk_times=times,
+            chunk_count=len(times),
+            t_first_chunk=times[0],
+            t_last_chunk=times[-1],
+            t_first_content=rng.choice([None, times[rng.randrange(len(times))]]),
+            t_perf=times[-1] + rng.random(),
+        )
+        fast = measure(event)
+        full = measure(GenerationFinished(**{**_fields(event), "facts": []}))
+        assert fast == full
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert fast.inter_chunk_p50 == statistics.median(gaps)
+        assert fast.inter_chunk_max == max(gaps)
+
+
+def _fields(event: GenerationFinished) -> dict[str, object]:
+    return {name: getattr(event, name) for name in event.__struct_fields__}
