@@ -37,7 +37,6 @@ from ._call import (
     error_type_name,
     output_text,
     start_call,
-    streams,
 )
 from ._call import plain_async as _plain_async
 from ._events import Event, GenerationFinished, GenerationStarted, OutcomeRecorded
@@ -147,7 +146,7 @@ class GenerationWrapper:
                 self._max_in_flight = len(dispatched)
             try:
                 # A `supports_streaming` that raises fails the run, as any provider failure does.
-                call.streaming = streams(provider)
+                call.streaming = getattr(provider, "supports_streaming", False) is True  # `streams`
                 # `call_provider`'s steps, inline (one coroutine fewer per generation).
                 output = await start_call(provider, prompt, call)
             except BaseException as exc:
