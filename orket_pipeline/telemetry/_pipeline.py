@@ -80,7 +80,8 @@ class TelemetryPipeline(GenerationWrapper):
 
     Raises:
         ValueError: `schedule_delay` or `drain_timeout` negative or NaN, `memory_interval`
-            not a positive finite number, or an unknown `memory_method`.
+            not a positive finite number, `inbox_capacity` or `fill_mark` not an int >= 1,
+            or an unknown `memory_method`.
     """
 
     def __init__(
@@ -106,6 +107,9 @@ class TelemetryPipeline(GenerationWrapper):
         for name, seconds in (("schedule_delay", schedule_delay), ("drain_timeout", drain_timeout)):
             if not seconds >= 0:  # NaN too: it broke the scheduler's sleep or hung the close
                 raise ValueError(f"{name} must be a number of seconds >= 0, not {seconds!r}")
+        for name, count in (("inbox_capacity", inbox_capacity), ("fill_mark", fill_mark)):
+            if type(count) is not int or count < 1:  # 0 dropped every event (counted)
+                raise ValueError(f"{name} must be a whole number >= 1, not {count!r}")
         self.report_path = None if report_path is None else Path(report_path)
         self._keep_journal = journal_path is not None
         if journal_path is None and self.report_path is not None:

@@ -518,6 +518,25 @@ def test_a_delay_that_is_not_a_number_of_seconds_is_refused_at_construction(
         TelemetryPipeline(**argument)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    "argument",
+    [
+        {"inbox_capacity": 0},
+        {"inbox_capacity": -5},
+        {"inbox_capacity": 2.5},
+        {"fill_mark": 0},
+        {"fill_mark": True},
+    ],
+)
+def test_a_capacity_that_is_not_a_count_of_events_is_refused_at_construction(
+    argument: dict[str, object],
+) -> None:
+    # Accepted, a capacity of 0 dropped every event (counted, but the report was empty).
+    (name,) = argument
+    with pytest.raises(ValueError, match=name):
+        TelemetryPipeline(**argument)  # type: ignore[arg-type]
+
+
 class Collected:
     """A journal that keeps what it was handed (as `journal_to` takes one)."""
 
